@@ -1,1 +1,3 @@
 export * from "./duration.js";
+export * from "./schema.js";
+export * from "./model.js";
