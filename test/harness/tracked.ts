@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isAlive, processName, processStartTime } from "./proc.js";
 import { processRecordsDir } from "./paths.js";
@@ -54,6 +54,8 @@ export async function recordProcess(pid: number, kind: string, dir?: string): Pr
 
 export async function forgetProcess(pid: number): Promise<void> {
   await rm(join(processRecordsDir(), `${pid}.json`), { force: true });
+  // the directory itself is no leftover once it is empty
+  await rmdir(processRecordsDir()).catch(() => undefined);
 }
 
 export async function listProcessRecords(): Promise<ProcessRecord[]> {
