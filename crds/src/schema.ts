@@ -10,7 +10,7 @@
 // Secrets are never inline: credentials and keys are references to environment variables or
 // files. Schemas are strict (unknown fields are errors) so a typo never silently does nothing.
 import { z } from "zod";
-import { DURATION_HINT, parseDuration } from "./duration.js";
+import { parseDuration } from "./duration.js";
 
 export const API_VERSION = "cache.dtr.io/v1alpha1";
 export const KIND_DTR = "DTR";
@@ -45,8 +45,8 @@ export const originUrl = z
   .describe("scheme://host[:port]");
 
 export const durationString = z
-  .union([z.string(), z.number().int().nonnegative()])
-  .refine((value) => parseDuration(value) !== undefined, { message: `is not a duration (${DURATION_HINT})` })
+  .union([z.string(), z.number().int().nonnegative()], { error: "must be a duration such as 24h" })
+  .refine((value) => parseDuration(value) !== undefined, { message: "is not a duration (use e.g. 24h)" })
   .transform((value) => String(value).trim())
   .describe("Integer with a unit out of ns, us, ms, s, m, h (e.g. 24h); a bare integer counts nanoseconds, as in the registry's config.yml.");
 
@@ -55,7 +55,7 @@ export const secretRef = z
   .union([
     z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").describe("Environment variable that holds the value.") }),
     z.strictObject({ file: z.string().min(1).describe("Path of a file that holds the value (e.g. a Swarm secret under /run/secrets).") }),
-  ])
+  ], { error: "must be {env: NAME} or {file: PATH}" })
   .describe("A reference to a secret value: {env: NAME} or {file: PATH}. Inline values are refused.");
 
 export const pemFile = z.string().min(1).describe("Path of a PEM file, relative to the spec file's directory or absolute.");
@@ -102,7 +102,7 @@ export const nodeSelectorSchema = z
         .regex(/^[A-Za-z0-9._-]+=[^=\s]*$/, "must be key=value")
         .describe("A node label already set by the operator (key=value); the controller places the cache on it and never changes node labels."),
     }),
-  ])
+  ], { error: "must be {hostname: NODE} or {existingLabel: key=value}" })
   .describe("Which node runs the cache: a hostname (labelled by the controller) or an existing node label.");
 
 export const tlsSchema = z
@@ -115,7 +115,7 @@ export const tlsSchema = z
       generate: z.literal(true).describe("Let the controller generate a self-signed certificate for the cache's external host name."),
     }),
     z.strictObject({ disabled: z.literal(true).describe("Serve plain HTTP (e.g. http://cache:5000); no TLS material is created.") }),
-  ])
+  ], { error: "must be exactly one of {certFile, keyFile}, {generate: true} or {disabled: true}" })
   .describe("TLS material for the cache: files, `generate: true`, or `disabled: true` for plain HTTP.");
 
 export const storageSchema = z
@@ -132,7 +132,7 @@ export const upstreamSchema = z
   .union([
     originUrl.describe("URL of the next hop (DTR or any registry v2)."),
     z.strictObject({ cache: resourceName.describe("Name of another ContentCache in the spec to chain through (its externalURL is used).") }),
-  ])
+  ], { error: "must be a URL or {cache: NAME}" })
   .describe("An upstream: a URL, or {cache: NAME} to chain through another cache.");
 
 export const contentCacheSpecSchema = z
