@@ -1,1 +1,10 @@
-export {};
+export * from "./app.js";
+export * from "./clock.js";
+export * from "./config.js";
+export * from "./errors.js";
+export * from "./log.js";
+export * from "./metrics.js";
+export * from "./names.js";
+export * from "./store.js";
+export * from "./sweeper.js";
+export * from "./upstream.js";

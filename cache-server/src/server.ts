@@ -1,0 +1,480 @@
+// The registry v2 read path. Wiring only: routing, authorization, and which of store / fill /
+// revalidation answers; each of those lives in its own module.
+import { createHash, randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "pino";
+import { AuthCache, credentialKey, type Decision } from "./auth.js";
+import type { Clock } from "./clock.js";
+import { Batcher } from "./coalesce.js";
+import type { DownstreamOptions } from "./config.js";
+import { OCI_ERRORS, ociErrorBody, type OciErrorCode, UpstreamError } from "./errors.js";
+import { FillCoordinator, type FillRefused, type FillSource } from "./fill.js";
+import type { CacheMetrics } from "./metrics.js";
+import { parseRegistryPath } from "./names.js";
+import type { BlobStore, StoredBlob } from "./store.js";
+import { sendFile, sendFromFill } from "./stream.js";
+import type { UpstreamClient, UpstreamResponse } from "./upstream.js";
+
+const API_VERSION = "registry/2.0";
+const MANIFEST_ACCEPT_DEFAULT = [
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.oci.image.manifest.v1+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+  "application/vnd.docker.distribution.manifest.v2+json",
+  "application/vnd.docker.distribution.manifest.v1+prettyjws",
+].join(", ");
+const MAX_MANIFEST = 4 * 1024 * 1024;
+// Headers of an upstream refusal worth handing back so clients can log in through the cache.
+const RELAY_HEADERS = ["www-authenticate", "content-type", "retry-after", "docker-distribution-api-version"];
+
+export interface RegistryHandlerDeps {
+  readonly store: BlobStore;
+  readonly upstream: UpstreamClient;
+  readonly metrics: CacheMetrics;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly options: DownstreamOptions;
+}
+
+interface Ctx {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly log: Logger;
+  readonly cred: string;
+  readonly authorization: string | undefined;
+  readonly query: string;
+  xcache?: "HIT" | "MISS" | "STALE";
+}
+
+type TagOutcome =
+  | { kind: "manifest"; bytes: Buffer; digest: string; mediaType: string; xcache: "HIT" | "MISS" | "STALE" }
+  | { kind: "refused"; status: number; headers: Record<string, string>; body: Buffer }
+  | { kind: "unreachable" };
+
+export class RegistryHandler {
+  readonly fills: FillCoordinator;
+  private readonly auth: AuthCache;
+  private readonly tagBatcher = new Batcher<TagOutcome>();
+
+  constructor(private readonly deps: RegistryHandlerDeps) {
+    const { store, metrics, logger, clock } = deps;
+    this.auth = new AuthCache(clock, deps.options.authTtlMs, deps.options.serveStale ? deps.options.blobTtlMs : 0);
+    this.fills = new FillCoordinator(
+      store,
+      {
+        onFetched: (n) => metrics.bytesFetched.inc(n),
+        onDone: (fill) => {
+          metrics.fillsInFlight.set(this.fills.inFlight - 1);
+          logger.info({ digest: fill.digest, size: fill.size, passthrough: fill.passthrough }, "fill complete");
+        },
+        onFailed: (fill, err) => {
+          metrics.fillsInFlight.set(Math.max(0, this.fills.inFlight - 1));
+          const code = (err as { code?: string }).code ?? "error";
+          if (code !== "FILL_UPSTREAM_STATUS") {
+            metrics.fillFailures.inc({ reason: code });
+            logger.warn({ digest: fill.digest, err: { code, message: err.message } }, "fill failed; nothing kept");
+          }
+        },
+        onDiskFull: (fill, err) => {
+          metrics.diskFull.inc();
+          logger.warn({ digest: fill.digest, err: { code: (err as { code?: string }).code, message: err.message } }, "disk full: streaming straight through without keeping the blob");
+        },
+      },
+      () => clock.now(),
+    );
+  }
+
+  /** Entry point for every request; never throws. */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    const requestId = headerValue(req.headers["x-request-id"])?.slice(0, 64) ?? randomUUID();
+    const rawUrl = req.url ?? "/";
+    const q = rawUrl.indexOf("?");
+    const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    const query = q < 0 ? "" : rawUrl.slice(q + 1);
+    const authorization = headerValue(req.headers.authorization);
+    const log = this.deps.logger.child({ requestId });
+    const ctx: Ctx = { req, res, log, query, authorization, cred: credentialKey(authorization, query) };
+    res.setHeader("Docker-Distribution-API-Version", API_VERSION);
+    res.setHeader("X-Request-Id", requestId);
+    res.once("finish", () => {
+      log.info({ method: req.method, path, status: res.statusCode, cache: ctx.xcache, ms: Math.round(performance.now() - started) }, "request");
+    });
+    this.route(ctx, path).catch((err: unknown) => {
+      log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
+      if (!res.headersSent) this.sendError(ctx, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
+      else res.destroy();
+    });
+  }
+
+  private async route(ctx: Ctx, path: string): Promise<void> {
+    const method = ctx.req.method ?? "GET";
+    const route = parseRegistryPath(path);
+    if (route.kind === "invalid") return this.sendError(ctx, route.code, route.detail);
+    if (method !== "GET" && method !== "HEAD") {
+      ctx.res.setHeader("Allow", "GET, HEAD");
+      return this.sendError(ctx, "UNSUPPORTED", "this cache is read-only; push to the upstream registry");
+    }
+    if (route.kind === "unsupported") return this.sendError(ctx, "UNSUPPORTED", route.detail);
+    if (route.kind === "base") return this.base(ctx);
+    if (route.kind === "blob") return this.blob(ctx, route.name, route.digest, method === "HEAD");
+    if (route.byDigest) return this.manifestByDigest(ctx, route.name, route.reference, method === "HEAD");
+    return this.manifestByTag(ctx, route.name, route.reference, method === "HEAD");
+  }
+
+  // --- GET /v2/ : the client's login probe goes upstream so challenges come back unchanged ---
+  private async base(ctx: Ctx): Promise<void> {
+    let up: UpstreamResponse;
+    try {
+      up = await this.deps.upstream.request({ method: "GET", path: withQuery("/v2/", ctx.query), headers: this.upHeaders(ctx) });
+    } catch {
+      // No upstream: cached content may still be served, so the API itself is "up".
+      return this.sendJson(ctx, 200, "{}");
+    }
+    const body = await readBody(up, 64 * 1024);
+    if (up.status === 200) return this.sendJson(ctx, 200, "{}");
+    return this.relay(ctx, up.status, pickHeaders(up.headers), body);
+  }
+
+  // --- blobs ---
+  private async blob(ctx: Ctx, name: string, digest: string, head: boolean): Promise<void> {
+    const { store, metrics } = this.deps;
+    const range = ctx.req.headers.range;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const cached = store.getBlob(digest);
+      const filling = this.fills.get(digest);
+      if (cached || (filling && !filling.passthrough)) {
+        const d = await this.authorize(ctx, name, `/v2/${name}/blobs/${digest}`, undefined);
+        if (d.kind !== "allow") return this.refuse(ctx, d, "BLOB_UNKNOWN");
+        const now = store.getBlob(digest);
+        if (now) {
+          ctx.xcache = "HIT";
+          metrics.requests.inc({ kind: "blob", result: "hit" });
+          return this.serveStoredBlob(ctx, now, head, range);
+        }
+        const fill = this.fills.get(digest);
+        if (!fill || fill.passthrough) continue;
+        metrics.coalescedWaiters.inc({ kind: "blob" });
+      } else if (head) {
+        // HEAD on a miss: the upstream's own answer (and authorization) is passed on.
+        const up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(`/v2/${name}/blobs/${digest}`, ctx.query), headers: this.upHeaders(ctx) });
+        up.body.resume();
+        if (up.status === 200) this.auth.record(ctx.cred, name, { kind: "allow" });
+        ctx.xcache = "MISS";
+        metrics.requests.inc({ kind: "blob", result: "miss" });
+        if (up.status !== 200) return this.relay(ctx, up.status, pickHeaders(up.headers), Buffer.alloc(0));
+        ctx.res.writeHead(200, {
+          "Content-Type": "application/octet-stream",
+          "Docker-Content-Digest": digest,
+          ...(up.headers["content-length"] ? { "Content-Length": String(up.headers["content-length"]) } : {}),
+          "Accept-Ranges": "bytes",
+          "X-Cache": "MISS",
+        });
+        ctx.res.end();
+        return;
+      }
+      // Start (or join, when someone started one meanwhile) the fill. The starter's own GET is
+      // its authorization: a refusal is relayed and nothing is fetched.
+      const source = (): Promise<FillSource> =>
+        this.deps.upstream.request({ method: "GET", path: withQuery(`/v2/${name}/blobs/${digest}`, ctx.query), headers: this.upHeaders(ctx) });
+      const { reader, started } = this.fills.join(digest, source);
+      if (started) this.deps.metrics.fillsInFlight.set(this.fills.inFlight);
+      const ready = await reader.fill.ready;
+      if (!ready.ok) {
+        reader.detach();
+        if (started) {
+          if (ready.status === 401 || ready.status === 403) this.auth.record(ctx.cred, name, refusal(ready));
+          if (reader.fill.error && (reader.fill.error as { code?: string }).code === "FILL_UPSTREAM_FAILED") {
+            return this.staleOrUnavailable(ctx);
+          }
+          return this.relay(ctx, ready.status, pickHeaders(ready.headers), ready.body, "BLOB_UNKNOWN");
+        }
+        continue; // the starter was refused, not us: try once more with our own credentials
+      }
+      if (started) this.auth.record(ctx.cred, name, { kind: "allow" });
+      ctx.xcache = "MISS";
+      metrics.requests.inc({ kind: "blob", result: "miss" });
+      if (range !== undefined || head) {
+        // Partial reads of a blob still filling wait for the verified file.
+        reader.detach();
+        while (reader.fill.state !== "done" && reader.fill.state !== "failed") await reader.fill.changed();
+        const blob = store.getBlob(digest);
+        if (!blob) return this.sendError(ctx, "UPSTREAM_ERROR", "the upstream blob failed verification");
+        return this.serveStoredBlob(ctx, blob, head, range);
+      }
+      const headers: Record<string, string> = {
+        "Content-Type": "application/octet-stream",
+        "Docker-Content-Digest": digest,
+        "Accept-Ranges": "bytes",
+        ETag: `"${digest}"`,
+        "X-Cache": "MISS",
+      };
+      if (ready.size !== undefined) headers["Content-Length"] = String(ready.size);
+      ctx.res.writeHead(200, headers);
+      const r = await sendFromFill(ctx.res, reader, store.blobPath(digest));
+      metrics.bytesServed.inc(r.sent);
+      return;
+    }
+    return this.sendError(ctx, "UPSTREAM_ERROR", "could not start a fill for this blob");
+  }
+
+  private async serveStoredBlob(ctx: Ctx, blob: StoredBlob, head: boolean, rangeHeader: string | undefined): Promise<void> {
+    const { store, metrics } = this.deps;
+    store.touch(blob);
+    let start = 0;
+    let end = blob.size;
+    let status = 200;
+    const headers: Record<string, string> = {
+      "Content-Type": "application/octet-stream",
+      "Docker-Content-Digest": blob.digest,
+      "Accept-Ranges": "bytes",
+      ETag: `"${blob.digest}"`,
+      "Cache-Control": "max-age=31536000",
+      "X-Cache": ctx.xcache ?? "HIT",
+    };
+    if (rangeHeader !== undefined) {
+      const r = parseRange(rangeHeader, blob.size);
+      if (r === "invalid") {
+        ctx.res.setHeader("Content-Range", `bytes */${blob.size}`);
+        return this.sendError(ctx, "RANGE_INVALID");
+      }
+      if (r) {
+        [start, end] = r;
+        status = 206;
+        headers["Content-Range"] = `bytes ${start}-${end - 1}/${blob.size}`;
+      }
+    }
+    headers["Content-Length"] = String(end - start);
+    ctx.res.writeHead(status, headers);
+    if (head || end === start) {
+      ctx.res.end();
+      return;
+    }
+    blob.readers++;
+    try {
+      const r = await sendFile(ctx.res, store.blobPath(blob.digest), start, end);
+      metrics.bytesServed.inc(r.sent);
+    } finally {
+      blob.readers--;
+    }
+  }
+
+  // --- manifests ---
+  private async manifestByDigest(ctx: Ctx, name: string, digest: string, head: boolean): Promise<void> {
+    const { store, metrics } = this.deps;
+    const stored = await store.getManifest(digest);
+    if (stored) {
+      const d = await this.authorize(ctx, name, `/v2/${name}/manifests/${digest}`, this.accept(ctx));
+      if (d.kind !== "allow") return this.refuse(ctx, d, "MANIFEST_UNKNOWN");
+      metrics.requests.inc({ kind: "manifest_digest", result: "hit" });
+      return this.sendManifest(ctx, stored.bytes, digest, stored.mediaType, "HIT", head);
+    }
+    let up: UpstreamResponse;
+    try {
+      up = await this.deps.upstream.request({ method: "GET", path: withQuery(`/v2/${name}/manifests/${digest}`, ctx.query), headers: this.upHeaders(ctx, this.accept(ctx)) });
+    } catch (err) {
+      if (err instanceof UpstreamError) return this.sendError(ctx, "UPSTREAM_UNAVAILABLE");
+      throw err;
+    }
+    const body = await readBody(up, MAX_MANIFEST);
+    if (up.status !== 200) {
+      if (up.status === 401 || up.status === 403) this.auth.record(ctx.cred, name, { kind: "refuse", status: up.status, headers: pickHeaders(up.headers), body });
+      return this.relay(ctx, up.status, pickHeaders(up.headers), body, "MANIFEST_UNKNOWN");
+    }
+    if (sha256(body) !== digest) return this.sendError(ctx, "UPSTREAM_ERROR", "upstream manifest does not match its digest");
+    const mediaType = headerValue(up.headers["content-type"]) ?? "application/vnd.docker.distribution.manifest.v2+json";
+    await store.putManifest(digest, body, mediaType);
+    this.auth.record(ctx.cred, name, { kind: "allow" });
+    metrics.requests.inc({ kind: "manifest_digest", result: "miss" });
+    return this.sendManifest(ctx, body, digest, mediaType, "MISS", head);
+  }
+
+  private async manifestByTag(ctx: Ctx, name: string, tag: string, head: boolean): Promise<void> {
+    const accept = this.accept(ctx);
+    const key = `${ctx.cred}|${name}|${tag}|${accept}`;
+    const outcome = await this.tagBatcher.run(key, () => this.revalidateTag(ctx, name, tag, accept), () => this.deps.metrics.coalescedWaiters.inc({ kind: "tag" }));
+    if (outcome.kind === "refused") return this.relay(ctx, outcome.status, outcome.headers, outcome.body, "MANIFEST_UNKNOWN");
+    if (outcome.kind === "unreachable") {
+      this.deps.metrics.requests.inc({ kind: "manifest_tag", result: "error" });
+      return this.sendError(ctx, "UPSTREAM_UNAVAILABLE");
+    }
+    this.deps.metrics.requests.inc({ kind: "manifest_tag", result: outcome.xcache.toLowerCase() });
+    return this.sendManifest(ctx, outcome.bytes, outcome.digest, outcome.mediaType, outcome.xcache, head);
+  }
+
+  /** One conditional round trip upstream for a tag; shared by every request in the batch. */
+  private async revalidateTag(ctx: Ctx, name: string, tag: string, accept: string): Promise<TagOutcome> {
+    const { store } = this.deps;
+    const known = store.getTag(name, tag);
+    const knownManifest = known ? await store.getManifest(known.digest) : undefined;
+    const headers = this.upHeaders(ctx, accept);
+    if (known && knownManifest) headers["if-none-match"] = `"${known.digest}"`;
+    let up: UpstreamResponse;
+    try {
+      up = await this.deps.upstream.request({ method: "GET", path: withQuery(`/v2/${name}/manifests/${tag}`, ctx.query), headers });
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err;
+      return this.staleTag(ctx, name, known, knownManifest);
+    }
+    const body = await readBody(up, MAX_MANIFEST);
+    if (up.status === 304 && known && knownManifest) {
+      this.auth.record(ctx.cred, name, { kind: "allow" });
+      return { kind: "manifest", bytes: knownManifest.bytes, digest: known.digest, mediaType: knownManifest.mediaType, xcache: "HIT" };
+    }
+    if (up.status === 200) {
+      const digest = sha256(body);
+      const mediaType = headerValue(up.headers["content-type"]) ?? "application/vnd.docker.distribution.manifest.v2+json";
+      await store.putManifest(digest, body, mediaType);
+      await store.putTag(name, tag, { digest, mediaType });
+      this.auth.record(ctx.cred, name, { kind: "allow" });
+      return { kind: "manifest", bytes: body, digest, mediaType, xcache: "MISS" };
+    }
+    if (up.status >= 500 || up.status === 429) return this.staleTag(ctx, name, known, knownManifest);
+    const relayed = pickHeaders(up.headers);
+    if (up.status === 401 || up.status === 403) this.auth.record(ctx.cred, name, { kind: "refuse", status: up.status, headers: relayed, body });
+    return { kind: "refused", status: up.status, headers: relayed, body };
+  }
+
+  private async staleTag(ctx: Ctx, name: string, known: { digest: string } | undefined, manifest: { bytes: Buffer; mediaType: string } | undefined): Promise<TagOutcome> {
+    if (!this.deps.options.serveStale || !known || !manifest) return { kind: "unreachable" };
+    // Still never serve a credential the upstream has not accepted for this repository before.
+    const d = await this.auth.authorize(ctx.cred, name, async () => ({ kind: "unreachable" }));
+    if (d.kind !== "allow") return { kind: "unreachable" };
+    return { kind: "manifest", bytes: manifest.bytes, digest: known.digest, mediaType: manifest.mediaType, xcache: "STALE" };
+  }
+
+  private sendManifest(ctx: Ctx, bytes: Buffer, digest: string, mediaType: string, xcache: "HIT" | "MISS" | "STALE", head: boolean): void {
+    ctx.xcache = xcache;
+    ctx.res.writeHead(200, {
+      "Content-Type": mediaType,
+      "Content-Length": String(bytes.length),
+      "Docker-Content-Digest": digest,
+      ETag: `"${digest}"`,
+      "X-Cache": xcache,
+    });
+    ctx.res.end(head ? undefined : bytes);
+    if (!head) this.deps.metrics.bytesServed.inc(bytes.length);
+  }
+
+  // --- authorization ---
+  private authorize(ctx: Ctx, name: string, probePath: string, accept: string | undefined): Promise<Decision> {
+    return this.auth.authorize(ctx.cred, name, async () => {
+      let up: UpstreamResponse;
+      try {
+        up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(probePath, ctx.query), headers: this.upHeaders(ctx, accept) });
+      } catch (err) {
+        if (err instanceof UpstreamError) return { kind: "unreachable" };
+        throw err;
+      }
+      up.body.resume();
+      if (up.status >= 200 && up.status < 300) return { kind: "allow" };
+      if (up.status === 401 || up.status === 403) return { kind: "refuse", status: up.status, headers: pickHeaders(up.headers), body: Buffer.from(ociErrorBody(up.status === 401 ? "UNAUTHORIZED" : "DENIED")) };
+      if (up.status === 404) return { kind: "notfound" };
+      return { kind: "unreachable" };
+    });
+  }
+
+  private refuse(ctx: Ctx, d: Decision, notFound: OciErrorCode): void {
+    if (d.kind === "refuse") return this.relay(ctx, d.status, d.headers, d.body);
+    if (d.kind === "notfound") return this.sendError(ctx, notFound);
+    return this.staleOrUnavailable(ctx);
+  }
+
+  private staleOrUnavailable(ctx: Ctx): void {
+    this.sendError(ctx, "UPSTREAM_UNAVAILABLE", "the upstream could not authorize this request");
+  }
+
+  // --- helpers ---
+  private accept(ctx: Ctx): string {
+    const a = ctx.req.headers.accept;
+    const joined = Array.isArray(a) ? a.join(", ") : a;
+    return joined && joined.trim() !== "" ? joined : MANIFEST_ACCEPT_DEFAULT;
+  }
+
+  private upHeaders(ctx: Ctx, accept?: string): Record<string, string> {
+    const h: Record<string, string> = { "user-agent": "dtr-cache-server" };
+    if (ctx.authorization) h.authorization = ctx.authorization;
+    if (accept) h.accept = accept;
+    return h;
+  }
+
+  private relay(ctx: Ctx, status: number, headers: Record<string, string>, body: Buffer, notFound?: OciErrorCode): void {
+    if (status === 404 && notFound && body.length === 0) return this.sendError(ctx, notFound);
+    const out: Record<string, string> = { ...headers };
+    let payload = body;
+    if (payload.length === 0 && status >= 400 && ctx.req.method !== "HEAD") {
+      payload = Buffer.from(ociErrorBody(status === 401 ? "UNAUTHORIZED" : status === 403 ? "DENIED" : status === 429 ? "TOOMANYREQUESTS" : "UPSTREAM_ERROR"));
+      out["content-type"] = "application/json";
+    }
+    out["content-length"] = String(payload.length);
+    ctx.res.writeHead(status, out);
+    ctx.res.end(ctx.req.method === "HEAD" ? undefined : payload);
+  }
+
+  private sendJson(ctx: Ctx, status: number, body: string): void {
+    ctx.res.writeHead(status, { "Content-Type": "application/json", "Content-Length": String(Buffer.byteLength(body)) });
+    ctx.res.end(ctx.req.method === "HEAD" ? undefined : body);
+  }
+
+  private sendError(ctx: Ctx, code: OciErrorCode, detail?: string): void {
+    const body = ociErrorBody(code, detail);
+    const status = OCI_ERRORS[code].status;
+    this.sendJson(ctx, status, body);
+  }
+}
+
+function refusal(r: FillRefused): Decision {
+  return { kind: "refuse", status: r.status, headers: pickHeaders(r.headers), body: r.body };
+}
+
+function pickHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of RELAY_HEADERS) {
+    const v = h[k];
+    if (v !== undefined && k !== "docker-distribution-api-version") out[k] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  return out;
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function withQuery(path: string, query: string): string {
+  return query ? `${path}?${query}` : path;
+}
+
+function sha256(b: Buffer): string {
+  return `sha256:${createHash("sha256").update(b).digest("hex")}`;
+}
+
+async function readBody(up: UpstreamResponse, limit: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of up.body as AsyncIterable<Buffer>) {
+    n += chunk.length;
+    if (n > limit) {
+      up.body.destroy();
+      throw new UpstreamError("UPSTREAM_STATUS", "upstream body too large", false);
+    }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Single byte range per RFC 9110; multi-range is answered with the whole body. */
+export function parseRange(header: string, size: number): [number, number] | undefined | "invalid" {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m) return undefined;
+  const [, a = "", b = ""] = m;
+  if (a === "" && b === "") return "invalid";
+  if (a === "") {
+    const n = Math.min(Number(b), size);
+    if (n === 0) return "invalid";
+    return [size - n, size];
+  }
+  const start = Number(a);
+  const end = b === "" ? size : Math.min(Number(b) + 1, size);
+  if (start >= size || end <= start) return "invalid";
+  return [start, end];
+}

@@ -1,0 +1,222 @@
+// The upstream client: keep-alive pools (one undici Agent), round-robin over healthy upstreams
+// with failover on connection errors, a cap on concurrent upstream requests, and Retry-After on
+// 429/503. Requests are idempotent reads only, so trying the next upstream is always safe.
+import { rootCertificates } from "node:tls";
+import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { Agent, request as undiciRequest, type Dispatcher } from "undici";
+import type { Clock } from "./clock.js";
+import { UpstreamError } from "./errors.js";
+import type { CacheMetrics } from "./metrics.js";
+
+export interface UpstreamRequest {
+  readonly method: "GET" | "HEAD";
+  /** Path plus query string, e.g. /v2/library/alpine/blobs/sha256:...?sig=... */
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Readable;
+  readonly upstream: string;
+}
+
+interface UpstreamState {
+  readonly url: string;
+  failures: number;
+  /** Not chosen before this time unless every upstream is down. */
+  downUntil: number;
+}
+
+export interface UpstreamClientOptions {
+  readonly urls: readonly string[];
+  readonly caFiles?: readonly string[];
+  readonly concurrency: number;
+  readonly clock: Clock;
+  readonly metrics?: CacheMetrics;
+  /** Longest Retry-After we sleep on before answering the client with the upstream's 429/503. */
+  readonly maxRetryAfterMs?: number;
+  readonly headersTimeoutMs?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/** A counting semaphore; waiters are served in order. */
+class Semaphore {
+  private active = 0;
+  private readonly waiters: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    else this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.active--;
+    };
+  }
+}
+
+export function parseRetryAfter(value: string | string[] | undefined, now: number): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (!v) return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+export class UpstreamClient {
+  private readonly states: UpstreamState[];
+  private readonly agent: Dispatcher;
+  private readonly gate: Semaphore;
+  private next = 0;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(private readonly opts: UpstreamClientOptions) {
+    if (opts.urls.length === 0) throw new Error("at least one upstream is required");
+    this.states = opts.urls.map((url) => ({ url, failures: 0, downUntil: 0 }));
+    const ca = opts.caFiles && opts.caFiles.length > 0 ? [...rootCertificates, ...opts.caFiles.map((f) => readFileSync(f, "utf8"))] : undefined;
+    this.agent = new Agent({
+      connections: 64,
+      keepAliveTimeout: 30_000,
+      headersTimeout: opts.headersTimeoutMs ?? 30_000,
+      bodyTimeout: 60_000,
+      connect: ca ? { ca } : {},
+    });
+    this.gate = new Semaphore(opts.concurrency);
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms).unref()));
+  }
+
+  get upstreamUrls(): string[] {
+    return this.states.map((s) => s.url);
+  }
+
+  /** Health as seen by the client: up unless marked down after failures. */
+  health(): { url: string; up: boolean; failures: number }[] {
+    const now = this.opts.clock.now();
+    return this.states.map((s) => ({ url: s.url, up: s.downUntil <= now, failures: s.failures }));
+  }
+
+  /** Round-robin order starting at the next healthy upstream; down ones last. */
+  private order(): UpstreamState[] {
+    const now = this.opts.clock.now();
+    const n = this.states.length;
+    const start = this.next++ % n;
+    const rotated = [...this.states.slice(start), ...this.states.slice(0, start)];
+    const up = rotated.filter((s) => s.downUntil <= now);
+    const down = rotated.filter((s) => s.downUntil > now).sort((a, b) => a.downUntil - b.downUntil);
+    return [...up, ...down];
+  }
+
+  private markDown(s: UpstreamState, forMs?: number): void {
+    s.failures++;
+    const backoff = forMs ?? Math.min(30_000, 1000 * 2 ** Math.min(5, s.failures - 1));
+    s.downUntil = this.opts.clock.now() + backoff;
+  }
+
+  /**
+   * Sends one request, failing over to the next upstream on connection errors and on 429/503.
+   * The concurrency slot is held until the response body is consumed or destroyed.
+   * Throws UpstreamError(UPSTREAM_UNREACHABLE) when no upstream answered at all.
+   */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const release = await this.gate.acquire();
+    let handedOver = false;
+    try {
+      let lastError: unknown;
+      let busy: { res: UpstreamResponse; waitMs: number } | undefined;
+      for (const state of this.order()) {
+        const started = performance.now();
+        let res: Dispatcher.ResponseData;
+        try {
+          res = await undiciRequest(`${state.url}${req.path}`, {
+            dispatcher: this.agent,
+            method: req.method,
+            headers: req.headers,
+            signal: req.signal,
+          });
+        } catch (err) {
+          if (req.signal?.aborted) throw err;
+          lastError = err;
+          this.markDown(state);
+          this.opts.metrics?.upstreamErrors.inc({ upstream: state.url, reason: (err as { code?: string }).code ?? "error" });
+          continue;
+        }
+        this.opts.metrics?.upstreamLatency.observe({ upstream: state.url, method: req.method }, (performance.now() - started) / 1000);
+        const response: UpstreamResponse = { status: res.statusCode, headers: res.headers, body: res.body, upstream: state.url };
+        if (res.statusCode === 429 || res.statusCode === 503) {
+          const waitMs = parseRetryAfter(res.headers["retry-after"], this.opts.clock.now()) ?? 1000;
+          this.markDown(state, waitMs);
+          this.opts.metrics?.upstreamErrors.inc({ upstream: state.url, reason: String(res.statusCode) });
+          if (busy) busy.res.body.destroy();
+          busy = { res: response, waitMs };
+          continue;
+        }
+        state.failures = 0;
+        state.downUntil = 0;
+        if (busy) busy.res.body.destroy();
+        handedOver = true;
+        return this.holdSlot(response, release);
+      }
+      if (busy) {
+        // Every upstream asked us to back off. Honour a short Retry-After once; pass a long one on.
+        const max = this.opts.maxRetryAfterMs ?? 5000;
+        if (busy.waitMs <= max) {
+          busy.res.body.destroy();
+          await this.sleep(busy.waitMs);
+          const retried = await this.retryOnce(req);
+          if (retried) {
+            handedOver = true;
+            return this.holdSlot(retried, release);
+          }
+          throw new UpstreamError("UPSTREAM_BUSY", "every upstream is busy", true);
+        }
+        handedOver = true;
+        return this.holdSlot(busy.res, release);
+      }
+      throw new UpstreamError("UPSTREAM_UNREACHABLE", `no upstream reachable (${describe(lastError)})`, true, { cause: lastError });
+    } finally {
+      if (!handedOver) release();
+    }
+  }
+
+  private async retryOnce(req: UpstreamRequest): Promise<UpstreamResponse | undefined> {
+    for (const state of this.order()) {
+      try {
+        const res = await undiciRequest(`${state.url}${req.path}`, { dispatcher: this.agent, method: req.method, headers: req.headers, signal: req.signal });
+        if (res.statusCode === 429 || res.statusCode === 503) {
+          res.body.destroy();
+          continue;
+        }
+        return { status: res.statusCode, headers: res.headers, body: res.body, upstream: state.url };
+      } catch {
+        this.markDown(state);
+      }
+    }
+    return undefined;
+  }
+
+  private holdSlot(res: UpstreamResponse, release: () => void): UpstreamResponse {
+    res.body.once("close", release);
+    res.body.once("end", release);
+    res.body.once("error", release);
+    return res;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+function describe(err: unknown): string {
+  if (err && typeof err === "object") {
+    const e = err as { code?: string; message?: string; cause?: { code?: string } };
+    return e.code ?? e.cause?.code ?? e.message ?? "error";
+  }
+  return String(err);
+}
