@@ -1,0 +1,182 @@
+// Desired state for one cache: the pure part. Given the resolved cache and its materials (rendered
+// config text, TLS material, CA bundle) it names every Swarm object by content hash and builds the
+// service spec. No I/O here; materials.ts gathers the inputs.
+import { createHash } from "node:crypto";
+import type { ResolvedCache } from "@dtrcache/crds";
+import type { HealthConfig, ServiceConfigRef, ServiceMount, ServiceSecretRef, ServiceSpec } from "../swarm/api.js";
+import { CACHE, CONFIG_REF, DTR, HASH, OWNER, PUBLIC_CERT, PURPOSE, TLS_HOST, TLS_PAIR, USERS, type BlobPurpose } from "./labels.js";
+
+/** In-container paths: the runbook's names, shared with the renderer (crds CONTAINER_PATHS). */
+export interface ContainerPaths {
+  readonly config: string;
+  readonly cacheCert: string;
+  readonly cacheKey: string;
+  readonly caBundle: string;
+}
+
+export interface DesiredBlob {
+  readonly kind: "config" | "secret";
+  readonly purpose: BlobPurpose;
+  readonly name: string;
+  /** sha256 of the content, hex. */
+  readonly hash: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Absolute path inside the container. */
+  readonly target: string;
+  /** Content to create the object with; absent for a generated secret that exists and is reused. */
+  readonly data?: Buffer;
+}
+
+export type NodePlacement =
+  | { readonly kind: "hostname"; readonly hostname: string; readonly key: string; readonly value: string }
+  | { readonly kind: "existing"; readonly key: string; readonly value: string };
+
+export interface DesiredCache {
+  readonly name: string;
+  /** Hash of the normalized spec: the status's observedGeneration. */
+  readonly generation: string;
+  readonly placement: NodePlacement;
+  readonly blobs: readonly DesiredBlob[];
+  /** Service spec with config/secret references by name; ids are filled in when applying. */
+  readonly service: ServiceSpec;
+  readonly users: readonly string[];
+}
+
+/** How the service's container is run; the image decides what it supports. */
+export interface ContainerOptions {
+  /** Entry point; the runbook's `/start.sh /config.yml` by default. */
+  readonly command?: readonly string[];
+  readonly args?: readonly string[];
+  /** Extra environment, e.g. PORT for images that read it. */
+  readonly env?: readonly string[];
+  /** A health check only when the image can run it (a FROM-scratch image has no shell). */
+  readonly healthcheck?: HealthConfig;
+}
+
+export type TlsMaterial =
+  | { readonly kind: "none" }
+  | { readonly kind: "files"; readonly certPem: string; readonly keyPem: string }
+  /** Freshly generated: both secrets are created. */
+  | { readonly kind: "generated"; readonly host: string; readonly pair: string; readonly certPem: string; readonly keyPem: string }
+  /** Generated earlier and still present in Swarm: reused by name (secrets cannot be read back). */
+  | { readonly kind: "reused"; readonly host: string; readonly pair: string; readonly certPem: string; readonly cert: ExistingBlob; readonly key: ExistingBlob };
+
+export interface ExistingBlob {
+  readonly name: string;
+  readonly hash: string;
+}
+
+export interface CacheMaterials {
+  readonly configYaml: string;
+  readonly tls: TlsMaterial;
+  /** Concatenated PEM: DTR CA + extra CA files + upstream caches' certificates; undefined = none. */
+  readonly caBundle?: string;
+}
+
+export const ROLLOUT_MONITOR_NS = 3_000_000_000;
+
+export function sha256(data: string | Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+export function blobName(cache: string, purpose: BlobPurpose, hash: string): string {
+  return `${cache}-${purpose}-${hash.slice(0, 8)}`;
+}
+
+/** Stable JSON: keys sorted, so the generation hash does not depend on key order. */
+export function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function specGeneration(cache: ResolvedCache): string {
+  return sha256(stableJson({ spec: cache.spec, upstreams: cache.upstreamUrls, dtr: cache.dtr.spec.url, dtrName: cache.dtr.name })).slice(0, 16);
+}
+
+export function placementOf(cache: ResolvedCache): NodePlacement {
+  const node = cache.spec.node;
+  if ("hostname" in node) {
+    const [key = "", value = ""] = splitLabel(cache.spec.nodeLabel);
+    return { kind: "hostname", hostname: node.hostname, key, value };
+  }
+  const [key = "", value = ""] = splitLabel(node.existingLabel);
+  return { kind: "existing", key, value };
+}
+
+function splitLabel(text: string): [string, string] {
+  const at = text.indexOf("=");
+  return [text.slice(0, at), text.slice(at + 1)];
+}
+
+function blob(owner: string, cache: string, kind: "config" | "secret", purpose: BlobPurpose, target: string, data: Buffer, extra: Record<string, string> = {}): DesiredBlob {
+  const hash = sha256(data);
+  return { kind, purpose, name: blobName(cache, purpose, hash), hash, target, data, labels: { [OWNER]: owner, [CACHE]: cache, [PURPOSE]: purpose, [HASH]: hash, ...extra } };
+}
+
+function fileTarget(name: string): { Name: string; UID: string; GID: string; Mode: number } {
+  return { Name: name, UID: "0", GID: "0", Mode: 0o444 };
+}
+
+export function buildDesired(owner: string, cache: ResolvedCache, materials: CacheMaterials, paths: ContainerPaths, container: ContainerOptions): DesiredCache {
+  const name = cache.name;
+  const blobs: DesiredBlob[] = [blob(owner, name, "config", "config", paths.config, Buffer.from(materials.configYaml))];
+  const tls = materials.tls;
+  if (tls.kind === "files") {
+    blobs.push(blob(owner, name, "secret", "cert", paths.cacheCert, Buffer.from(tls.certPem)));
+    blobs.push(blob(owner, name, "secret", "key", paths.cacheKey, Buffer.from(tls.keyPem)));
+  } else if (tls.kind === "generated") {
+    const pub = { [TLS_HOST]: tls.host, [TLS_PAIR]: tls.pair };
+    blobs.push(blob(owner, name, "secret", "cert", paths.cacheCert, Buffer.from(tls.certPem), { ...pub, [PUBLIC_CERT]: Buffer.from(tls.certPem).toString("base64") }));
+    blobs.push(blob(owner, name, "secret", "key", paths.cacheKey, Buffer.from(tls.keyPem), pub));
+  } else if (tls.kind === "reused") {
+    const pub = { [TLS_HOST]: tls.host, [TLS_PAIR]: tls.pair };
+    const base = { kind: "secret" as const };
+    blobs.push({ ...base, purpose: "cert", name: tls.cert.name, hash: tls.cert.hash, target: paths.cacheCert, labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "cert", [HASH]: tls.cert.hash, ...pub, [PUBLIC_CERT]: Buffer.from(tls.certPem).toString("base64") } });
+    blobs.push({ ...base, purpose: "key", name: tls.key.name, hash: tls.key.hash, target: paths.cacheKey, labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "key", [HASH]: tls.key.hash, ...pub } });
+  }
+  if (materials.caBundle !== undefined) blobs.push(blob(owner, name, "secret", "ca", paths.caBundle, Buffer.from(materials.caBundle)));
+
+  const placement = placementOf(cache);
+  const constraints = [`node.labels.${placement.key} == ${placement.value}`];
+  // Several caches may share the runbook's default label on different nodes; the hostname keeps
+  // each one on its own node.
+  if (placement.kind === "hostname") constraints.push(`node.hostname == ${placement.hostname}`);
+
+  const configRefs: ServiceConfigRef[] = blobs.filter((b) => b.kind === "config").map((b) => ({ File: fileTarget(b.target), ConfigID: "", ConfigName: b.name }));
+  const secretRefs: ServiceSecretRef[] = blobs.filter((b) => b.kind === "secret").map((b) => ({ File: fileTarget(b.target), SecretID: "", SecretName: b.name }));
+  const storage = cache.spec.storage;
+  const mounts: ServiceMount[] = storage.volume ? [{ Type: "volume", Source: storage.volume, Target: storage.path }] : storage.bind ? [{ Type: "bind", Source: storage.bind, Target: storage.path }] : [];
+  const users = [...cache.spec.users].sort();
+
+  const service: ServiceSpec = {
+    Name: name,
+    Labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "service", [USERS]: JSON.stringify(users), [DTR]: cache.dtr.name, [CONFIG_REF]: blobs[0]?.name ?? "" },
+    TaskTemplate: {
+      ContainerSpec: {
+        Image: cache.spec.image,
+        Command: [...(container.command ?? ["/start.sh", paths.config])],
+        ...(container.args ? { Args: [...container.args] } : {}),
+        Env: [`PORT=${cache.spec.port}`, ...(container.env ?? [])],
+        Labels: { [OWNER]: owner, [CACHE]: name },
+        Configs: configRefs,
+        Secrets: secretRefs,
+        Mounts: mounts,
+        ...(container.healthcheck ? { Healthcheck: container.healthcheck } : {}),
+      },
+      Placement: { Constraints: constraints },
+      RestartPolicy: { Condition: "on-failure" },
+    },
+    Mode: { Replicated: { Replicas: cache.spec.replicas } },
+    // stop-first: a host-mode published port cannot be bound by two tasks on one node at once.
+    UpdateConfig: { Parallelism: 1, Order: "stop-first", FailureAction: "rollback", Monitor: ROLLOUT_MONITOR_NS },
+    RollbackConfig: { Parallelism: 1, Order: "stop-first" },
+    EndpointSpec: { Ports: [{ Protocol: "tcp", TargetPort: cache.spec.port, PublishedPort: cache.spec.port, PublishMode: cache.spec.publishMode }] },
+  };
+  return { name, generation: specGeneration(cache), placement, blobs, service, users };
+}

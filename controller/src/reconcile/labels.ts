@@ -1,0 +1,35 @@
+// Ownership labels. Every object the controller creates carries OWNER (=controller id) and CACHE;
+// configs and secrets also carry PURPOSE and HASH. Nothing without our OWNER label is ever
+// changed or removed. Node labels are the one thing we set on objects we do not own: a marker
+// label records that *we* set a given key, so teardown removes only labels we added.
+export const LABEL_PREFIX = "io.dtrcache.";
+export const OWNER = "io.dtrcache.owner";
+export const CACHE = "io.dtrcache.cache";
+export const PURPOSE = "io.dtrcache.purpose";
+export const HASH = "io.dtrcache.hash";
+/** On the service: JSON list of users last assigned, so teardown after a restart knows whom to reset. */
+export const USERS = "io.dtrcache.users";
+/** On the service: the DTR document name the cache was registered with. */
+export const DTR = "io.dtrcache.dtr";
+/** On the service: the config revision that holds http.secret (read back so the secret stays stable). */
+export const CONFIG_REF = "io.dtrcache.config";
+/** On generated cert secrets: the host the certificate was made for, and the public PEM (base64). */
+export const TLS_HOST = "io.dtrcache.tls-host";
+export const TLS_PAIR = "io.dtrcache.tls-pair";
+export const PUBLIC_CERT = "io.dtrcache.public-cert";
+/** Node marker: `io.dtrcache.node-label.<key>` = owner id, present only when we added `<key>`. */
+export const NODE_LABEL_MARKER_PREFIX = "io.dtrcache.node-label.";
+
+export type BlobPurpose = "config" | "cert" | "key" | "ca";
+
+export function nodeLabelMarker(key: string): string {
+  return NODE_LABEL_MARKER_PREFIX + key;
+}
+
+export function ownerFilter(owner: string, cache?: string): { labels: string[] } {
+  return { labels: cache === undefined ? [`${OWNER}=${owner}`] : [`${OWNER}=${owner}`, `${CACHE}=${cache}`] };
+}
+
+export function isOwned(labels: Readonly<Record<string, string>>, owner: string): boolean {
+  return labels[OWNER] === owner;
+}

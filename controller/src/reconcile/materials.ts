@@ -1,0 +1,129 @@
+// Gathers what the pure desired-state builder needs, with I/O: TLS and CA files, the DTR CA from
+// its provider, the http.secret read back from our current config (so it never changes under
+// running replicas), generated certificates reused while their secrets exist, and the certificates
+// of upstream caches a chained cache must trust.
+import { readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { parse } from "yaml";
+import type { CacheSpec, ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
+import type { SwarmApi, SwarmSecret } from "../swarm/api.js";
+import { ControllerError } from "../errors.js";
+import type { CacheMaterials, TlsMaterial } from "./desired.js";
+import { CONFIG_REF, HASH, PUBLIC_CERT, PURPOSE, TLS_HOST, TLS_PAIR, ownerFilter } from "./labels.js";
+import type { ActualCache } from "./planner.js";
+import { generateSelfSigned } from "./selfsigned.js";
+
+/** Returns DTR's CA (PEM) for `trust.fetchCA`; the DTR side implements it. undefined = none. */
+export type DtrCaProvider = (dtr: ResolvedDtr, signal: AbortSignal) => Promise<string | undefined>;
+
+export interface MaterialDeps {
+  readonly swarm: SwarmApi;
+  readonly owner: string;
+  readonly render: (cache: ResolvedCache, options: { httpSecret: string; caBundle: boolean }) => string;
+  readonly generateHttpSecret: () => string;
+  readonly dtrCa?: DtrCaProvider;
+  readonly now: () => Date;
+  /** config name → http.secret read from it; spares an inspect call on every pass. */
+  readonly httpSecrets: Map<string, string>;
+  readonly readText?: (path: string) => Promise<string>;
+}
+
+const readText = (path: string): Promise<string> => readFile(path, "utf8");
+
+async function readMaterial(deps: MaterialDeps, path: string, field: string): Promise<string> {
+  try {
+    return await (deps.readText ?? readText)(path);
+  } catch (error) {
+    throw new ControllerError("MATERIAL_UNREADABLE", `${field}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? "error"})`, { cause: error });
+  }
+}
+
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[|\]$/g, "");
+}
+
+async function httpSecretFor(deps: MaterialDeps, actual: ActualCache): Promise<string> {
+  const referenced = actual.service?.labels[CONFIG_REF];
+  const newestFirst = [...actual.configs].sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+  const candidate = actual.configs.find((c) => c.name === referenced) ?? newestFirst[0];
+  if (!candidate) return deps.generateHttpSecret();
+  const known = deps.httpSecrets.get(candidate.name);
+  if (known !== undefined) return known;
+  const inspected = await deps.swarm.inspectConfig(candidate.id);
+  let secret: unknown;
+  try {
+    const doc = parse(inspected.data?.toString("utf8") ?? "") as { http?: { secret?: unknown } } | null;
+    secret = doc?.http?.secret;
+  } catch {
+    secret = undefined;
+  }
+  const value = typeof secret === "string" && secret.length > 0 ? secret : deps.generateHttpSecret();
+  deps.httpSecrets.set(candidate.name, value);
+  return value;
+}
+
+/** A generated pair still present in Swarm, preferring the one the service mounts. */
+function findGeneratedPair(secrets: readonly SwarmSecret[], host: string, mounted: ReadonlySet<string>): { cert: SwarmSecret; key: SwarmSecret; pair: string } | undefined {
+  const certs = secrets.filter((s) => s.labels[PURPOSE] === "cert" && s.labels[TLS_HOST] === host && s.labels[PUBLIC_CERT] && s.labels[TLS_PAIR]);
+  const pairs = certs
+    .map((cert) => ({ cert, key: secrets.find((s) => s.labels[PURPOSE] === "key" && s.labels[TLS_PAIR] === cert.labels[TLS_PAIR]), pair: cert.labels[TLS_PAIR] ?? "" }))
+    .filter((p): p is { cert: SwarmSecret; key: SwarmSecret; pair: string } => p.key !== undefined)
+    .sort((a, b) => (mounted.has(a.cert.name) === mounted.has(b.cert.name) ? (a.cert.createdAt < b.cert.createdAt ? 1 : -1) : mounted.has(a.cert.name) ? -1 : 1));
+  return pairs[0];
+}
+
+async function tlsFor(deps: MaterialDeps, cache: ResolvedCache, actual: ActualCache): Promise<TlsMaterial> {
+  const tls = cache.spec.tls;
+  if ("disabled" in tls) return { kind: "none" };
+  if ("certFile" in tls) {
+    return { kind: "files", certPem: await readMaterial(deps, tls.certFile, "spec.tls.certFile"), keyPem: await readMaterial(deps, tls.keyFile, "spec.tls.keyFile") };
+  }
+  const host = hostOf(cache.spec.externalURL);
+  const mounted = new Set((actual.service?.spec.TaskTemplate.ContainerSpec.Secrets ?? []).map((s) => s.SecretName));
+  const found = findGeneratedPair(actual.secrets, host, mounted);
+  if (found) {
+    const certPem = Buffer.from(found.cert.labels[PUBLIC_CERT] ?? "", "base64").toString("utf8");
+    return { kind: "reused", host, pair: found.pair, certPem, cert: { name: found.cert.name, hash: found.cert.labels[HASH] ?? "" }, key: { name: found.key.name, hash: found.key.labels[HASH] ?? "" } };
+  }
+  // Only when our secret is gone (or the host changed): a new pair means clients must trust it anew.
+  const generated = await generateSelfSigned(host, deps.now());
+  return { kind: "generated", host, pair: randomBytes(4).toString("hex"), ...generated };
+}
+
+async function upstreamCert(deps: MaterialDeps, upstream: ResolvedCache): Promise<string | undefined> {
+  const tls = upstream.spec.tls;
+  if ("disabled" in tls) return undefined;
+  if ("certFile" in tls) return readMaterial(deps, tls.certFile, `upstream cache ${upstream.name} spec.tls.certFile`);
+  const secrets = await deps.swarm.listSecrets(ownerFilter(deps.owner, upstream.name));
+  const found = findGeneratedPair(secrets, hostOf(upstream.spec.externalURL), new Set());
+  if (!found) throw new ControllerError("UPSTREAM_CERT_PENDING", `upstream cache ${upstream.name} has no generated certificate yet; retrying after it is reconciled`);
+  return Buffer.from(found.cert.labels[PUBLIC_CERT] ?? "", "base64").toString("utf8");
+}
+
+async function caBundleFor(deps: MaterialDeps, cache: ResolvedCache, spec: CacheSpec, signal: AbortSignal): Promise<string | undefined> {
+  const parts: string[] = [];
+  const trust = cache.dtr.spec.trust;
+  if (trust.caFile) parts.push(await readMaterial(deps, trust.caFile, `DTR ${cache.dtr.name} spec.trust.caFile`));
+  else if (trust.fetchCA && deps.dtrCa) {
+    const fetched = await deps.dtrCa(cache.dtr, signal);
+    if (fetched) parts.push(fetched);
+  }
+  for (const [i, file] of cache.spec.extraCAFiles.entries()) parts.push(await readMaterial(deps, file, `spec.extraCAFiles[${i}]`));
+  for (const up of cache.spec.upstreams) {
+    if (typeof up === "string") continue;
+    const upstream = spec.caches.find((c) => c.name === up.cache);
+    if (!upstream) continue;
+    const pem = await upstreamCert(deps, upstream);
+    if (pem) parts.push(pem);
+  }
+  const text = parts.map((p) => p.trim()).filter((p) => p.length > 0);
+  return text.length > 0 ? `${text.join("\n")}\n` : undefined;
+}
+
+export async function gatherMaterials(deps: MaterialDeps, cache: ResolvedCache, spec: CacheSpec, actual: ActualCache, signal: AbortSignal): Promise<CacheMaterials> {
+  const httpSecret = await httpSecretFor(deps, actual);
+  const tls = await tlsFor(deps, cache, actual);
+  const caBundle = await caBundleFor(deps, cache, spec, signal);
+  const configYaml = deps.render(cache, { httpSecret, caBundle: caBundle !== undefined });
+  return caBundle === undefined ? { configYaml, tls } : { configYaml, tls, caBundle };
+}
