@@ -6,3 +6,5 @@ export { startSwarm, cleanupStale, type SwarmHandle, type SwarmNode, type StartS
 export { ensurePackages, dockerCli, findBinary, ALL_PACKAGES, ENGINE_PACKAGES, type SystemPackage } from "./packages.js";
 export { ping } from "./engine.js";
 export { buildOfflineImage, buildServiceImage, repoRoot, type BuildOfflineImageOptions, type ServiceName } from "./images.js";
+export { pushTestImage, type PushedImage } from "./testimage.js";
+export type { HarnessInfo } from "./provided.js";
