@@ -70,6 +70,8 @@ export function quote(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
-  const text = JSON.stringify(value);
+  // Credentials in a URL (https://user:pass@host) are a secret even in an otherwise plain value.
+  const shown = typeof value === "string" ? value.replace(/(\/\/[^/:@\s]*:)[^@/\s]*@/, "$1***@") : value;
+  const text = JSON.stringify(shown);
   return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN - 4)}..."` : text;
 }

@@ -125,7 +125,7 @@ export const storageSchema = z
     bind: z.string().startsWith("/", "must be an absolute host path").optional().describe("Host directory bind-mounted at `path` (must exist on the node)."),
     maxSize: z.string().regex(/^\d+(\.\d+)?(B|KiB|MiB|GiB|TiB)$/, "must be a size such as 20GiB").optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it."),
   })
-  .refine((s) => !(s.volume && s.bind), { message: "set at most one of volume and bind", path: ["bind"] })
+  .refine((s) => !(s.volume && s.bind), { message: "cannot be combined with storage.volume; set at most one of volume and bind", path: ["bind"] })
   .describe("Where cached blobs live. Without volume or bind, data lives in the container and is lost on reschedule (the runbook's default).");
 
 export const upstreamSchema = z
@@ -151,7 +151,7 @@ export const contentCacheSpecSchema = z
     externalURL: originUrl.describe("The URL clients and DTR use to reach this cache; registered with DTR as `host`."),
     tls: tlsSchema.default({ generate: true }),
     storage: storageSchema.default({ path: "/var/lib/registry" }),
-    blobTTL: durationString.default("24h").describe("How long a blob is kept after its last access (the runbook's blobttl)."),
+    blobTTL: durationString.prefault("24h").describe("How long a blob is kept after its last access (the runbook's blobttl)."),
     upstreams: z.array(upstreamSchema).default([]).describe("Next hops, used round-robin. Empty means the DTR itself."),
     extraCAFiles: z.array(pemFile).default([]).describe("Further PEM CA files the cache trusts for its upstreams."),
     users: z.array(z.string().min(1)).default([]).describe("DTR users whose Content Cache setting points at this cache."),

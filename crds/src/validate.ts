@@ -129,7 +129,10 @@ function flattenZodIssues(zodIssues: readonly ZodIssue[], prefix: Path, root: un
         const plausible = zi.errors.filter((branch) => !branch.some((b) => b.path.length === 0 && (b.code === "unrecognized_keys" || b.code === "invalid_type")));
         const onlyBranch = plausible.length === 1 ? plausible[0] : undefined;
         if (onlyBranch) out.push(...flattenZodIssues(onlyBranch, path, root));
-        else out.push({ code: value === undefined ? "MISSING_FIELD" : "INVALID_FIELD", path, describe: (secret) => (value === undefined ? `is required; it ${zi.message}` : `${shown(secret)} ${zi.message}`) });
+        else if (value === undefined) out.push({ code: "MISSING_FIELD", path, describe: () => `is required; it ${zi.message}` });
+        // A mapping or list is not quoted: the union's message names the accepted shapes.
+        else if (typeof value === "object" && value !== null) out.push({ code: "INVALID_FIELD", path, describe: () => zi.message });
+        else out.push({ code: "INVALID_FIELD", path, describe: (secret) => `${shown(secret)} ${zi.message}` });
         break;
       }
       case "invalid_type":

@@ -43,8 +43,6 @@ export function parseSource(text: string, file: string, baseDir: string): Parsed
       }
       return;
     }
-    // A bare `---` or a comment-only document is no document at all.
-    if (doc.contents === null) return;
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: 100 });
@@ -54,6 +52,8 @@ export function parseSource(text: string, file: string, baseDir: string): Parsed
       issues.push(makeIssue("YAML_SYNTAX", file, "", cleanYamlMessage(message), at(doc.range[0])));
       return;
     }
+    // A bare `---` (or a trailing one) or a comment-only document is no document at all.
+    if (value === null || value === undefined) return;
     documents.push({ file, baseDir, index, value, locate: (path, prefer = "value") => locateIn(doc, path, prefer, at) });
   });
   return { documents, issues };
