@@ -37,7 +37,7 @@ afterAll(async () => {
   await dtr.stop();
 });
 beforeEach(() => {
-  dtr.setFaults({ down: false, failRequests: 0, failStatus: 500, delayMs: 0 });
+  dtr.setFaults({ down: false, failRequests: 0, failStatus: 500, failOnly: undefined, delayMs: 0 });
   dtr.seed.userSetting("alice", "");
 });
 

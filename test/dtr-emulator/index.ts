@@ -77,15 +77,19 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
   };
   const caPem = options.tls?.ca ?? options.tls?.cert;
   const timers = new Set<NodeJS.Timeout>();
+  let inFlight = 0;
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? "/", "http://emulator.invalid");
     const notes: RequestNotes = { redirected: false, signed: false };
+    inFlight += 1;
+    const concurrent = inFlight;
     let logged = false;
     const log = (): void => {
       if (logged) return;
       logged = true;
-      state.record({ method: req.method ?? "GET", path: url.pathname, status: res.statusCode, user: notes.user, redirected: notes.redirected, location: notes.location, signed: notes.signed, body: notes.body });
+      inFlight -= 1;
+      state.record({ method: req.method ?? "GET", path: url.pathname, status: res.statusCode, user: notes.user, redirected: notes.redirected, location: notes.location, signed: notes.signed, body: notes.body, concurrent });
     };
     res.on("finish", log);
     res.on("close", log);
@@ -111,7 +115,9 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
       if (path === "/_ping") return sendJson(res, 503, { Error: "emulator switched down", Healthy: false });
       return isRegistry ? sendRegistryError(res, 503, "UNAVAILABLE", "service unavailable") : sendDtrError(res, 503, "SERVICE_UNAVAILABLE", "service unavailable");
     }
-    if (state.faults.failRequests > 0) {
+    const only = state.faults.failOnly;
+    const selected = only === undefined || ((only.method === undefined || only.method === req.method) && (only.pathPrefix === undefined || path.startsWith(only.pathPrefix)));
+    if (state.faults.failRequests > 0 && selected) {
       state.faults.failRequests -= 1;
       const status = state.faults.failStatus;
       return isRegistry ? sendRegistryError(res, status, "UNKNOWN", "injected failure") : sendDtrError(res, status, "INTERNAL_ERROR", "injected failure");

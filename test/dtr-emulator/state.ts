@@ -34,6 +34,8 @@ export interface RequestLogEntry {
   readonly signed: boolean;
   /** The parsed JSON request body of API writes (POST, PATCH), exactly as sent. */
   readonly body?: unknown;
+  /** Requests being handled when this one arrived, itself included (for concurrency bounds). */
+  readonly concurrent: number;
 }
 
 /** Fault switches. `down` wins over `failRequests`, which wins over normal handling. */
@@ -43,6 +45,8 @@ export interface Faults {
   /** This many of the next requests answer `failStatus` (default 500); counts down per request. */
   failRequests: number;
   failStatus: number;
+  /** Restricts `failRequests` to matching requests; others pass and do not count down. */
+  failOnly: { method?: string; pathPrefix?: string } | undefined;
   /** Every request waits this long before it is handled (to exercise client timeouts). */
   delayMs: number;
 }
@@ -52,7 +56,7 @@ export class EmulatorState {
   private readonly caches = new Map<string, ContentCache>();
   private readonly settings = new Map<string, string>();
   private readonly log: RequestLogEntry[] = [];
-  readonly faults: Faults = { down: false, failRequests: 0, failStatus: 500, delayMs: 0 };
+  readonly faults: Faults = { down: false, failRequests: 0, failStatus: 500, failOnly: undefined, delayMs: 0 };
 
   constructor(users: readonly EmulatorUser[]) {
     this.users = new Map(users.map((user) => [user.username, user]));

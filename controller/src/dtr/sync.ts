@@ -17,6 +17,19 @@ export interface DtrCacheStatus {
   /** The host registered with DTR (the cache's externalURL). */
   readonly host?: string;
   readonly users: readonly UserAssignment[];
+  /**
+   * Users dropped from the list since the last pass (previousUsers minus users) and what happened
+   * to them. Optional so that older producers stay valid; a "failed" entry means the reset must be
+   * retried, so the caller should keep passing that user in previousUsers.
+   */
+  readonly resets?: readonly UserReset[];
+}
+
+export interface UserReset {
+  readonly username: string;
+  /** "reset": cleared; "not-ours": points elsewhere, left alone; "unknown-user": no such user. */
+  readonly state: "reset" | "not-ours" | "unknown-user" | "failed";
+  readonly message?: string;
 }
 
 /** What the controller needs to undo a cache that has left the spec. */

@@ -1,0 +1,217 @@
+// The DtrSync implementation: DTR's content cache registration as an external resource
+// reconciled by name, and the per-user Content Cache setting. Whole-pass failures (DTR down,
+// credentials refused) throw typed DtrErrors; per-user outcomes are reported in the status so one
+// unknown user never fails the others. The caller maps both onto the cache's DTR condition.
+import { createHash } from "node:crypto";
+import type { ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
+import { mapBounded } from "./bounded.js";
+import { DtrClient, type ContentCacheRecord, type RetryPolicy } from "./client.js";
+import { DtrError, DtrUnavailableError, isDtrError } from "./errors.js";
+import { silentLogger, type DtrLogger } from "./logger.js";
+import { readSecretRef } from "./secret.js";
+import type { DtrCacheStatus, DtrRemoval, DtrSync, UserAssignment, UserReset } from "./sync.js";
+import { establishTrust, type DtrTrust } from "./trust.js";
+
+export interface DtrSyncOptions {
+  readonly logger?: DtrLogger;
+  /** Where {env: NAME} secret references are looked up. Default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  readonly timeoutMs?: number;
+  readonly retry?: Partial<RetryPolicy>;
+}
+
+export interface DtrSyncService extends DtrSync {
+  /** Closes the connection pools kept per DTR. */
+  close(): Promise<void>;
+}
+
+/** Registration hosts compare without a trailing slash; DTR stores what it was given. */
+function sameHost(a: string, b: string): boolean {
+  return a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
+}
+
+export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
+  const logger = options.logger ?? silentLogger;
+  // One trust (connection pool, fetched CA) per DTR and trust setting; the password is read
+  // again on every pass so a rotated secret file takes effect without a restart.
+  const trusts = new Map<string, Promise<DtrTrust>>();
+
+  const trustFor = (dtr: ResolvedDtr): Promise<DtrTrust> => {
+    const key = createHash("sha256").update(JSON.stringify([dtr.name, dtr.spec.url, dtr.spec.trust])).digest("hex");
+    let trust = trusts.get(key);
+    if (trust === undefined) {
+      trust = establishTrust(dtr.spec, logger, { timeoutMs: options.timeoutMs });
+      // A failed CA fetch must not be remembered: the next pass tries again.
+      trust.catch(() => trusts.delete(key));
+      trusts.set(key, trust);
+    }
+    return trust;
+  };
+
+  const clientFor = async (dtr: ResolvedDtr): Promise<DtrClient> => {
+    const password = await readSecretRef(dtr.spec.admin.password, options.env);
+    const trust = await trustFor(dtr);
+    return new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, timeoutMs: options.timeoutMs, retry: options.retry, logger });
+  };
+
+  return {
+    async apply(cache: ResolvedCache, previousUsers: readonly string[], signal: AbortSignal): Promise<DtrCacheStatus> {
+      const client = await clientFor(cache.dtr);
+      const host = cache.spec.externalURL;
+      const log = { cache: cache.name, dtr: cache.dtr.name };
+      const { registration, formerIds } = await ensureRegistration(client, cache.name, host, signal, logger, log);
+      const ours = new Set([registration.id, ...formerIds]);
+      const concurrency = cache.dtr.spec.userConcurrency;
+
+      const listed = [...new Set(cache.spec.users)];
+      const users = await mapBounded(listed, concurrency, (username) => assignUser(client, username, registration.id, signal, logger, log));
+      const dropped = [...new Set(previousUsers)].filter((username) => !listed.includes(username));
+      const resets = await mapBounded(dropped, concurrency, (username) => resetUser(client, username, ours, signal, logger, log));
+      return { registrationId: registration.id, host: registration.host, users, resets };
+    },
+
+    async remove(removal: DtrRemoval, signal: AbortSignal): Promise<void> {
+      const client = await clientFor(removal.dtr);
+      const log = { cache: removal.cacheName, dtr: removal.dtr.name };
+      const registrations = (await client.listContentCaches(signal)).filter((entry) => entry.name === removal.cacheName);
+      const ours = new Set(registrations.map((entry) => entry.id));
+      // Users first: deleting the registration first would leave them pointing at an id that no
+      // longer exists, and their reset could then never tell "ours" from "someone else's".
+      if (ours.size > 0) {
+        const resets = await mapBounded([...new Set(removal.users)], removal.dtr.spec.userConcurrency, (username) => resetUser(client, username, ours, signal, logger, log));
+        const failed = resets.filter((reset) => reset.state === "failed");
+        if (failed.length > 0) {
+          throw new DtrError("DTR_USERS_NOT_RESET", `could not reset ${failed.length} user(s) of cache ${removal.cacheName}: ${failed.map((reset) => `${reset.username} (${reset.message ?? "failed"})`).join(", ")}; registration kept until they are reset`, true);
+        }
+      }
+      for (const entry of registrations) {
+        await client.deleteContentCache(entry.id, signal);
+        logger.info({ ...log, registrationId: entry.id }, "DTR registration deleted");
+      }
+    },
+
+    async close(): Promise<void> {
+      const all = [...trusts.values()];
+      trusts.clear();
+      await Promise.all(all.map(async (trust) => (await trust.then((value) => value, () => undefined))?.close()));
+    },
+  };
+}
+
+interface Registration {
+  readonly registration: ContentCacheRecord;
+  /** Ids this cache was registered under before this pass (deleted now); users on them are ours. */
+  readonly formerIds: readonly string[];
+}
+
+/**
+ * List; keep one registration of this name whose host matches; delete the others (a host change,
+ * or duplicates if DTR allows them: name uniqueness is UNCONFIRMED); create when none is left.
+ * Deleting before creating works whether or not DTR enforces unique names.
+ */
+async function ensureRegistration(client: DtrClient, name: string, host: string, signal: AbortSignal, logger: DtrLogger, log: object): Promise<Registration> {
+  const mine = (await client.listContentCaches(signal)).filter((entry) => entry.name === name);
+  const keep = mine.find((entry) => sameHost(entry.host, host));
+  const stale = mine.filter((entry) => entry !== keep);
+  for (const entry of stale) {
+    await client.deleteContentCache(entry.id, signal);
+    logger.info({ ...log, registrationId: entry.id, oldHost: entry.host, host }, "DTR registration deleted (host changed or duplicate)");
+  }
+  const formerIds = stale.map((entry) => entry.id);
+  if (keep !== undefined) return { registration: keep, formerIds };
+  try {
+    const created = await client.createContentCache(name, host, signal);
+    logger.info({ ...log, registrationId: created.id, host }, "DTR registration created");
+    return { registration: created, formerIds };
+  } catch (error) {
+    // The POST may have succeeded even though its answer was lost; adopt it rather than
+    // leaving a duplicate behind. Only a transient failure can hide a success.
+    if (!isDtrError(error) || !error.retryable || signal.aborted) throw error;
+    let again: ContentCacheRecord | undefined;
+    try {
+      again = (await client.listContentCaches(signal)).find((entry) => entry.name === name && sameHost(entry.host, host));
+    } catch {
+      again = undefined;
+    }
+    if (again === undefined) throw error;
+    logger.info({ ...log, registrationId: again.id, host }, "DTR registration adopted after an unanswered create");
+    return { registration: again, formerIds };
+  }
+}
+
+function describe(error: unknown): string {
+  if (isDtrError(error)) return `${error.code}: ${error.message}`;
+  return error instanceof Error ? error.message : "unexpected failure";
+}
+
+function isNoSuchUser(error: unknown): boolean {
+  return isDtrError(error) && error.code === "DTR_NOT_FOUND" && (error.dtrCode === "NO_SUCH_USER" || error.dtrCode === undefined);
+}
+
+/** Abort and whole-DTR failures (credentials refused, DTR down) end the pass; others are per user. */
+function rethrowIfPassWide(error: unknown, signal: AbortSignal): void {
+  if (signal.aborted) throw error;
+  if (isDtrError(error) && (error.code === "DTR_UNAUTHENTICATED" || error.code === "DTR_FORBIDDEN")) throw error;
+}
+
+async function assignUser(client: DtrClient, username: string, id: string, signal: AbortSignal, logger: DtrLogger, log: object): Promise<UserAssignment> {
+  try {
+    const current = await client.getUserContentCache(username, signal);
+    if (current !== id) {
+      await client.setUserContentCache(username, id, signal);
+      logger.info({ ...log, user: username, registrationId: id, previous: current }, "DTR user pointed at cache");
+    }
+    return { username, state: "assigned" };
+  } catch (error) {
+    rethrowIfPassWide(error, signal);
+    if (isNoSuchUser(error)) {
+      logger.warn({ ...log, user: username }, "DTR user does not exist");
+      return { username, state: "unknown-user", message: `DTR has no user named ${username}` };
+    }
+    logger.warn({ ...log, user: username, code: isDtrError(error) ? error.code : undefined }, "DTR user setting failed");
+    return { username, state: "failed", message: describe(error) };
+  }
+}
+
+async function resetUser(client: DtrClient, username: string, ours: ReadonlySet<string>, signal: AbortSignal, logger: DtrLogger, log: object): Promise<UserReset> {
+  try {
+    const current = await client.getUserContentCache(username, signal);
+    // Someone (the user, another cache's spec) re-pointed this user since: leave them alone.
+    if (!ours.has(current)) return { username, state: "not-ours" };
+    await client.setUserContentCache(username, "", signal);
+    logger.info({ ...log, user: username, previous: current }, "DTR user reset");
+    return { username, state: "reset" };
+  } catch (error) {
+    rethrowIfPassWide(error, signal);
+    if (isNoSuchUser(error)) return { username, state: "unknown-user" };
+    return { username, state: "failed", message: describe(error) };
+  }
+}
+
+/** What the caller's DTR condition should say about a finished pass. */
+export interface DtrSyncSummary {
+  readonly synced: boolean;
+  /** CamelCase condition reason. */
+  readonly reason: "Synced" | "UnknownUsers" | "UserUpdateFailed" | "UserResetFailed";
+  readonly message: string;
+  /** Whether another pass can help without a spec change. */
+  readonly retryable: boolean;
+}
+
+export function summarizeDtrStatus(status: DtrCacheStatus): DtrSyncSummary {
+  const failed = status.users.filter((user) => user.state === "failed");
+  const unknown = status.users.filter((user) => user.state === "unknown-user");
+  const resetFailed = (status.resets ?? []).filter((reset) => reset.state === "failed");
+  const names = (list: readonly { username: string }[]): string => list.map((user) => user.username).join(", ");
+  if (failed.length > 0) return { synced: false, reason: "UserUpdateFailed", message: `could not set the content cache of: ${names(failed)}`, retryable: true };
+  if (resetFailed.length > 0) return { synced: false, reason: "UserResetFailed", message: `could not reset the content cache of: ${names(resetFailed)}`, retryable: true };
+  if (unknown.length > 0) return { synced: false, reason: "UnknownUsers", message: `DTR has no user(s): ${names(unknown)}`, retryable: false };
+  return { synced: true, reason: "Synced", message: `registered as ${status.registrationId ?? "?"}; ${status.users.length} user(s) assigned`, retryable: false };
+}
+
+/** Condition fields for a pass that threw: the error's stable code is the reason. */
+export function describeDtrFailure(error: unknown): { reason: string; message: string; retryable: boolean } {
+  if (isDtrError(error)) return { reason: error.code, message: error.message, retryable: error.retryable };
+  const wrapped = new DtrUnavailableError(error instanceof Error ? error.message : "unexpected failure");
+  return { reason: "DTR_UNEXPECTED", message: wrapped.message, retryable: true };
+}
