@@ -279,3 +279,29 @@ describe("loadCacheSpec on a directory", () => {
     expect(readFileSync(path.join(dir, "certs", "cache.cert.pem"), "utf8")).toBe(readFileSync(path.join(examples, "certs", "cache.cert.pem"), "utf8"));
   });
 });
+
+describe("robustness", () => {
+  it("answers every truncated or line-deleted variant of the examples with issues or a spec, never an exception", () => {
+    let checked = 0;
+    for (const file of ["runbook.yaml", "chained.yaml"]) {
+      const text = readFileSync(path.join(examples, file), "utf8");
+      const lines = text.split("\n");
+      const variants = [
+        ...lines.map((_, i) => lines.filter((__, j) => j !== i).join("\n")),
+        ...lines.map((_, i) => lines.slice(0, i).join("\n")),
+        ...lines.map((line, i) => [...lines.slice(0, i), line.replace(/^ {2}/, ""), ...lines.slice(i + 1)].join("\n")),
+      ];
+      for (const variant of variants) {
+        const result = loadCacheSpecFromText(variant, file, examples);
+        checked += 1;
+        if (result.ok) continue;
+        expect(result.issues.length).toBeGreaterThan(0);
+        for (const issue of result.issues) {
+          expect(issue.line, formatIssue(issue)).toBeGreaterThan(0);
+          expect(formatIssue(issue)).not.toContain("\n");
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(100);
+  });
+});
