@@ -98,6 +98,7 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
 
   const sweepOpts = { blobTtlMs: d.blobTtlMs, deleteEnabled: config.deleteEnabled, maxSizeBytes: d.maxSizeBytes, highWatermark: d.highWatermark, lowWatermark: d.lowWatermark };
   let sweeping = false;
+  let closed = false;
   const sweepNow = async (): ReturnType<typeof sweep> => {
     const r = await sweep(store, clock, sweepOpts, metrics);
     if (r.expired + r.evicted > 0) logger.info(r, "sweep removed blobs");
@@ -121,6 +122,8 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
     upstream,
     sweepNow,
     async close() {
+      if (closed) return;
+      closed = true;
       clearInterval(timer);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -154,13 +154,13 @@ export class Fill {
         this.received += chunk.length;
         events.onFetched?.(chunk.length);
         if (this.size !== undefined && this.received > this.size) {
-          src.body.destroy();
+          src.body.on("error", () => undefined).destroy();
           throw new FillError("FILL_SIZE_MISMATCH", `upstream sent more than its Content-Length ${this.size}`);
         }
         this.notify();
         if (this.passthrough) {
           if (this.readers.size === 0) {
-            src.body.destroy();
+            src.body.on("error", () => undefined).destroy();
             throw new FillError("FILL_UPSTREAM_FAILED", "pass-through fill lost all its readers");
           }
           // Bounded memory: wait for the slowest attached reader.

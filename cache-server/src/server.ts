@@ -454,7 +454,7 @@ async function readBody(up: UpstreamResponse, limit: number): Promise<Buffer> {
   for await (const chunk of up.body as AsyncIterable<Buffer>) {
     n += chunk.length;
     if (n > limit) {
-      up.body.destroy();
+      up.body.on("error", () => undefined).destroy();
       throw new UpstreamError("UPSTREAM_STATUS", "upstream body too large", false);
     }
     parts.push(chunk);

@@ -153,13 +153,13 @@ export class UpstreamClient {
           const waitMs = parseRetryAfter(res.headers["retry-after"], this.opts.clock.now()) ?? 1000;
           this.markDown(state, waitMs);
           this.opts.metrics?.upstreamErrors.inc({ upstream: state.url, reason: String(res.statusCode) });
-          if (busy) busy.res.body.destroy();
+          if (busy) discard(busy.res.body);
           busy = { res: response, waitMs };
           continue;
         }
         state.failures = 0;
         state.downUntil = 0;
-        if (busy) busy.res.body.destroy();
+        if (busy) discard(busy.res.body);
         handedOver = true;
         return this.holdSlot(response, release);
       }
@@ -167,7 +167,7 @@ export class UpstreamClient {
         // Every upstream asked us to back off. Honour a short Retry-After once; pass a long one on.
         const max = this.opts.maxRetryAfterMs ?? 5000;
         if (busy.waitMs <= max) {
-          busy.res.body.destroy();
+          discard(busy.res.body);
           await this.sleep(busy.waitMs);
           const retried = await this.retryOnce(req);
           if (retried) {
@@ -190,7 +190,7 @@ export class UpstreamClient {
       try {
         const res = await undiciRequest(`${state.url}${req.path}`, { dispatcher: this.agent, method: req.method, headers: req.headers, signal: req.signal });
         if (res.statusCode === 429 || res.statusCode === 503) {
-          res.body.destroy();
+          discard(res.body);
           continue;
         }
         return { status: res.statusCode, headers: res.headers, body: res.body, upstream: state.url };
@@ -211,6 +211,12 @@ export class UpstreamClient {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+/** Drops a body we will not read; its abort error is expected, not a crash. */
+function discard(body: Readable): void {
+  body.on("error", () => undefined);
+  body.destroy();
 }
 
 function describe(err: unknown): string {
