@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import { ISSUE_CODES } from "./issues.js";
 import { cacheSpecJsonSchema, renderConfigurationReference, renderJsonSchemaFile, type JsonSchema } from "./json-schema.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -83,5 +84,12 @@ describe("the examples against the JSON Schema", () => {
     expect(spec?.properties?.nodeLabel?.default).toBe("dtr.cache=true");
     expect(spec?.properties?.blobTTL?.default).toBe("24h");
     expect(spec?.properties?.port?.default).toBe(443);
+  });
+});
+
+describe("docs/crds.md", () => {
+  it("lists every issue code the loader can report", () => {
+    const note = readFileSync(path.join(root, "docs", "crds.md"), "utf8");
+    for (const code of Object.keys(ISSUE_CODES)) expect(note).toContain(`| \`${code}\` |`);
   });
 });
