@@ -12,6 +12,7 @@ import {
   DtrNotFoundError,
   DtrProtocolError,
   DtrTimeoutError,
+  DtrTrustError,
   DtrUnauthenticatedError,
   DtrUnavailableError,
 } from "./errors.js";
@@ -151,7 +152,10 @@ export class DtrClient {
       });
     } catch (error) {
       if (timeout.aborted && !signal.aborted) throw new DtrTimeoutError(`${what}: no answer within ${this.timeoutMs} ms`);
-      throw new DtrUnavailableError(`${what}: ${this.scrub(networkReason(error))}`, undefined, undefined, { cause: error });
+      const code = errorCode(error);
+      // A certificate DTR's trust settings do not accept stays unaccepted: not worth retrying.
+      if (code !== undefined && TLS_VERIFY_CODES.test(code)) throw new DtrTrustError(`${what}: DTR's TLS certificate is not trusted (${code}); set trust.caFile or trust.fetchCA`, false, { cause: error });
+      throw new DtrUnavailableError(`${what}: ${this.scrub(code === undefined ? networkReason(error) : `network error ${code}`)}`, undefined, undefined, { cause: error });
     }
     let text: string;
     try {
@@ -209,6 +213,18 @@ function firstDtrError(json: unknown): { code: string; message: string } | undef
   if (typeof first !== "object" || first === null) return undefined;
   const record = first as Record<string, unknown>;
   return { code: typeof record.code === "string" ? record.code : "UNKNOWN", message: typeof record.message === "string" ? record.message : "" };
+}
+
+const TLS_VERIFY_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS_CERT_ALTNAME_INVALID/;
+
+/** The system error code of a failed request (undici puts it on the error or on its cause). */
+function errorCode(error: unknown): string | undefined {
+  for (let current: unknown = error, depth = 0; typeof current === "object" && current !== null && depth < 4; depth += 1) {
+    const record = current as { code?: unknown; cause?: unknown };
+    if (typeof record.code === "string" && !record.code.startsWith("UND_ERR_SOCKET")) return record.code;
+    current = record.cause;
+  }
+  return undefined;
 }
 
 function networkReason(error: unknown): string {
