@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -235,6 +235,12 @@ describe("loading valid specs", () => {
     ]);
   });
 
+  it("does not mistake labels such as bypass or keyFile-like names for inline secrets", () => {
+    const text = valid.replace("  name: asia\n", "  name: asia\n  labels: {bypass: \"yes\", keyFileOwner: ops}\n");
+    const result = loadCacheSpecFromText(text, "caches.yaml", dir);
+    expect(result.ok ? [] : result.issues.map(formatIssue)).toEqual([]);
+  });
+
   it("reads a bare integer duration as nanoseconds text and keeps a unit duration as written", () => {
     const result = loadCacheSpecFromText(cache(NODE + URL_LINE + "  blobTTL: 3600000000000\n"), "caches.yaml", dir);
     expect(result.ok && result.spec.caches[0]?.spec.blobTTL).toBe("3600000000000");
@@ -247,8 +253,12 @@ describe("loadCacheSpec on a directory", () => {
     mkdirSync(specDir);
     writeFileSync(path.join(specDir, "10-dtr.yaml"), DTR.replace("---\n", ""));
     writeFileSync(path.join(specDir, "20-eu.yml"), `${CACHE_HEAD.replace("asia", "eu")}  node: {hostname: node-2}\n  nodeLabel: dtr.cache.eu=true\n  externalURL: https://eu.example.com\n`);
-    writeFileSync(path.join(specDir, "30-office.yaml"), `${CACHE_HEAD.replace("asia", "office")}${NODE}${URL_LINE}  upstreams: [{cache: eu}]\n  tls: {certFile: ../certs/cache.cert.pem, keyFile: ../certs/cache.key.pem}\n`);
+    writeFileSync(path.join(dir, "office.source"), `${CACHE_HEAD.replace("asia", "office")}${NODE}${URL_LINE}  upstreams: [{cache: eu}]\n  tls: {certFile: ../certs/cache.cert.pem, keyFile: ../certs/cache.key.pem}\n`);
     writeFileSync(path.join(specDir, "README.md"), "not: [a spec");
+    // A mounted config is often a link to the real file.
+    symlinkSync(path.join(dir, "office.source"), path.join(specDir, "30-office.yaml"));
+    writeFileSync(path.join(specDir, ".40-swap.yaml"), "not: [a spec");
+    mkdirSync(path.join(specDir, "50-subdir.yaml"));
     const result = await loadCacheSpec(specDir);
     expect(result.ok ? [] : result.issues.map(formatIssue)).toEqual([]);
     if (!result.ok) return;

@@ -36,12 +36,7 @@ export async function loadCacheSpec(specPath: string): Promise<LoadResult> {
   let files: string[];
   try {
     const info = await stat(absolute);
-    files = info.isDirectory()
-      ? (await readdir(absolute, { withFileTypes: true }))
-          .filter((entry) => entry.isFile() && SPEC_FILE.test(entry.name))
-          .map((entry) => path.join(absolute, entry.name))
-          .sort()
-      : [absolute];
+    files = info.isDirectory() ? await specFilesIn(absolute) : [absolute];
   } catch (error) {
     return { ok: false, issues: [readFailure(absolute, error)] };
   }
@@ -54,6 +49,21 @@ export async function loadCacheSpec(specPath: string): Promise<LoadResult> {
     }
   }
   return loadCacheSpecFromTexts(texts);
+}
+
+/**
+ * *.yaml / *.yml directly in `dir`, by name. Symbolic links to files count (mounted configs are
+ * often links); hidden names (editor swap files, `..data` of mounted volumes) do not.
+ */
+async function specFilesIn(dir: string): Promise<string[]> {
+  const names = (await readdir(dir)).filter((name) => SPEC_FILE.test(name) && !name.startsWith(".")).sort();
+  const files: string[] = [];
+  for (const name of names) {
+    const file = path.join(dir, name);
+    const info = await stat(file).catch(() => undefined);
+    if (info?.isFile()) files.push(file);
+  }
+  return files;
 }
 
 function readFailure(file: string, error: unknown): SpecIssue {

@@ -25,7 +25,7 @@ type Path = readonly PropertyKey[];
  * Keys whose scalar value would be a credential. Matching keys are reported as INLINE_SECRET and
  * their values are never quoted, wherever they appear (also as unknown fields).
  */
-const SECRET_KEY = /(pass(word|wd|phrase)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credentials?)$/i;
+const SECRET_KEY = /(^|[^a-z])pass$|passw(or)?d|passphrase|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credentials?$/i;
 const INLINE_SECRET_MESSAGE = "inline secrets are not allowed; use {env: NAME} or {file: PATH}";
 const INLINE_PEM_MESSAGE = "inline PEM material is not allowed; put it in a file and give the file's path";
 
