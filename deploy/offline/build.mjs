@@ -108,17 +108,6 @@ async function bundle(entry, outfile) {
   });
 }
 
-// /start.sh is a node script so that the runbook's `entrypoint: [/start.sh, /config.yml]` works in
-// an image without a shell: it hands its arguments on to the bundled service.
-const START_SCRIPT = `#!/usr/local/bin/node
-// Runs the bundled service with the arguments given to /start.sh (e.g. /config.yml).
-process.argv = [process.argv[0], "/app/main.mjs", ...process.argv.slice(2)];
-import("/app/main.mjs").catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
-`;
-
 /**
  * Builds the image. `add` maps absolute paths in the image to files on this machine.
  * @param {{ dockerHost: string, tag: string, entry: string, add?: Record<string,string>, writableDirs?: string[], cmd?: string[], port?: number, version?: string }} options
@@ -143,7 +132,9 @@ export async function buildImage(options) {
     await chmod(join(runtime, "tmp"), 0o1777);
 
     await bundle(options.entry, join(app, "app/main.mjs"));
-    await writeFile(join(app, "start.sh"), START_SCRIPT, { mode: 0o755 });
+    // the same entrypoint script as the production Dockerfiles
+    await copyFile(join(root, "deploy/offline/start.sh"), join(app, "start.sh"));
+    await chmod(join(app, "start.sh"), 0o755);
     for (const [imagePath, hostPath] of Object.entries(options.add ?? {})) {
       if (!imagePath.startsWith("/")) throw new BuildError("BAD_ARGUMENT", `--add: "${imagePath}" is not an absolute path in the image`);
       await copyInto(app, hostPath, imagePath);

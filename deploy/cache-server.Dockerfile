@@ -1,0 +1,33 @@
+# Production image of the cache-server. Build from the repository root:
+#   docker build -f deploy/cache-server.Dockerfile -t dtrcache/cache-server:$(node -p 'require("./cache-server/package.json").version') .
+# Needs the node:20-slim base image from a registry; on machines without one, use
+# deploy/offline/build.mjs (FROM scratch with the local node binary) instead.
+
+# --- build: compile the workspace and bundle the service into one file (no node_modules at run time)
+FROM node:20-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
+COPY crds/package.json crds/
+COPY controller/package.json controller/
+COPY cache-server/package.json cache-server/
+COPY test/package.json test/
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY crds crds
+COPY controller controller
+COPY cache-server cache-server
+RUN npx tsc -b cache-server \
+ && npx esbuild cache-server/dist/main.js --bundle --platform=node --target=node20 --format=esm \
+      --banner:js='import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' \
+      --outfile=/out/main.mjs
+
+# --- run: node and the bundle, as the unprivileged "node" user
+FROM node:20-slim
+ENV NODE_ENV=production
+COPY --from=build /out/main.mjs /app/main.mjs
+COPY deploy/offline/start.sh /start.sh
+RUN mkdir -p /var/lib/registry && chown node:node /var/lib/registry
+USER node
+EXPOSE 443
+# the runbook's entrypoint: /start.sh /config.yml
+ENTRYPOINT ["/start.sh"]
+CMD ["/config.yml"]
