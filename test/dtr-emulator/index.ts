@@ -34,6 +34,8 @@ export interface DtrEmulatorOptions {
   readonly redirectTtlSeconds?: number;
   /** Lifetime of a registry token. Default 300 s. */
   readonly tokenTtlSeconds?: number;
+  /** Called with every request log entry as it is recorded (the CLI prints them). */
+  readonly onRequest?: (entry: RequestLogEntry) => void;
 }
 
 export interface DtrEmulator {
@@ -90,6 +92,8 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
       logged = true;
       inFlight -= 1;
       state.record({ method: req.method ?? "GET", path: url.pathname, status: res.statusCode, user: notes.user, redirected: notes.redirected, location: notes.location, signed: notes.signed, body: notes.body, concurrent });
+      const entry = state.requestLog().at(-1);
+      if (entry !== undefined) options.onRequest?.(entry);
     };
     res.on("finish", log);
     res.on("close", log);
