@@ -1,0 +1,528 @@
+// The controller: wires the spec source, the work queue, Docker events, the periodic resync and
+// the per-cache reconcile (observe → materials → desired → plan → apply → status). Everything it
+// touches comes in through createController's options, so tests run it against a fake or a
+// recording wrapper and the CLI wires the real engine.
+import { randomUUID } from "node:crypto";
+import { CONTAINER_PATHS, formatIssue, generateHttpSecret, renderCacheConfig, type CacheSpec, type LoadResult, type ResolvedCache, type ResolvedDtr } from "@dtrcache/crds";
+import type { DtrCacheStatus, DtrSync } from "./dtr/sync.js";
+import { ControllerError } from "./errors.js";
+import { silentLogger, type Logger } from "./logger.js";
+import { WorkQueue, type ErrorClass, type WorkResult } from "./queue.js";
+import { applyPlan, type ApplyOutcome } from "./reconcile/apply.js";
+import { computeConditions, runningTasks } from "./reconcile/conditions.js";
+import { buildDesired, placementOf, specGeneration, type ContainerOptions, type ContainerPaths } from "./reconcile/desired.js";
+import { DTR, USERS } from "./reconcile/labels.js";
+import { gatherMaterials, type DtrCaProvider } from "./reconcile/materials.js";
+import { observeCache, observeOwnedCaches } from "./reconcile/observe.js";
+import { labelUseKey, planCache, planTeardown, type Plan, type PlanContext } from "./reconcile/planner.js";
+import type { SpecSource } from "./source.js";
+import { setCondition, type CacheStatus, type Condition, type ControllerStatus, type SpecStatus } from "./status.js";
+import type { EventSubscription, SwarmApi, SwarmEvent } from "./swarm/api.js";
+import { isSwarmError, SwarmError } from "./swarm/errors.js";
+
+export interface Clock {
+  now(): Date;
+}
+
+export interface ControllerOptions {
+  readonly docker: SwarmApi;
+  readonly specSource: SpecSource;
+  /** The DTR side; undefined until it is wired (DtrSynced stays Unknown). */
+  readonly dtrSync?: DtrSync;
+  /** DTR CA for `trust.fetchCA` (the DTR side fetches it). */
+  readonly dtrCa?: DtrCaProvider;
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Value of the owner label; two controllers with different ids never touch each other's objects. */
+  readonly id?: string;
+  /** Accept a spec without caches even though caches exist (tears them all down). */
+  readonly allowEmpty?: boolean;
+  readonly resyncIntervalMs?: number;
+  /** Revisions of each config/secret kept after a rollout, current included. */
+  readonly keepRevisions?: number;
+  /** How the cache container is started; per cache, since images differ. */
+  readonly container?: ContainerOptions | ((cache: ResolvedCache) => ContainerOptions);
+  readonly concurrency?: number;
+  /** How often an unfinished rollout is looked at again. */
+  readonly rolloutPollMs?: number;
+  /** Bound on waiting for a removed service's tasks to disappear during teardown. */
+  readonly teardownWaitMs?: number;
+}
+
+export interface ReconcileReport {
+  readonly cache: string;
+  readonly mode: "apply" | "teardown" | "skipped";
+  readonly actions: readonly ApplyOutcome[];
+  readonly error?: string;
+}
+
+export interface Controller {
+  /** Checks the engine is a manager, loads the spec, starts watching, events, resync and the queue. */
+  start(): Promise<void>;
+  /** Stops taking work, finishes the reconcile in hand, closes watchers and the event stream. */
+  stop(): Promise<void>;
+  /** One full pass over every cache (spec ∪ owned), in this call, without the queue's retries. */
+  reconcileOnce(): Promise<ReconcileReport[]>;
+  /** Dry run: the plan for every cache, computed by the same planner, nothing written. */
+  plan(): Promise<Plan[]>;
+  status(): ControllerStatus;
+  /** Resolves once the queue has nothing ready or running. */
+  idle(): Promise<void>;
+}
+
+interface CacheState {
+  status: CacheStatus;
+  terminalGeneration?: string;
+  pushedGeneration?: string;
+  rolledBackGeneration?: string;
+  dtrSyncedGeneration?: string;
+  dtr?: DtrCacheStatus;
+}
+
+const SERVICE_TERMINAL_CODES = new Set(["INVALID", "NAME_TAKEN"]);
+const BLOB_NAME = /^(.+)-(config|cert|key|ca)-[0-9a-f]{8}$/;
+
+export function classifyError(error: unknown): ErrorClass {
+  if (error instanceof SwarmError) {
+    if (error.code === "CONFLICT") return "immediate";
+    if (error.code === "INVALID" || error.code === "NAME_TAKEN" || error.code === "NOT_MANAGER") return "terminal";
+    return "backoff";
+  }
+  if (error instanceof ControllerError) return error.retryable ? "backoff" : "terminal";
+  return "backoff";
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export function createController(options: ControllerOptions): Controller {
+  const swarm = options.docker;
+  const owner = options.id ?? "dtrcache";
+  const logger = options.logger ?? silentLogger;
+  const clock: Clock = options.clock ?? { now: () => new Date() };
+  const keepRevisions = options.keepRevisions ?? 2;
+  const rolloutPollMs = options.rolloutPollMs ?? 1000;
+  const paths: ContainerPaths = CONTAINER_PATHS;
+  const httpSecrets = new Map<string, string>();
+  const caches = new Map<string, CacheState>();
+  const knownDtrs = new Map<string, ResolvedDtr>();
+  const knownOwned = new Set<string>();
+  const locks = new Map<string, Promise<unknown>>();
+
+  let spec: CacheSpec | undefined;
+  let specStatus: SpecStatus = { path: options.specSource.description, loaded: false, files: [], errors: [] };
+  let engine: ControllerStatus["engine"] = { reachable: false, manager: false };
+  let started = false;
+  let stopping = false;
+  let stopWatching: (() => Promise<void>) | undefined;
+  let events: EventSubscription | undefined;
+  let eventRetry: NodeJS.Timeout | undefined;
+  let resyncTimer: NodeJS.Timeout | undefined;
+
+  const containerFor = (cache: ResolvedCache): ContainerOptions => (typeof options.container === "function" ? options.container(cache) : (options.container ?? {}));
+
+  function stateOf(name: string): CacheState {
+    let s = caches.get(name);
+    if (!s) {
+      const cache = spec?.caches.find((c) => c.name === name);
+      const placement = cache ? placementOf(cache) : undefined;
+      s = {
+        status: {
+          name,
+          observedGeneration: "",
+          generation: cache ? specGeneration(cache) : "",
+          terminating: !cache,
+          conditions: [],
+          node: placement ? { ...(placement.kind === "hostname" ? { hostname: placement.hostname } : {}), label: `${placement.key}=${placement.value}`, labelled: false } : { label: "", labelled: false },
+          revisions: [],
+          tasks: { running: 0, desired: cache?.spec.replicas ?? 0 },
+          dtr: { users: [] },
+        },
+      };
+      caches.set(name, s);
+    }
+    return s;
+  }
+
+  function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const previous = locks.get(name) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    locks.set(name, settled);
+    void settled.then(() => {
+      if (locks.get(name) === settled) locks.delete(name);
+    });
+    return next;
+  }
+
+  function planContext(name: string, generation?: string): PlanContext {
+    const labelsInUse = new Set<string>();
+    for (const c of spec?.caches ?? []) {
+      const p = placementOf(c);
+      if (p.kind === "hostname") labelsInUse.add(labelUseKey(p.hostname, p.key));
+    }
+    const s = caches.get(name);
+    const hold = generation !== undefined && s?.rolledBackGeneration === generation;
+    return { owner, labelsInUse, keepRevisions, holdServiceUpdate: hold };
+  }
+
+  function markEngine(error?: unknown): void {
+    if (error === undefined) engine = { reachable: true, manager: true };
+    else if (isSwarmError(error, "UNAVAILABLE")) engine = { reachable: false, manager: engine.manager, message: errorMessage(error) };
+  }
+
+  async function reconcileApply(cache: ResolvedCache, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[] }> {
+    const name = cache.name;
+    const generation = specGeneration(cache);
+    const state = stateOf(name);
+    const log = logger.child({ reconcileId: randomUUID().slice(0, 8), cache: name });
+    if (state.terminalGeneration === generation) {
+      log.debug({ generation }, "skipped: the engine rejected this spec; waiting for a change");
+      return { result: {}, outcomes: [] };
+    }
+    const startedAt = Date.now();
+    const [nodes, actual] = await Promise.all([swarm.listNodes(), observeCache(swarm, owner, name)]);
+    if (actual.service?.updateStatus?.state === "rollback_completed" && state.pushedGeneration === generation) state.rolledBackGeneration = generation;
+    const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, spec as CacheSpec, actual, signal);
+    const desired = buildDesired(owner, cache, materials, paths, containerFor(cache));
+    const plan = planCache(desired, actual, nodes, planContext(name, generation));
+    let outcomes: ApplyOutcome[] = [];
+    let problem: { reason: string; message: string } | undefined = plan.blocked;
+    try {
+      outcomes = await applyPlan(swarm, owner, plan, desired, actual, log);
+    } catch (error) {
+      if (error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code)) {
+        state.terminalGeneration = generation;
+        problem = { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message };
+        finishStatus(state, { generation, plan, actual, outcomes, problem, startedAt, error });
+        log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
+      } else {
+        finishStatus(state, { generation, plan, actual, outcomes, problem: { reason: "ReconcileError", message: errorMessage(error) }, startedAt, error });
+      }
+      throw error;
+    }
+    const wroteService = outcomes.some((o) => o.result === "done" && (o.action.type === "create-service" || o.action.type === "update-service"));
+    if (wroteService) {
+      state.pushedGeneration = generation;
+      delete state.rolledBackGeneration;
+    }
+    knownOwned.add(name);
+    finishStatus(state, { generation, plan, actual, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
+
+    // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm.
+    if (options.dtrSync && state.dtrSyncedGeneration !== generation && plan.rollout !== "rolled-back") {
+      const previousUsers = parseUsers(actual.service?.labels[USERS]);
+      try {
+        state.dtr = await options.dtrSync.apply(cache, previousUsers, signal);
+        state.dtrSyncedGeneration = generation;
+        setDtrCondition(state, { status: "True", reason: "Synced", message: state.dtr.registrationId ? `registered as ${state.dtr.registrationId}` : "" });
+      } catch (error) {
+        setDtrCondition(state, { status: "False", reason: "DtrError", message: errorMessage(error) });
+        log.warn({ err: errorMessage(error) }, "DTR sync failed; the Swarm side is unaffected");
+      }
+    } else if (!options.dtrSync) {
+      setDtrCondition(state, { status: "Unknown", reason: "NotConfigured", message: "no DTR client is wired" });
+    }
+
+    const wrote = outcomes.some((o) => o.result === "done");
+    const unsettled = wrote || plan.rollout !== "converged";
+    // A rolled-back or paused update waits for a spec change (or the resync), not for polling.
+    const hopeless = plan.rollout === "rolled-back" || plan.rollout === "paused";
+    return { result: unsettled && !hopeless ? { requeueAfterMs: rolloutPollMs } : plan.blocked ? { requeueAfterMs: 10_000 } : {}, outcomes };
+  }
+
+  function setDtrCondition(state: CacheState, c: { status: Condition["status"]; reason: string; message: string }): void {
+    state.status = { ...state.status, conditions: setCondition(state.status.conditions, { type: "DtrSynced", ...c }, clock.now()), dtr: { ...(state.dtr?.registrationId ? { registrationId: state.dtr.registrationId } : {}), users: (state.dtr?.users ?? []).map((u) => ({ username: u.username, state: u.state })) } };
+  }
+
+  function finishStatus(
+    state: CacheState,
+    input: {
+      generation: string;
+      plan: Plan;
+      actual: Awaited<ReturnType<typeof observeCache>>;
+      outcomes: readonly ApplyOutcome[];
+      problem: { reason: string; message: string } | undefined;
+      startedAt: number;
+      error?: unknown;
+      desiredRevisions?: { purpose: string; name: string }[];
+      nodeLabelled?: boolean;
+    },
+  ): void {
+    const replicas = spec?.caches.find((c) => c.name === state.status.name)?.spec.replicas ?? 0;
+    const wroteService = input.outcomes.some((o) => o.result === "done" && (o.action.type === "create-service" || o.action.type === "update-service"));
+    const conditions = computeConditions(state.status.conditions, { rollout: input.plan.rollout, ...(input.actual.service ? { service: input.actual.service } : {}), tasks: input.actual.tasks, replicas, wroteService, ...(input.problem ? { problem: input.problem } : {}) }, clock.now());
+    const mounted = input.actual.service?.spec.TaskTemplate.ContainerSpec;
+    const revisions = input.desiredRevisions ?? [...(mounted?.Configs ?? []).map((c) => ({ purpose: "config", name: c.ConfigName })), ...(mounted?.Secrets ?? []).map((s) => ({ purpose: "secret", name: s.SecretName }))];
+    state.status = {
+      ...state.status,
+      observedGeneration: input.generation,
+      generation: input.generation,
+      terminating: false,
+      conditions,
+      node: { ...state.status.node, labelled: input.nodeLabelled ?? state.status.node.labelled },
+      revisions,
+      tasks: { running: runningTasks(input.actual.tasks), desired: replicas },
+      lastReconcile: { at: clock.now().toISOString(), durationMs: Date.now() - input.startedAt, actions: input.outcomes.filter((o) => o.result === "done").length, ...(input.error ? { error: errorMessage(input.error) } : {}) },
+    };
+  }
+
+  async function reconcileTeardown(name: string, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[] }> {
+    const log = logger.child({ reconcileId: randomUUID().slice(0, 8), cache: name, teardown: true });
+    const [nodes, actual] = await Promise.all([swarm.listNodes(), observeCache(swarm, owner, name)]);
+    const ctx = planContext(name);
+    const state = stateOf(name);
+    state.status = { ...state.status, terminating: true, conditions: setCondition(setCondition(state.status.conditions, { type: "Progressing", status: "True", reason: "Terminating", message: "the cache left the spec; removing its objects" }, clock.now()), { type: "Ready", status: "False", reason: "Terminating", message: "" }, clock.now()) };
+    const outcomes: ApplyOutcome[] = [];
+    if (actual.service) {
+      // DTR first (users reset, registration deleted) while the service still answers.
+      const dtrName = actual.service.labels[DTR];
+      const dtr = dtrName ? (knownDtrs.get(dtrName) ?? spec?.dtrs.find((d) => d.name === dtrName)) : undefined;
+      if (options.dtrSync && dtr) {
+        try {
+          await options.dtrSync.remove({ cacheName: name, dtr, users: parseUsers(actual.service.labels[USERS]) }, signal);
+        } catch (error) {
+          setDtrCondition(state, { status: "False", reason: "DtrError", message: errorMessage(error) });
+          log.warn({ err: errorMessage(error) }, "DTR removal failed; continuing with the Swarm side");
+        }
+      }
+      const serviceOnly: Plan = { ...planTeardown(actual, nodes, ctx), actions: [{ type: "remove-service", serviceId: actual.service.id, name }] };
+      outcomes.push(...(await applyPlan(swarm, owner, serviceOnly, undefined, actual, log)));
+      await waitTasksGone(actual.service.id, options.teardownWaitMs ?? 30_000);
+    }
+    const after = await observeCache(swarm, owner, name);
+    const rest = planTeardown(after, await swarm.listNodes(), ctx);
+    outcomes.push(...(await applyPlan(swarm, owner, rest, undefined, after, log)));
+    const left = await observeCache(swarm, owner, name);
+    if (left.service || left.configs.length > 0 || left.secrets.length > 0) {
+      throw new ControllerError("TEARDOWN_PENDING", `cache ${name}: ${left.configs.length + left.secrets.length} config(s)/secret(s) still in use; retrying`);
+    }
+    caches.delete(name);
+    knownOwned.delete(name);
+    log.info({ actions: outcomes.length }, "cache removed");
+    return { result: {}, outcomes };
+  }
+
+  async function waitTasksGone(serviceId: string, boundMs: number): Promise<void> {
+    const deadline = Date.now() + boundMs;
+    while (Date.now() < deadline) {
+      let tasks;
+      try {
+        tasks = await swarm.listTasks(serviceId);
+      } catch (error) {
+        if (isSwarmError(error, "NOT_FOUND")) return;
+        throw error;
+      }
+      if (tasks.every((t) => t.state !== "running" && t.state !== "starting" && t.state !== "preparing")) return;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  async function reconcileKey(name: string, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[]; mode: "apply" | "teardown" }> {
+    return withLock(name, async () => {
+      try {
+        const cache = spec?.caches.find((c) => c.name === name);
+        const out = cache ? { ...(await reconcileApply(cache, signal)), mode: "apply" as const } : { ...(await reconcileTeardown(name, signal)), mode: "teardown" as const };
+        markEngine();
+        return out;
+      } catch (error) {
+        markEngine(error);
+        throw error;
+      }
+    });
+  }
+
+  const queue = new WorkQueue({
+    worker: async (key, signal) => (await reconcileKey(key, signal)).result,
+    classify: classifyError,
+    concurrency: options.concurrency ?? 2,
+    onError: (key, error, klass, retryIn) => {
+      const level = klass === "immediate" ? "debug" : "warn";
+      logger[level]({ cache: key, err: errorMessage(error), code: (error as { code?: unknown }).code, retry: klass, retryInMs: retryIn }, "reconcile failed");
+    },
+  });
+
+  function parseUsers(text: string | undefined): string[] {
+    try {
+      const parsed: unknown = JSON.parse(text ?? "[]");
+      return Array.isArray(parsed) ? parsed.filter((u): u is string => typeof u === "string") : [];
+    } catch {
+      return [];
+    }
+  }
+
+  /** Loads the spec; a bad or accidentally empty spec keeps the last good one. Returns changed names. */
+  async function loadSpec(): Promise<boolean> {
+    let result: LoadResult;
+    try {
+      result = await options.specSource.load();
+    } catch (error) {
+      result = { ok: false, issues: [{ code: "FILE_UNREADABLE", file: options.specSource.description, path: "", message: errorMessage(error) }] };
+    }
+    const now = clock.now().toISOString();
+    if (!result.ok) {
+      const errors = result.issues.map(formatIssue);
+      specStatus = { ...specStatus, errors };
+      logger.error({ errors, kept: specStatus.loaded ? "last good spec" : "nothing" }, "spec rejected; nothing changes");
+      return false;
+    }
+    const next = result.spec;
+    const existing = new Set([...(spec?.caches.map((c) => c.name) ?? []), ...knownOwned]);
+    if (next.caches.length === 0 && existing.size > 0 && !options.allowEmpty) {
+      const message = `${options.specSource.description}: the spec has no ContentCache but ${existing.size} cache(s) exist (${[...existing].sort().join(", ")}); refusing to remove them all — set allowEmpty to do that on purpose`;
+      specStatus = { ...specStatus, errors: [message] };
+      logger.error({ caches: [...existing] }, "empty spec refused");
+      return false;
+    }
+    const previous = new Map((spec?.caches ?? []).map((c) => [c.name, specGeneration(c)]));
+    spec = next;
+    for (const d of next.dtrs) knownDtrs.set(d.name, d);
+    specStatus = { path: options.specSource.description, loaded: true, files: next.files, loadedAt: now, errors: [] };
+    const names = new Set<string>([...previous.keys(), ...next.caches.map((c) => c.name), ...knownOwned]);
+    for (const c of next.caches) {
+      const generation = specGeneration(c);
+      const state = caches.get(c.name);
+      if (state) state.status = { ...state.status, generation, terminating: false };
+      if (previous.get(c.name) !== generation) {
+        queue.forget(c.name);
+        if (state) delete state.terminalGeneration;
+      }
+    }
+    logger.info({ caches: next.caches.length, files: next.files.length }, "spec loaded");
+    if (started) for (const n of names) queue.add(n);
+    return true;
+  }
+
+  function onEvent(event: SwarmEvent): void {
+    let name: string | undefined;
+    if (event.type === "node") {
+      for (const c of spec?.caches ?? []) queue.add(c.name);
+      return;
+    }
+    if (event.type === "service") name = event.name;
+    else name = event.name ? BLOB_NAME.exec(event.name)?.[1] : undefined;
+    if (name && (spec?.caches.some((c) => c.name === name) || knownOwned.has(name))) queue.add(name);
+  }
+
+  async function subscribe(attempt = 0): Promise<void> {
+    if (stopping) return;
+    try {
+      events = await swarm.subscribeEvents({
+        onEvent,
+        onEnd: (error) => {
+          events = undefined;
+          if (stopping) return;
+          logger.warn({ err: error ? errorMessage(error) : "stream ended" }, "event stream lost; reconnecting");
+          engine = { reachable: false, manager: engine.manager, message: "event stream lost" };
+          scheduleSubscribe(0);
+        },
+      });
+      if (attempt > 0 || !engine.reachable) logger.info({}, "event stream connected");
+      engine = { reachable: true, manager: true };
+      // Events may have been missed while disconnected: look at everything once.
+      void resync();
+    } catch (error) {
+      engine = { reachable: false, manager: engine.manager, message: errorMessage(error) };
+      scheduleSubscribe(attempt + 1);
+    }
+  }
+
+  function scheduleSubscribe(attempt: number): void {
+    if (stopping) return;
+    const delay = Math.min(10_000, 250 * 2 ** attempt);
+    eventRetry = setTimeout(() => void subscribe(attempt), delay);
+  }
+
+  async function resync(): Promise<void> {
+    try {
+      for (const n of await observeOwnedCaches(swarm, owner)) knownOwned.add(n);
+    } catch (error) {
+      markEngine(error);
+    }
+    for (const n of new Set([...(spec?.caches.map((c) => c.name) ?? []), ...knownOwned])) queue.add(n);
+  }
+
+  async function checkManager(): Promise<void> {
+    const info = await swarm.info();
+    if (!info.isManager) {
+      engine = { reachable: true, manager: false, message: `engine ${info.name} is not a Swarm manager` };
+      throw new ControllerError("NOT_MANAGER", `the engine ${info.name} (${info.serverVersion}) is not a Swarm manager (swarm state: ${info.swarmState || "inactive"}); point DOCKER_HOST at a manager node`);
+    }
+    engine = { reachable: true, manager: true };
+  }
+
+  return {
+    async start() {
+      if (started) return;
+      stopping = false;
+      await checkManager();
+      for (const n of await observeOwnedCaches(swarm, owner)) knownOwned.add(n);
+      await loadSpec();
+      started = true;
+      stopWatching = await options.specSource.watch(() => void loadSpec());
+      await subscribe();
+      const interval = options.resyncIntervalMs ?? 30_000;
+      resyncTimer = setInterval(() => void resync(), interval);
+      resyncTimer.unref?.();
+      logger.info({ owner, spec: options.specSource.description }, "controller started");
+    },
+
+    async stop() {
+      stopping = true;
+      started = false;
+      if (resyncTimer) clearInterval(resyncTimer);
+      if (eventRetry) clearTimeout(eventRetry);
+      events?.close();
+      events = undefined;
+      if (stopWatching) await stopWatching();
+      stopWatching = undefined;
+      await queue.shutdown();
+      logger.info({}, "controller stopped");
+    },
+
+    async reconcileOnce() {
+      if (!engine.manager) await checkManager();
+      // One-shot: look at the spec as it is now (a watcher may not be running).
+      await loadSpec();
+      for (const n of await observeOwnedCaches(swarm, owner)) knownOwned.add(n);
+      const names = [...new Set([...(spec?.caches.map((c) => c.name) ?? []), ...knownOwned])].sort();
+      const reports: ReconcileReport[] = [];
+      const signal = new AbortController().signal;
+      for (const name of names) {
+        try {
+          const out = await reconcileKey(name, signal);
+          reports.push({ cache: name, mode: out.mode, actions: out.outcomes });
+        } catch (error) {
+          reports.push({ cache: name, mode: spec?.caches.some((c) => c.name === name) ? "apply" : "teardown", actions: [], error: errorMessage(error) });
+        }
+      }
+      return reports;
+    },
+
+    async plan() {
+      await loadSpec();
+      const owned = await observeOwnedCaches(swarm, owner);
+      const nodes = await swarm.listNodes();
+      const plans: Plan[] = [];
+      const signal = new AbortController().signal;
+      for (const cache of spec?.caches ?? []) {
+        const actual = await observeCache(swarm, owner, cache.name);
+        const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, spec as CacheSpec, actual, signal);
+        plans.push(planCache(buildDesired(owner, cache, materials, paths, containerFor(cache)), actual, nodes, planContext(cache.name, specGeneration(cache))));
+      }
+      for (const name of [...owned].filter((n) => !spec?.caches.some((c) => c.name === n)).sort()) {
+        plans.push(planTeardown(await observeCache(swarm, owner, name), nodes, planContext(name)));
+      }
+      return plans;
+    },
+
+    status() {
+      const names = new Set([...(spec?.caches.map((c) => c.name) ?? []), ...caches.keys()]);
+      return { controllerId: owner, engine, spec: specStatus, caches: [...names].sort().map((n) => stateOf(n).status) };
+    },
+
+    idle: () => queue.idle(),
+  };
+}
+

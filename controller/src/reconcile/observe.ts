@@ -1,0 +1,29 @@
+// Reads the actual state of one cache: four list calls (plus one for tasks when the service
+// exists). Everything is filtered by our OWNER and CACHE labels at the engine.
+import type { SwarmApi, SwarmNode } from "../swarm/api.js";
+import { ownerFilter } from "./labels.js";
+import type { ActualCache } from "./planner.js";
+
+export async function observeCache(swarm: SwarmApi, owner: string, name: string): Promise<ActualCache> {
+  const filter = ownerFilter(owner, name);
+  const [configs, secrets, services] = await Promise.all([swarm.listConfigs(filter), swarm.listSecrets(filter), swarm.listServices(filter)]);
+  const service = services.find((s) => s.name === name);
+  const tasks = service ? await swarm.listTasks(service.id) : [];
+  return service ? { name, service, configs, secrets, tasks } : { name, configs, secrets, tasks };
+}
+
+export async function observeNodes(swarm: SwarmApi): Promise<SwarmNode[]> {
+  return swarm.listNodes();
+}
+
+/** Names of every cache that owns an object in the Swarm. */
+export async function observeOwnedCaches(swarm: SwarmApi, owner: string): Promise<Set<string>> {
+  const filter = ownerFilter(owner);
+  const [configs, secrets, services] = await Promise.all([swarm.listConfigs(filter), swarm.listSecrets(filter), swarm.listServices(filter)]);
+  const names = new Set<string>();
+  for (const o of [...configs, ...secrets, ...services]) {
+    const cache = o.labels["io.dtrcache.cache"];
+    if (cache) names.add(cache);
+  }
+  return names;
+}
