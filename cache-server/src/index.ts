@@ -8,3 +8,4 @@ export * from "./names.js";
 export * from "./store.js";
 export * from "./sweeper.js";
 export * from "./upstream.js";
+export * from "./testing/fake-upstream.js";

@@ -32,6 +32,7 @@ export type Route =
   | { kind: "base" }
   | { kind: "manifest"; name: string; reference: string; byDigest: boolean }
   | { kind: "blob"; name: string; digest: string }
+  | { kind: "tags"; name: string }
   | { kind: "invalid"; code: "NAME_INVALID" | "DIGEST_INVALID" | "TAG_INVALID" | "NOT_FOUND"; detail: string }
   | { kind: "unsupported"; detail: string };
 
@@ -51,7 +52,7 @@ export function parseRegistryPath(path: string): Route {
   const [, name = "", kind, ref = ""] = m;
   if (kind === "blobs" && ref.startsWith("uploads")) return { kind: "unsupported", detail: "this cache is read-only" };
   if (!isValidName(name)) return { kind: "invalid", code: "NAME_INVALID", detail: "repository name does not match the reference grammar" };
-  if (kind === "tags") return { kind: "unsupported", detail: "tag listing is not served by this cache" };
+  if (kind === "tags") return ref === "list" ? { kind: "tags", name } : { kind: "invalid", code: "NOT_FOUND", detail: "not a registry path" };
   if (kind === "blobs") {
     if (!isValidDigest(ref)) return { kind: "invalid", code: "DIGEST_INVALID", detail: "digest must be sha256:<64 lower-case hex>" };
     return { kind: "blob", name, digest: ref };

@@ -117,6 +117,7 @@ export class RegistryHandler {
     }
     if (route.kind === "unsupported") return this.sendError(ctx, "UNSUPPORTED", route.detail);
     if (route.kind === "base") return this.base(ctx);
+    if (route.kind === "tags") return this.tagList(ctx, route.name);
     if (route.kind === "blob") return this.blob(ctx, route.name, route.digest, method === "HEAD");
     if (route.byDigest) return this.manifestByDigest(ctx, route.name, route.reference, method === "HEAD");
     return this.manifestByTag(ctx, route.name, route.reference, method === "HEAD");
@@ -134,6 +135,22 @@ export class RegistryHandler {
     const body = await readBody(up, 64 * 1024);
     if (up.status === 200) return this.sendJson(ctx, 200, "{}");
     return this.relay(ctx, up.status, pickHeaders(up.headers), body);
+  }
+
+  // --- tag listing: not cached (it changes with every push); passed through with its auth ---
+  private async tagList(ctx: Ctx, name: string): Promise<void> {
+    let up: UpstreamResponse;
+    try {
+      up = await this.deps.upstream.request({ method: "GET", path: withQuery(`/v2/${name}/tags/list`, ctx.query), headers: this.upHeaders(ctx, "application/json") });
+    } catch (err) {
+      if (err instanceof UpstreamError) return this.sendError(ctx, "UPSTREAM_UNAVAILABLE");
+      throw err;
+    }
+    const body = await readBody(up, MAX_MANIFEST);
+    const headers = pickHeaders(up.headers);
+    const link = headerValue(up.headers.link);
+    if (link) headers.link = link;
+    return this.relay(ctx, up.status, headers, body, "NAME_UNKNOWN");
   }
 
   // --- blobs ---

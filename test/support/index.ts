@@ -1,1 +1,4 @@
-export {};
+export * from "./cache-process.js";
+export * from "./oci.js";
+export * from "./stream-client.js";
+export { FakeUpstream, digestOf, type BlobFault, type RecordedRequest } from "@dtrcache/cache-server";

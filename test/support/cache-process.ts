@@ -1,0 +1,132 @@
+// Runs the compiled cache server as its own process (`node cache-server/dist/main.js config.yml`),
+// the way the image runs it, so tests can SIGKILL it and so the harness engine can reach it on
+// the harness subnet. Always stopped by the caller (stop() in afterAll / finally).
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, openSync, closeSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+
+function findMain(): string {
+  // Works both from test/support (vitest, sources) and test/dist/support (compiled bench).
+  for (const rel of ["../../cache-server/dist/main.js", "../../../cache-server/dist/main.js"]) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error("cache-server/dist/main.js is missing: run `npx tsc -b cache-server` first");
+}
+
+export interface CacheProcessOptions {
+  readonly workDir: string;
+  readonly upstreams: readonly string[];
+  readonly listenHost?: string;
+  readonly port: number;
+  /** Defaults to <workDir>/root */
+  readonly rootDirectory?: string;
+  readonly blobttl?: string;
+  /** Extra lines under the downstream options, e.g. "servestale: false". */
+  readonly extraOptions?: readonly string[];
+  readonly logLevel?: string;
+}
+
+export interface CacheProcess {
+  readonly url: string;
+  readonly hostPort: string;
+  readonly rootDirectory: string;
+  readonly logFile: string;
+  readonly child: ChildProcess;
+  metrics(): Promise<string>;
+  /** SIGKILL, no cleanup: the crash test. */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function renderCacheConfig(o: CacheProcessOptions, root: string): string {
+  const q = (v: string): string => JSON.stringify(v);
+  return [
+    "version: 0.1",
+    "log:",
+    `  level: ${o.logLevel ?? "info"}`,
+    "storage:",
+    "  delete:",
+    "    enabled: true",
+    "  filesystem:",
+    `    rootdirectory: ${q(root)}`,
+    "http:",
+    `  addr: ${q(`${o.listenHost ?? "127.0.0.1"}:${o.port}`)}`,
+    "  secret: test-secret-not-logged",
+    "middleware:",
+    "  registry:",
+    "    - name: downstream",
+    "      options:",
+    `        blobttl: ${o.blobttl ?? "24h"}`,
+    "        upstreams:",
+    ...o.upstreams.map((u) => `          - ${q(u)}`),
+    ...(o.extraOptions ?? []).map((l) => `        ${l}`),
+    "",
+  ].join("\n");
+}
+
+export async function startCacheProcess(o: CacheProcessOptions): Promise<CacheProcess> {
+  const main = findMain();
+  const root = o.rootDirectory ?? join(o.workDir, "root");
+  await mkdir(o.workDir, { recursive: true });
+  const configFile = join(o.workDir, "config.yml");
+  await writeFile(configFile, renderCacheConfig(o, root));
+  const logFile = join(o.workDir, "cache.log");
+  const fd = openSync(logFile, "a");
+  const child = spawn(process.execPath, [main, configFile], { stdio: ["ignore", fd, fd] });
+  closeSync(fd);
+  const hostPort = `${o.listenHost ?? "127.0.0.1"}:${o.port}`;
+  const url = `http://${hostPort}`;
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once("exit", () => ((exited = true), resolve())));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (exited) throw new Error(`cache-server exited at start: ${(await readFile(logFile, "utf8")).slice(-2000)}`);
+    try {
+      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await r.arrayBuffer();
+      if (r.ok) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error("cache-server did not answer /healthz within 15 s");
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const signal = async (sig: NodeJS.Signals): Promise<void> => {
+    if (exited) return;
+    child.kill(sig);
+    await Promise.race([exit, new Promise((r) => setTimeout(r, 5000))]);
+    if (!exited) {
+      child.kill("SIGKILL");
+      await exit;
+    }
+  };
+  return {
+    url,
+    hostPort,
+    rootDirectory: root,
+    logFile,
+    child,
+    async metrics() {
+      const r = await fetch(`${url}/metrics`);
+      return r.text();
+    },
+    kill: () => signal("SIGKILL"),
+    stop: () => signal("SIGTERM"),
+  };
+}
+
+/** Reads one counter (summing its label sets) from Prometheus text. */
+export function metricValue(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
