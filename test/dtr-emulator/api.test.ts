@@ -37,7 +37,7 @@ afterAll(async () => {
   await dtr.stop();
 });
 beforeEach(() => {
-  dtr.setFaults({ down: false, failRequests: 0, failStatus: 500, failOnly: undefined, delayMs: 0 });
+  dtr.setFaults({ down: false, failRequests: 0, failStatus: 500, failOnly: undefined, loseAnswers: 0, delayMs: 0 });
   dtr.seed.userSetting("alice", "");
 });
 
@@ -210,6 +210,14 @@ describe("health, CA and faults", () => {
     dtr.setFaults({ failRequests: 2, failStatus: 502 });
     expect((await call("GET", "/api/v0/content_caches", ADMIN)).status).toBe(502);
     expect((await call("GET", "/api/v0/content_caches", ADMIN)).status).toBe(502);
+    expect((await call("GET", "/api/v0/content_caches", ADMIN)).status).toBe(200);
+  });
+
+  it("carries out a request whose answer it then loses", async () => {
+    dtr.setFaults({ loseAnswers: 1, failOnly: { method: "POST" } });
+    const before = dtr.contentCaches().length;
+    await expect(call("POST", "/api/v0/content_caches", ADMIN, { name: "lost", host: "https://l:443" })).rejects.toThrow();
+    expect(dtr.contentCaches()).toHaveLength(before + 1);
     expect((await call("GET", "/api/v0/content_caches", ADMIN)).status).toBe(200);
   });
 

@@ -1,7 +1,7 @@
 // A DTR emulator for tests and the demo. DTR is proprietary, so the project carries a faithful
-// stand-in for the parts it talks to, built from ../../../shared/docs/dtr-facts.md (copied into
-// docs/dtr.md): the /api/v0 content cache and user settings API, /ca, /_ping, and a registry
-// front with token auth and the content-cache redirect flow. Every detail that DTR's published
+// stand-in for the parts it talks to, built from the team's DTR facts (DTR's published API
+// description and content-cache guides): the /api/v0 content cache and user settings API, /ca,
+// /_ping, and a registry front with token auth and the content-cache redirect flow. Every detail that DTR's published
 // material leaves open is marked UNCONFIRMED where it is decided and listed in README.md.
 import { randomBytes } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -121,7 +121,15 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
     }
     const only = state.faults.failOnly;
     const selected = only === undefined || ((only.method === undefined || only.method === req.method) && (only.pathPrefix === undefined || path.startsWith(only.pathPrefix)));
-    if (state.faults.failRequests > 0 && selected) {
+    if (state.faults.loseAnswers > 0 && selected) {
+      state.faults.loseAnswers -= 1;
+      // Handle the request for real, then cut the connection instead of answering: the case of a
+      // write that happened although the client never heard back.
+      res.end = function lose(this: ServerResponse): ServerResponse {
+        this.socket?.destroy();
+        return this;
+      } as ServerResponse["end"];
+    } else if (state.faults.failRequests > 0 && selected) {
       state.faults.failRequests -= 1;
       const status = state.faults.failStatus;
       return isRegistry ? sendRegistryError(res, status, "UNKNOWN", "injected failure") : sendDtrError(res, status, "INTERNAL_ERROR", "injected failure");

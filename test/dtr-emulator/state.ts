@@ -45,7 +45,9 @@ export interface Faults {
   /** This many of the next requests answer `failStatus` (default 500); counts down per request. */
   failRequests: number;
   failStatus: number;
-  /** Restricts `failRequests` to matching requests; others pass and do not count down. */
+  /** This many of the next requests are carried out but their answer is lost (connection cut). */
+  loseAnswers: number;
+  /** Restricts `failRequests` and `loseAnswers` to matching requests; others pass and do not count down. */
   failOnly: { method?: string; pathPrefix?: string } | undefined;
   /** Every request waits this long before it is handled (to exercise client timeouts). */
   delayMs: number;
@@ -56,7 +58,7 @@ export class EmulatorState {
   private readonly caches = new Map<string, ContentCache>();
   private readonly settings = new Map<string, string>();
   private readonly log: RequestLogEntry[] = [];
-  readonly faults: Faults = { down: false, failRequests: 0, failStatus: 500, failOnly: undefined, delayMs: 0 };
+  readonly faults: Faults = { down: false, failRequests: 0, failStatus: 500, failOnly: undefined, loseAnswers: 0, delayMs: 0 };
 
   constructor(users: readonly EmulatorUser[]) {
     this.users = new Map(users.map((user) => [user.username, user]));

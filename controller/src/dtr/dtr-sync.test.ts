@@ -49,7 +49,7 @@ afterAll(async () => {
 });
 beforeEach(() => {
   logText = "";
-  dtr.setFaults({ down: false, failRequests: 0, failStatus: 500, failOnly: undefined, delayMs: 0 });
+  dtr.setFaults({ down: false, failRequests: 0, failStatus: 500, failOnly: undefined, loseAnswers: 0, delayMs: 0 });
   sync = makeSync();
 });
 afterEach(async () => {
@@ -98,6 +98,14 @@ describe("registration", () => {
     const writes = writesIn(dtr.requestLog()).map((entry) => `${entry.method} ${entry.path}`);
     expect(writes.slice(0, 2)).toEqual([`DELETE /api/v0/content_caches/${first.registrationId ?? ""}`, "POST /api/v0/content_caches"]);
     expect(second.resets).toEqual([{ username: "carol", state: "reset" }]);
+  });
+
+  it("adopts a registration whose create succeeded although the answer was lost, instead of creating a duplicate", async () => {
+    dtr.setFaults({ loseAnswers: 1, failOnly: { method: "POST" } });
+    const status = await sync.apply(cacheResource("region-asia", "https://cache.asia:443", ["alice"]), [], signal());
+    expect(dtr.contentCaches()).toEqual([{ id: status.registrationId, name: "region-asia", host: "https://cache.asia:443" }]);
+    expect(dtr.requestLog().filter((entry) => entry.method === "POST")).toHaveLength(1);
+    expect(dtr.settings().alice).toBe(status.registrationId);
   });
 
   it("deletes duplicate registrations of its name and keeps the one with the right host", async () => {
