@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import type { ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
 import { mapBounded } from "./bounded.js";
 import { DtrClient, type ContentCacheRecord, type RetryPolicy } from "./client.js";
-import { DtrError, DtrUnavailableError, isDtrError } from "./errors.js";
+import { DtrError, isDtrError } from "./errors.js";
 import { silentLogger, type DtrLogger } from "./logger.js";
 import { readSecretRef } from "./secret.js";
 import type { DtrCacheStatus, DtrRemoval, DtrSync, UserAssignment, UserReset } from "./sync.js";
@@ -212,6 +212,6 @@ export function summarizeDtrStatus(status: DtrCacheStatus): DtrSyncSummary {
 /** Condition fields for a pass that threw: the error's stable code is the reason. */
 export function describeDtrFailure(error: unknown): { reason: string; message: string; retryable: boolean } {
   if (isDtrError(error)) return { reason: error.code, message: error.message, retryable: error.retryable };
-  const wrapped = new DtrUnavailableError(error instanceof Error ? error.message : "unexpected failure");
-  return { reason: "DTR_UNEXPECTED", message: wrapped.message, retryable: true };
+  // Not one of ours (a bug or an abort): retry with backoff rather than wedge the cache.
+  return { reason: "DTR_UNEXPECTED", message: error instanceof Error ? error.message : "unexpected failure", retryable: true };
 }
