@@ -11,6 +11,7 @@ export { planCache, planTeardown } from "./reconcile/planner.js";
 export type { FieldDiff } from "./reconcile/normalize.js";
 export type { ContainerOptions, DesiredCache, DesiredBlob } from "./reconcile/desired.js";
 export type { DtrCaProvider } from "./reconcile/materials.js";
+export { generateSelfSigned, type GeneratedPair } from "./reconcile/selfsigned.js";
 export * as labels from "./reconcile/labels.js";
 export * from "./swarm/api.js";
 export { SwarmError, isSwarmError, classifyEngineError, type SwarmErrorCode } from "./swarm/errors.js";
