@@ -135,9 +135,16 @@ export class Fill {
       for await (const chunk of src.body as AsyncIterable<Buffer>) {
         this.hash.update(chunk);
         if (fh && !this.passthrough) {
+          // Positioned writes may be short when the disk fills up: loop, and count only what
+          // really landed in the file.
+          let off = 0;
           try {
-            await fh.write(chunk, 0, chunk.length, this.fileBytes);
-            this.fileBytes += chunk.length;
+            while (off < chunk.length) {
+              const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, this.fileBytes);
+              if (bytesWritten === 0) throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
+              off += bytesWritten;
+              this.fileBytes += bytesWritten;
+            }
           } catch (err) {
             if (!isDiskFull(err)) throw err;
             this.passthrough = true;
@@ -145,10 +152,12 @@ export class Fill {
           }
         }
         if (this.passthrough) {
+          const from = Math.max(0, this.fileBytes - this.received);
+          const part = chunk.subarray(from);
           for (const r of this.readers) {
-            if (r.queueBase < 0) r.queueBase = this.received;
-            r.queue.push(chunk);
-            r.queued += chunk.length;
+            if (r.queueBase < 0) r.queueBase = this.received + from;
+            r.queue.push(part);
+            r.queued += part.length;
           }
         }
         this.received += chunk.length;
