@@ -144,7 +144,9 @@ describe("controller on the harness swarm", () => {
     await writeAtomically(specFile, await runbookVariant(variant));
     await expect.poll(async () => (await ownedObjects(api, owner, cacheName)).configs.map((c) => c.name).includes(before?.configs[0] ?? ""), { timeout: 60_000, interval: 250 }).toBe(false);
     await expect.poll(async () => (await ownedObjects(api, owner, cacheName)).configs.length, { timeout: 30_000, interval: 250 }).toBe(2);
-    expect((await ownedObjects(api, owner, cacheName)).secrets.map((s) => s.name)).not.toContain(before?.secrets.find((s) => s.startsWith(`${cacheName}-cert`)) ?? "?");
+    // Certificate and key changed once: the current and the previous revision (for a rollback) remain.
+    const purposes = (await ownedObjects(api, owner, cacheName)).secrets.map((s) => s.labels[labels.PURPOSE]).sort();
+    expect(purposes).toEqual(["ca", "cert", "cert", "key", "key"]);
 
     sampling = false;
     await sampler;
