@@ -3,11 +3,21 @@
 // the Swarm through the controller's own narrow API.
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { labels, type SwarmApi, type SwarmConfig, type SwarmSecret } from "@dtrcache/controller";
 
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+/** The repository root, found from this file (works from test/bench and from test/dist/bench). */
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 6; depth += 1) {
+    if (existsSync(join(dir, "crds", "examples", "runbook.yaml"))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error("crds/examples/runbook.yaml not found above test/bench/controller");
+}
+const ROOT = findRoot();
 export const EXAMPLES = join(ROOT, "crds", "examples");
 
 export interface RunbookVariant {
