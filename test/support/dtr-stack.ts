@@ -1,0 +1,211 @@
+// The shared end-to-end environment: a real backend registry (Debian's docker-registry) holding a
+// sample image, the DTR emulator in front of it with three accounts, and a writer for the
+// CacheSpec that points a controller at that emulator. Used by the e2e tests, the multi-node test
+// and the demo. Everything listens on one address the caller chooses (the harness's hostIp, so
+// that tasks in the private swarm reach it); nothing here talks to any other address.
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parseAllDocuments, type Document } from "yaml";
+import { startDtrEmulator, type DtrEmulator, type RequestLogEntry } from "../dtr-emulator/index.js";
+import { repoRoot } from "../harness/images.js";
+import { startRegistry, type RegistryHandle } from "../harness/registry.js";
+import { pushTestImage } from "../harness/testimage.js";
+
+export interface DtrStackUser {
+  readonly username: string;
+  readonly password: string;
+}
+
+export interface DtrStackUsers {
+  /** DTR admin: the controller registers caches and sets user settings with it. */
+  readonly admin: DtrStackUser;
+  /** Meant to be listed in the ContentCache's users (cache-enabled by the controller). */
+  readonly alice: DtrStackUser;
+  /** Never listed: pulls go straight to the emulator. */
+  readonly bob: DtrStackUser;
+}
+
+export interface SampleImage {
+  readonly repository: string;
+  readonly tag: string;
+  /** EMULATOR_HOST:PORT/repository:tag: what a docker client pulls. */
+  readonly ref: string;
+  /** BACKEND_HOST:PORT/repository:tag: the same image straight from the backend registry. */
+  readonly backendRef: string;
+  /** Manifest digest as the backend stores it (sha256:...). */
+  readonly digest: string;
+}
+
+export interface StartDtrStackOptions {
+  /** Created if missing; the backend registry's data and the spec files go here. stop() removes what it created. */
+  readonly workDir: string;
+  /** Address the backend registry and the emulator listen on (loopback or the harness's hostIp). */
+  readonly hostIp: string;
+  /** Engine used to build the sample image before it is pushed with skopeo (a private engine, never the default one). */
+  readonly dockerHost: string;
+  /** Fixed emulator port; default a free one. */
+  readonly emulatorPort?: number;
+  /** Sample image name; default hello/web:1. */
+  readonly repository?: string;
+  readonly tag?: string;
+  /** Called for every request the emulator logs (the demo prints redirects as they happen). */
+  readonly onRequest?: (entry: RequestLogEntry) => void;
+}
+
+export interface WriteSpecOptions {
+  readonly cacheName: string;
+  readonly nodeHostname: string;
+  readonly port: number;
+  /** How clients and DTR reach the cache, e.g. http://NODE_IP:PORT (TLS is disabled in the spec). */
+  readonly externalURL: string;
+  /** DTR users whose setting the controller points at this cache. */
+  readonly users: readonly string[];
+  readonly image: string;
+  /** Default dtr.cache=true; tests sharing one swarm use a label of their own. */
+  readonly nodeLabel?: string;
+  readonly blobTTL?: string;
+  /**
+   * How the admin password is referenced (never inline): `env` -> {env: DTR_ADMIN_PASSWORD}, the
+   * value is in `stack.env`; `file` -> {file: <workDir>/admin-password}. Default `env`.
+   */
+  readonly passwordRef?: "env" | "file";
+  /** Where to write; default <workDir>/cachespec.yaml. */
+  readonly path?: string;
+}
+
+export interface DtrStack {
+  readonly emulator: DtrEmulator;
+  readonly backend: RegistryHandle;
+  readonly sampleImage: SampleImage;
+  readonly users: DtrStackUsers;
+  /** Name of the variable the spec's {env: ...} reference names. */
+  readonly passwordEnvName: string;
+  /** The environment a controller needs for an env-referenced admin password ({DTR_ADMIN_PASSWORD: ...}). */
+  readonly env: Readonly<Record<string, string>>;
+  /** The file a file-referenced spec points at (written on first use, mode 0600). */
+  readonly passwordFile: string;
+  /** Writes a CacheSpec YAML (a DTR document and one ContentCache) and returns its path. */
+  writeSpec(options: WriteSpecOptions): Promise<string>;
+  /** Stops the emulator and the registry and removes the stack's directories. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export const DTR_DOCUMENT_NAME = "dtr";
+const PASSWORD_ENV = "DTR_ADMIN_PASSWORD";
+
+/** The template every written spec starts from (kept valid on its own, so its comments stay true). */
+export function demoSpecTemplatePath(): string {
+  return join(repoRoot(), "crds", "examples", "demo.yaml");
+}
+
+const secret = (): string => randomBytes(12).toString("base64url");
+
+export async function startDtrStack(options: StartDtrStackOptions): Promise<DtrStack> {
+  await mkdir(options.workDir, { recursive: true });
+  const users: DtrStackUsers = {
+    admin: { username: "admin", password: secret() },
+    alice: { username: "alice", password: secret() },
+    bob: { username: "bob", password: secret() },
+  };
+  const backendDir = join(options.workDir, "backend-registry");
+  let backend: RegistryHandle | undefined;
+  let emulator: DtrEmulator | undefined;
+  const stopAll = async (): Promise<void> => {
+    const e = emulator;
+    const b = backend;
+    emulator = undefined;
+    backend = undefined;
+    // each step runs even when an earlier one failed: nothing may be left running
+    const results = await Promise.allSettled([e?.stop(), b?.stop()]);
+    await rm(backendDir, { recursive: true, force: true });
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+  };
+
+  try {
+    backend = await startRegistry({ workDir: backendDir, listenHost: options.hostIp });
+    const pushed = await pushTestImage({
+      dockerHost: options.dockerHost,
+      registryHostPort: backend.hostPort,
+      workDir: options.workDir,
+      ...(options.repository ? { repository: options.repository } : {}),
+      ...(options.tag ? { tag: options.tag } : {}),
+    });
+    emulator = await startDtrEmulator({
+      listenHost: options.hostIp,
+      port: options.emulatorPort ?? 0,
+      backendRegistryUrl: backend.url,
+      users: [
+        { username: users.admin.username, password: users.admin.password, admin: true },
+        { username: users.alice.username, password: users.alice.password },
+        { username: users.bob.username, password: users.bob.password },
+      ],
+      ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+    });
+    const emu = emulator;
+    const sampleImage: SampleImage = {
+      repository: pushed.repository,
+      tag: pushed.tag,
+      ref: `${emu.hostPort}/${pushed.repository}:${pushed.tag}`,
+      backendRef: pushed.ref,
+      digest: pushed.digest,
+    };
+    const passwordFile = join(options.workDir, "admin-password");
+    const handle: DtrStack = {
+      emulator: emu,
+      backend,
+      sampleImage,
+      users,
+      passwordEnvName: PASSWORD_ENV,
+      env: { [PASSWORD_ENV]: users.admin.password },
+      passwordFile,
+      writeSpec: async (spec) => {
+        const ref = spec.passwordRef ?? "env";
+        if (ref === "file") await writeFile(passwordFile, `${users.admin.password}\n`, { mode: 0o600 });
+        const text = renderSpec(await readFile(demoSpecTemplatePath(), "utf8"), emu.url, ref === "env" ? { env: PASSWORD_ENV } : { file: passwordFile }, spec);
+        const target = spec.path ?? join(options.workDir, "cachespec.yaml");
+        await writeFile(target, text);
+        return target;
+      },
+      stop: async () => {
+        await stopAll();
+        await rm(passwordFile, { force: true });
+      },
+    };
+    return handle;
+  } catch (error) {
+    await stopAll().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Fills the demo template with this run's values. Editing the parsed documents (rather than
+ * string substitution) keeps the template's comments and fails loudly if the template's shape
+ * changes.
+ */
+export function renderSpec(template: string, dtrUrl: string, password: { env: string } | { file: string }, o: WriteSpecOptions): string {
+  const docs = parseAllDocuments(template);
+  if (!Array.isArray(docs)) throw new Error("demo.yaml: expected a multi-document YAML stream");
+  const byKind = (kind: string): Document => {
+    const doc = docs.find((d) => d.get("kind") === kind);
+    if (!doc) throw new Error(`demo.yaml: no ${kind} document`);
+    return doc;
+  };
+  const dtr = byKind("DTR");
+  dtr.setIn(["metadata", "name"], DTR_DOCUMENT_NAME);
+  dtr.setIn(["spec", "url"], dtrUrl);
+  dtr.setIn(["spec", "admin", "password"], dtr.createNode(password));
+  const cache = byKind("ContentCache");
+  cache.setIn(["metadata", "name"], o.cacheName);
+  cache.setIn(["spec", "dtr"], DTR_DOCUMENT_NAME);
+  cache.setIn(["spec", "node"], cache.createNode({ hostname: o.nodeHostname }));
+  cache.setIn(["spec", "nodeLabel"], o.nodeLabel ?? "dtr.cache=true");
+  cache.setIn(["spec", "image"], o.image);
+  cache.setIn(["spec", "port"], o.port);
+  cache.setIn(["spec", "externalURL"], o.externalURL);
+  if (o.blobTTL !== undefined) cache.setIn(["spec", "blobTTL"], o.blobTTL);
+  cache.setIn(["spec", "users"], cache.createNode([...o.users]));
+  return docs.map((d) => d.toString()).join("");
+}
