@@ -21,6 +21,12 @@ export interface DtrSyncOptions {
 }
 
 export interface DtrSyncService extends DtrSync {
+  /**
+   * The CA the controller trusts DTR with, for the caches' CA bundle: the CA file's PEM, or the
+   * one fetched from /ca (fetched once and shared with the API client, so trust-on-first-use
+   * happens once per process), or undefined for system roots and plain http.
+   */
+  caPem(dtr: ResolvedDtr): Promise<string | undefined>;
   /** Closes the connection pools kept per DTR. */
   close(): Promise<void>;
 }
@@ -68,6 +74,10 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
       const dropped = [...new Set(previousUsers)].filter((username) => !listed.includes(username));
       const resets = await mapBounded(dropped, concurrency, (username) => resetUser(client, username, ours, signal, logger, log));
       return { registrationId: registration.id, host: registration.host, users, resets };
+    },
+
+    async caPem(dtr: ResolvedDtr): Promise<string | undefined> {
+      return (await trustFor(dtr)).caPem;
     },
 
     async remove(removal: DtrRemoval, signal: AbortSignal): Promise<void> {

@@ -1,0 +1,79 @@
+// Human output for the CLI: the status table (kubectl-style columns) and the plan listing.
+import type { Action, Plan } from "../reconcile/planner.js";
+import type { CacheSnapshot, RuntimeSnapshot, SnapshotCondition } from "./snapshot.js";
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("   ").trimEnd()).join("\n");
+}
+
+function condition(cache: CacheSnapshot, type: SnapshotCondition["type"]): SnapshotCondition | undefined {
+  return cache.conditions.find((c) => c.type === type);
+}
+
+function shortId(id: string | undefined): string {
+  return id ? (id.length > 12 ? `${id.slice(0, 8)}…` : id) : "-";
+}
+
+/** One line per cache; then, for any cache that is not Ready, why. */
+export function formatStatusTable(status: RuntimeSnapshot): string {
+  const header = ["NAME", "READY", "TASKS", "NODE", "DTR ID", "USERS", "DTR", "TLS", "AGE OF SPEC"];
+  const rows = status.caches.map((cache) => {
+    const ready = condition(cache, "Ready");
+    const users = cache.dtr.users;
+    const assigned = users.filter((u) => u.state === "assigned").length;
+    const node = cache.node.hostname ? `${cache.node.hostname}${cache.node.labelled ? "" : " (unlabelled)"}` : cache.node.label || "-";
+    const spec = cache.observedGeneration === "" ? "pending" : cache.observedGeneration === cache.generation ? "current" : "changing";
+    return [
+      cache.terminating ? `${cache.name} (removing)` : cache.name,
+      ready?.status ?? "Unknown",
+      `${cache.tasks.running}/${cache.tasks.desired}`,
+      node,
+      shortId(cache.dtr.registrationId),
+      users.length === 0 ? "-" : `${assigned}/${users.length}`,
+      condition(cache, "DtrSynced")?.status ?? "Unknown",
+      condition(cache, "TlsTrusted")?.status ?? "-",
+      spec,
+    ];
+  });
+  const lines = [status.caches.length === 0 ? "no caches" : table([header, ...rows])];
+  for (const cache of status.caches) {
+    const problems = cache.conditions.filter((c) => (c.type === "Degraded" || c.type === "Progressing" ? c.status === "True" : c.status !== "True"));
+    for (const c of problems) lines.push(`  ${cache.name}: ${c.type}=${c.status} ${c.reason}: ${c.message}`);
+    for (const u of cache.dtr.users.filter((x) => x.state !== "assigned")) lines.push(`  ${cache.name}: user ${u.username}: ${u.state}`);
+  }
+  if (!status.engine.reachable) lines.push(`engine: unreachable${status.engine.message ? `: ${status.engine.message}` : ""}`);
+  for (const error of status.spec.errors) lines.push(`spec: ${error}`);
+  return lines.join("\n");
+}
+
+function describeAction(action: Action): string {
+  switch (action.type) {
+    case "label-node":
+      return `label node ${action.hostname}: ${action.key}=${action.value}${action.from !== undefined ? ` (was ${action.from})` : ""}`;
+    case "unlabel-node":
+      return `remove label ${action.key} from node ${action.hostname}`;
+    case "create-blob":
+      return `create ${action.blob.kind} ${action.blob.name}`;
+    case "create-service":
+      return `create service ${action.name}`;
+    case "update-service":
+      return [`update service ${action.serviceId.slice(0, 12)}:`, ...action.diffs.map((d) => `    ${d.path}: ${d.from ?? "(unset)"} -> ${d.to}`)].join("\n");
+    case "remove-service":
+      return `remove service ${action.name}`;
+    case "remove-blob":
+      return `remove ${action.kind} ${action.name}`;
+  }
+}
+
+export function formatPlans(plans: readonly Plan[]): string {
+  if (plans.length === 0) return "no caches in the spec and none owned: nothing to do";
+  return plans
+    .map((plan) => {
+      const head = `${plan.cache} (${plan.mode}${plan.rollout !== "converged" && plan.rollout !== "absent" ? `, rollout ${plan.rollout}` : ""})`;
+      const body = plan.actions.length === 0 ? ["  no changes"] : plan.actions.map((a) => `  ${a.type === "create-blob" || a.type === "create-service" || a.type === "label-node" ? "+" : a.type.startsWith("remove") || a.type === "unlabel-node" ? "-" : "~"} ${describeAction(a)}`);
+      if (plan.blocked) body.push(`  ! blocked: ${plan.blocked.reason}: ${plan.blocked.message}`);
+      return [head, ...body].join("\n");
+    })
+    .join("\n");
+}

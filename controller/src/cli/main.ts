@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+// dtrcache: the controller's command line. One binary, docker/kubectl conventions:
+//   run       the reconcile loop and the status endpoint (what the Swarm service runs)
+//   apply     one convergence pass; exits non-zero if the caches are not Ready in time
+//   plan      dry run: what apply would change, field by field; writes nothing
+//   validate  check a spec file or directory; writes nothing, needs no engine
+//   status    ask a running controller's status endpoint
+// Exit codes are listed in EXIT below and in `dtrcache --help`.
+import { readFileSync, realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { formatIssue, loadCacheSpec } from "@dtrcache/crds";
+import { stringify } from "yaml";
+import { ConnectionError } from "../swarm/connection.js";
+import { isSwarmError } from "../swarm/errors.js";
+import { ControllerError } from "../errors.js";
+import { formatPlans, formatStatusTable } from "./format.js";
+import { createLogger, type LogLevel } from "./logger.js";
+import { assembleController, startRuntime } from "./runtime.js";
+import type { RuntimeSnapshot } from "./snapshot.js";
+import { waitForConvergence } from "./wait.js";
+
+export const EXIT = {
+  ok: 0,
+  /** Not converged in time, or a runtime failure. */
+  notReady: 1,
+  /** Bad command line or an invalid spec: nothing was changed. */
+  invalid: 2,
+  /** The engine (or the status endpoint) cannot be reached, or is not a swarm manager. */
+  unreachable: 3,
+} as const;
+
+const EXIT_HELP = `
+Exit codes:
+  0  success (apply: every cache Ready; validate: spec valid)
+  1  not Ready within --timeout, or a failure while running
+  2  invalid command line or invalid spec (nothing was changed)
+  3  engine or status endpoint unreachable, or the engine is not a swarm manager
+
+Environment:
+  DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH   engine connection, as for the docker CLI
+  DTRCACHE_STATUS_URL                                 status endpoint for \`status\` (default http://127.0.0.1:9090)
+  DTRCACHE_STATUS_TOKEN                               bearer token for the status endpoint`;
+
+class CliError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  const match = /^(.*):(\d+)$/.exec(value);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || !(port >= 0 && port <= 65535)) throw new InvalidArgumentError("expected HOST:PORT, e.g. 0.0.0.0:9090");
+  return { host: match[1] === "" ? "0.0.0.0" : (match[1] ?? "0.0.0.0").replace(/^\[|\]$/g, ""), port };
+}
+
+function parseTimeout(value: string): number {
+  const match = /^(\d+)(ms|s|m)?$/.exec(value);
+  if (!match) throw new InvalidArgumentError("expected a duration such as 90s or 5m");
+  const n = Number(match[1]);
+  return match[2] === "ms" ? n : match[2] === "m" ? n * 60_000 : n * 1000;
+}
+
+function readToken(file: string | undefined, env: string | undefined): string | undefined {
+  if (file) return readFileSync(file, "utf8").trim();
+  return env?.trim() || undefined;
+}
+
+/** Maps failures to exit codes; messages never include secrets (the errors below carry none). */
+function toCliError(error: unknown): CliError {
+  if (error instanceof CliError) return error;
+  if (error instanceof ConnectionError) return new CliError(EXIT.unreachable, error.message);
+  if (isSwarmError(error, "NOT_MANAGER") || isSwarmError(error, "UNAVAILABLE")) return new CliError(EXIT.unreachable, (error as Error).message);
+  if (error instanceof ControllerError) return new CliError(EXIT.notReady, error.message);
+  return new CliError(EXIT.notReady, error instanceof Error ? error.message : String(error));
+}
+
+async function validateSpec(file: string): Promise<void> {
+  const result = await loadCacheSpec(file);
+  if (!result.ok) throw new CliError(EXIT.invalid, `invalid spec, nothing changed:\n${result.issues.map(formatIssue).join("\n")}`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command("dtrcache")
+    .description("Reconciles DTR content caches on Docker Swarm from a declarative CacheSpec")
+    .version(process.env["DTRCACHE_VERSION"] ?? "0.1.0")
+    .addHelpText("after", EXIT_HELP)
+    .showHelpAfterError();
+
+  const logLevel = new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default("info");
+
+  program
+    .command("run")
+    .description("run the reconcile loop: watch the spec, keep the swarm and DTR matching it, serve status")
+    .requiredOption("-f, --file <path>", "CacheSpec file or directory")
+    .option("--listen <host:port>", "status endpoint address", parseListen, { host: "0.0.0.0", port: 9090 })
+    .option("--status-token-file <path>", "require this bearer token on the status endpoint (default: $DTRCACHE_STATUS_TOKEN)")
+    .option("--allow-empty", "accept a spec with no caches and tear every owned cache down", false)
+    .option("--id <owner>", "owner id written on every object; controllers with different ids never touch each other's objects", "dtrcache")
+    .addOption(logLevel)
+    .addHelpText("after", EXIT_HELP)
+    .action(async (opts: { file: string; listen: { host: string; port: number }; statusTokenFile?: string; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
+      const logger = createLogger(opts.logLevel);
+      const runtime = await startRuntime({
+        specPath: opts.file,
+        logger,
+        listen: opts.listen,
+        statusToken: readToken(opts.statusTokenFile, process.env["DTRCACHE_STATUS_TOKEN"]),
+        allowEmpty: opts.allowEmpty,
+        id: opts.id,
+      });
+      logger.info({ status: runtime.statusUrl }, "status endpoint listening");
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string): void => {
+          logger.info({ signal }, "shutting down: finishing the reconcile in hand");
+          process.removeAllListeners("SIGINT");
+          process.removeAllListeners("SIGTERM");
+          void runtime.stop().then(resolve, resolve);
+        };
+        process.once("SIGINT", () => stop("SIGINT"));
+        process.once("SIGTERM", () => stop("SIGTERM"));
+      });
+    });
+
+  program
+    .command("apply")
+    .description("converge once: apply the spec, follow the rollout, exit 0 when every cache is Ready")
+    .requiredOption("-f, --file <path>", "CacheSpec file or directory")
+    .option("--timeout <duration>", "give up after this long (e.g. 90s, 5m)", parseTimeout, 300_000)
+    .option("--allow-empty", "accept a spec with no caches and tear every owned cache down", false)
+    .option("--id <owner>", "owner id (see run --help)", "dtrcache")
+    .addOption(logLevel.default("warn"))
+    .addHelpText("after", EXIT_HELP)
+    .action(async (opts: { file: string; timeout: number; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
+      await validateSpec(opts.file);
+      const runtime = await startRuntime({ specPath: opts.file, logger: createLogger(opts.logLevel), allowEmpty: opts.allowEmpty, id: opts.id });
+      try {
+        const outcome = await waitForConvergence(() => runtime.snapshot(), opts.timeout, (line) => process.stderr.write(`${line}\n`));
+        process.stdout.write(`${formatStatusTable(runtime.snapshot())}\n`);
+        if (!outcome.converged) throw new CliError(EXIT.notReady, `not Ready after ${Math.round(opts.timeout / 1000)} s: ${outcome.reason}`);
+      } finally {
+        await runtime.stop();
+      }
+    });
+
+  program
+    .command("plan")
+    .description("dry run: print what apply would create, update or remove, field by field; writes nothing")
+    .requiredOption("-f, --file <path>", "CacheSpec file or directory")
+    .option("--id <owner>", "owner id (see run --help)", "dtrcache")
+    .addHelpText("after", EXIT_HELP)
+    .action(async (opts: { file: string; id: string }) => {
+      await validateSpec(opts.file);
+      const { controller, dtrSync } = assembleController({ specPath: opts.file, logger: createLogger("error"), id: opts.id });
+      try {
+        process.stdout.write(`${formatPlans(await controller.plan())}\n`);
+      } finally {
+        await dtrSync.close();
+      }
+    });
+
+  program
+    .command("validate")
+    .description("check a spec file or directory (syntax, fields, files, references); needs no engine")
+    .requiredOption("-f, --file <path>", "CacheSpec file or directory")
+    .addHelpText("after", EXIT_HELP)
+    .action(async (opts: { file: string }) => {
+      const result = await loadCacheSpec(opts.file);
+      if (!result.ok) throw new CliError(EXIT.invalid, `invalid spec:\n${result.issues.map(formatIssue).join("\n")}`);
+      process.stdout.write(`${opts.file}: valid (${result.spec.dtrs.length} DTR, ${result.spec.caches.length} cache${result.spec.caches.length === 1 ? "" : "s"}: ${result.spec.caches.map((c) => c.name).join(", ") || "none"})\n`);
+    });
+
+  program
+    .command("status")
+    .description("show the caches' status from a running controller")
+    .argument("[name]", "one cache")
+    .option("--url <url>", "status endpoint (default: $DTRCACHE_STATUS_URL or http://127.0.0.1:9090)")
+    .option("--token-file <path>", "bearer token file (default: $DTRCACHE_STATUS_TOKEN)")
+    .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json", "yaml"]).default("table"))
+    .addHelpText("after", EXIT_HELP)
+    .action(async (name: string | undefined, opts: { url?: string; tokenFile?: string; output: "table" | "json" | "yaml" }) => {
+      const base = opts.url ?? process.env["DTRCACHE_STATUS_URL"] ?? "http://127.0.0.1:9090";
+      const token = readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]);
+      let response: Response;
+      try {
+        response = await fetch(new URL("/status", base), { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10_000) });
+      } catch (error) {
+        throw new CliError(EXIT.unreachable, `cannot reach the status endpoint ${base}: ${error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)}`);
+      }
+      if (response.status === 401) throw new CliError(EXIT.unreachable, `${base} requires a bearer token (--token-file or DTRCACHE_STATUS_TOKEN)`);
+      if (!response.ok) throw new CliError(EXIT.unreachable, `${base}/status answered ${response.status}`);
+      let status = (await response.json()) as RuntimeSnapshot;
+      if (name !== undefined) {
+        const one = status.caches.filter((c) => c.name === name);
+        if (one.length === 0) throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);
+        status = { ...status, caches: one };
+      }
+      const body = opts.output === "json" ? JSON.stringify(name ? status.caches[0] : status, null, 2) : opts.output === "yaml" ? stringify(name ? status.caches[0] : status).trimEnd() : formatStatusTable(status);
+      process.stdout.write(`${body}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram().exitOverride();
+  for (const command of program.commands) command.exitOverride();
+  try {
+    await program.parseAsync([...argv]);
+    return EXIT.ok;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("commander.")) {
+      const exitCode = (error as { exitCode?: number }).exitCode ?? EXIT.invalid;
+      return code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help" ? EXIT.ok : exitCode === 0 ? EXIT.ok : EXIT.invalid;
+    }
+    const failure = toCliError(error);
+    process.stderr.write(`dtrcache: ${failure.message}\n`);
+    return failure.exitCode;
+  }
+}
+
+function isEntryPoint(): boolean {
+  const invoked = process.argv[1];
+  if (!invoked) return false;
+  try {
+    // npm's bin shims are symlinks: compare real paths.
+    return realpathSync(invoked) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+// Run only as the entry point (tests import buildProgram/main).
+if (isEntryPoint()) {
+  void main(process.argv).then((code) => process.exit(code));
+}

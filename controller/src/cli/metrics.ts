@@ -1,0 +1,74 @@
+// The controller's Prometheus metrics. Per-cache gauges are computed from the status snapshot at
+// scrape time (they can never disagree with /status); counters and the duration histogram are fed
+// by the controller's reconcile reports.
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { RuntimeSnapshot } from "./snapshot.js";
+
+export interface ControllerMetrics {
+  /** Called once per finished reconcile of one cache. */
+  observeReconcile(cache: string, outcome: "success" | "error" | "skipped", durationSeconds: number, errorCode?: string): void;
+  setQueueDepth(depth: number): void;
+}
+
+export function registerControllerMetrics(registry: Registry, snapshot: () => RuntimeSnapshot): ControllerMetrics {
+  const reconciles = new Counter({ name: "dtrcache_controller_reconciles_total", help: "Reconciles of one cache, by outcome.", labelNames: ["cache", "outcome"], registers: [registry] });
+  const errors = new Counter({ name: "dtrcache_controller_reconcile_errors_total", help: "Failed reconciles by stable error code.", labelNames: ["code"], registers: [registry] });
+  const duration = new Histogram({
+    name: "dtrcache_controller_reconcile_duration_seconds",
+    help: "Time to reconcile one cache.",
+    labelNames: ["cache"],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [registry],
+  });
+  const queue = new Gauge({ name: "dtrcache_controller_queue_depth", help: "Cache names waiting to be reconciled.", registers: [registry] });
+  new Gauge({
+    name: "dtrcache_controller_cache_ready",
+    help: "1 when the cache's Ready condition is True.",
+    labelNames: ["cache"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const cache of snapshot().caches) this.set({ cache: cache.name }, cache.conditions.some((c) => c.type === "Ready" && c.status === "True") ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "dtrcache_controller_cache_condition",
+    help: "1 for each (cache, condition, status) that holds now.",
+    labelNames: ["cache", "condition", "status"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const cache of snapshot().caches) for (const c of cache.conditions) this.set({ cache: cache.name, condition: c.type, status: c.status }, 1);
+    },
+  });
+  new Gauge({
+    name: "dtrcache_controller_cache_tasks",
+    help: "Running and desired tasks of each cache's service.",
+    labelNames: ["cache", "state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const cache of snapshot().caches) {
+        this.set({ cache: cache.name, state: "running" }, cache.tasks.running);
+        this.set({ cache: cache.name, state: "desired" }, cache.tasks.desired);
+      }
+    },
+  });
+  new Gauge({
+    name: "dtrcache_controller_spec_loaded",
+    help: "1 when the last spec load succeeded (0: the last good spec stays in force).",
+    registers: [registry],
+    collect() {
+      const spec = snapshot().spec;
+      this.set(spec.loaded && spec.errors.length === 0 ? 1 : 0);
+    },
+  });
+  return {
+    observeReconcile(cache, outcome, durationSeconds, errorCode) {
+      reconciles.inc({ cache, outcome });
+      duration.observe({ cache }, durationSeconds);
+      if (errorCode !== undefined) errors.inc({ code: errorCode });
+    },
+    setQueueDepth: (depth) => queue.set(depth),
+  };
+}

@@ -1,0 +1,118 @@
+// Wires a running controller: the engine connection, the spec source, the DTR side, TLS checks,
+// metrics and the status endpoint. Used by `dtrcache run` / `apply`, the demo and end-to-end
+// tests, so that all of them run exactly the same assembly.
+import type { Logger as PinoLogger } from "pino";
+import { Registry } from "prom-client";
+import { createController, type Controller, type ControllerOptions } from "../controller.js";
+import { createDtrSync, type DtrSyncService } from "../dtr/index.js";
+import { startStatusServer, type StatusServer } from "../http/status-server.js";
+import { fileSpecSource } from "../source.js";
+import { createDockerClient, resolveDockerConnection, type DockerEnv } from "../swarm/connection.js";
+import { DockerodeSwarmApi } from "../swarm/dockerode.js";
+import type { SwarmApi } from "../swarm/api.js";
+import { registerControllerMetrics, type ControllerMetrics } from "./metrics.js";
+import { createTlsMonitor, type TlsMonitor } from "./tls-monitor.js";
+import { buildSnapshot, type RuntimeSnapshot } from "./snapshot.js";
+
+export interface RuntimeOptions {
+  readonly specPath: string;
+  /** DOCKER_HOST; falls back to env.DOCKER_HOST. */
+  readonly dockerHost?: string;
+  /** Environment for DOCKER_* and for {env: NAME} secret references. */
+  readonly env?: DockerEnv & NodeJS.ProcessEnv;
+  readonly logger: PinoLogger;
+  /** Serve the status endpoint here (port 0 = any free port). */
+  readonly listen?: { readonly host: string; readonly port: number };
+  readonly statusToken?: string;
+  readonly allowEmpty?: boolean;
+  /** Owner id on every object; two controllers with different ids never touch each other's objects. */
+  readonly id?: string;
+  /** Test seam: a wrapped Swarm API (recording, fault-injecting). */
+  readonly wrapSwarm?: (api: SwarmApi) => SwarmApi;
+  readonly controllerOptions?: Partial<Omit<ControllerOptions, "docker" | "specSource" | "dtrSync" | "logger">>;
+}
+
+export interface Runtime {
+  readonly controller: Controller;
+  readonly metrics: ControllerMetrics;
+  readonly statusUrl?: string;
+  snapshot(): RuntimeSnapshot;
+  stop(): Promise<void>;
+}
+
+/** Builds the controller without starting it (`plan` uses this: nothing is watched or written). */
+export function assembleController(options: RuntimeOptions): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi } {
+  const env = options.env ?? process.env;
+  const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
+  const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
+  const swarm = options.wrapSwarm ? options.wrapSwarm(raw) : raw;
+  const dtrSync = createDtrSync({ logger: options.logger.child({ part: "dtr" }), env });
+  const controller = createController({
+    ...options.controllerOptions,
+    docker: swarm,
+    specSource: fileSpecSource(options.specPath),
+    dtrSync,
+    dtrCa: (dtr) => dtrSync.caPem(dtr),
+    logger: options.logger,
+    allowEmpty: options.allowEmpty ?? false,
+    ...(options.id !== undefined ? { id: options.id } : {}),
+  });
+  return { controller, dtrSync, swarm };
+}
+
+export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const { controller, dtrSync, swarm } = assembleController(options);
+  const registry = new Registry();
+  const tls: TlsMonitor = createTlsMonitor({ dtrCa: (dtr) => dtrSync.caPem(dtr), logger: options.logger.child({ part: "tls" }) });
+  const snapshot = (): RuntimeSnapshot => buildSnapshot(controller.status(), tls.findings());
+  const metrics = registerControllerMetrics(registry, snapshot);
+  let server: StatusServer | undefined;
+  try {
+    await controller.start();
+    tls.start(() => controller.status(), options.specPath);
+    if (options.listen) {
+      server = await startStatusServer(
+        {
+          provider: {
+            snapshot,
+            readiness: async () => {
+              const status = controller.status();
+              let engineCheck: { ok: boolean; message?: string };
+              try {
+                const info = await swarm.info();
+                engineCheck = info.isManager ? { ok: true } : { ok: false, message: "the engine is not a swarm manager" };
+              } catch (error) {
+                engineCheck = { ok: false, message: error instanceof Error ? error.message : String(error) };
+              }
+              return {
+                specLoaded: status.spec.loaded ? { ok: true } : { ok: false, message: status.spec.errors.join("; ") || "no spec loaded yet" },
+                engineReachable: engineCheck,
+              };
+            },
+          },
+          metrics: registry,
+          ...(options.statusToken !== undefined ? { bearerToken: options.statusToken } : {}),
+        },
+        options.listen.host,
+        options.listen.port,
+      );
+    }
+  } catch (error) {
+    tls.stop();
+    await controller.stop().catch(() => undefined);
+    await dtrSync.close().catch(() => undefined);
+    throw error;
+  }
+  return {
+    controller,
+    metrics,
+    ...(server ? { statusUrl: server.url } : {}),
+    snapshot,
+    async stop() {
+      tls.stop();
+      await server?.close();
+      await controller.stop();
+      await dtrSync.close();
+    },
+  };
+}

@@ -1,0 +1,38 @@
+// What the status endpoint and `dtrcache status` show: the controller's status with each cache's
+// TLS findings folded in as a `TlsTrusted` condition (the runbook's three failure causes).
+import type { CacheStatus, Condition, ControllerStatus } from "../status.js";
+import type { TlsFinding } from "../tls/checks.js";
+
+export interface TlsCheckResult {
+  readonly checkedAt: string;
+  readonly findings: readonly TlsFinding[];
+}
+
+export type SnapshotCondition = Omit<Condition, "type"> & { readonly type: Condition["type"] | "TlsTrusted" };
+
+export interface CacheSnapshot extends Omit<CacheStatus, "conditions"> {
+  readonly conditions: readonly SnapshotCondition[];
+  readonly tls?: TlsCheckResult;
+}
+
+export interface RuntimeSnapshot extends Omit<ControllerStatus, "caches"> {
+  readonly caches: readonly CacheSnapshot[];
+}
+
+function tlsCondition(result: TlsCheckResult): SnapshotCondition {
+  const blocking = result.findings.filter((f) => f.blocking);
+  const first = blocking[0];
+  if (first) return { type: "TlsTrusted", status: "False", reason: first.reason, message: blocking.map((f) => f.message).join("; "), lastTransitionTime: result.checkedAt };
+  const advice = result.findings.map((f) => f.message).join("; ");
+  return { type: "TlsTrusted", status: "True", reason: result.findings[0]?.reason ?? "Verified", message: advice || "certificate names the external host and the upstream verifies", lastTransitionTime: result.checkedAt };
+}
+
+export function buildSnapshot(status: ControllerStatus, tls: ReadonlyMap<string, TlsCheckResult>): RuntimeSnapshot {
+  return {
+    ...status,
+    caches: status.caches.map((cache) => {
+      const result = tls.get(cache.name);
+      return result ? { ...cache, conditions: [...cache.conditions, tlsCondition(result)], tls: result } : cache;
+    }),
+  };
+}

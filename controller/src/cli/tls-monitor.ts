@@ -1,0 +1,100 @@
+// Runs the TLS checks for every cache in the spec: at start, whenever the loaded spec changes, and
+// every few minutes (certificates expire and upstreams change their certificates on their own).
+// Findings never block reconciling; they explain why pulls would fail.
+import { readFile } from "node:fs/promises";
+import { loadCacheSpec, type CacheSpec, type ResolvedCache } from "@dtrcache/crds";
+import type { Logger as PinoLogger } from "pino";
+import type { DtrCaProvider } from "../reconcile/materials.js";
+import type { ControllerStatus } from "../status.js";
+import { checkCacheCertificate, probeUpstreamTrust, type TlsFinding } from "../tls/checks.js";
+import type { TlsCheckResult } from "./snapshot.js";
+
+export interface TlsMonitor {
+  start(status: () => ControllerStatus, specPath: string): void;
+  findings(): ReadonlyMap<string, TlsCheckResult>;
+  /** One pass over a loaded spec (also used by `apply` before it returns). */
+  checkSpec(spec: CacheSpec): Promise<void>;
+  stop(): void;
+}
+
+const RECHECK_MS = 5 * 60_000;
+const SPEC_POLL_MS = 2_000;
+const PROBE_TIMEOUT_MS = 3_000;
+
+async function checkCache(cache: ResolvedCache, spec: CacheSpec, dtrCa: DtrCaProvider): Promise<TlsFinding[]> {
+  const findings: TlsFinding[] = [];
+  const tls = cache.spec.tls;
+  if ("certFile" in tls) {
+    findings.push(...checkCacheCertificate(await readFile(tls.certFile, "utf8"), cache.spec.externalURL, new Date()));
+  } else if ("generate" in tls) {
+    findings.push({
+      reason: "CertificateSelfSigned",
+      blocking: false,
+      message: `tls.generate: the controller's self-signed certificate; docker clients must trust it in /etc/docker/certs.d/${new URL(cache.spec.externalURL).host}/ca.crt`,
+    });
+  }
+  // The bundle the cache gets for its upstreams: DTR's CA plus extraCAFiles. Upstreams that are
+  // caches with generated certificates are trusted through the controller's own bundle entry.
+  const generatedCaches = new Set(spec.caches.filter((c) => "generate" in c.spec.tls).map((c) => c.spec.externalURL));
+  const parts = [await dtrCa(cache.dtr, AbortSignal.timeout(PROBE_TIMEOUT_MS)).catch(() => undefined)];
+  for (const file of cache.spec.extraCAFiles) parts.push(await readFile(file, "utf8").catch(() => undefined));
+  const bundle = parts.filter((p): p is string => p !== undefined).join("\n") || undefined;
+  for (const upstream of cache.upstreamUrls) {
+    if (generatedCaches.has(upstream)) continue;
+    const finding = await probeUpstreamTrust(upstream, bundle, PROBE_TIMEOUT_MS);
+    if (finding) findings.push(finding);
+  }
+  return findings;
+}
+
+export function createTlsMonitor(deps: { dtrCa: DtrCaProvider; logger: PinoLogger }): TlsMonitor {
+  let results = new Map<string, TlsCheckResult>();
+  const timers: NodeJS.Timeout[] = [];
+  let running: Promise<void> | undefined;
+
+  const checkSpec = async (spec: CacheSpec): Promise<void> => {
+    const next = new Map<string, TlsCheckResult>();
+    for (const cache of spec.caches) {
+      try {
+        const findings = await checkCache(cache, spec, deps.dtrCa);
+        next.set(cache.name, { checkedAt: new Date().toISOString(), findings });
+        for (const f of findings.filter((x) => x.blocking)) deps.logger.warn({ cache: cache.name, reason: f.reason, detail: f.message }, "TLS check failed");
+      } catch (error) {
+        deps.logger.warn({ cache: cache.name, err: error instanceof Error ? error.message : String(error) }, "TLS check could not run");
+      }
+    }
+    results = next;
+  };
+
+  return {
+    start(status, specPath) {
+      let lastLoadedAt: string | undefined;
+      const run = (): void => {
+        if (running) return;
+        running = loadCacheSpec(specPath)
+          .then((loaded) => (loaded.ok ? checkSpec(loaded.spec) : undefined))
+          .catch(() => undefined)
+          .finally(() => {
+            running = undefined;
+          });
+      };
+      run();
+      timers.push(
+        setInterval(() => {
+          const loadedAt = status().spec.loadedAt;
+          if (loadedAt !== lastLoadedAt) {
+            lastLoadedAt = loadedAt;
+            run();
+          }
+        }, SPEC_POLL_MS).unref(),
+        setInterval(run, RECHECK_MS).unref(),
+      );
+    },
+    findings: () => results,
+    checkSpec,
+    stop() {
+      for (const t of timers) clearInterval(t);
+      timers.length = 0;
+    },
+  };
+}
