@@ -21,3 +21,5 @@ export { recordSwarmApi, type RecordingSwarmApi, type CallRecord } from "./swarm
 export { faultySwarmApi, type FaultySwarmApi, type Fault } from "./swarm/faulty.js";
 export { FakeSwarm } from "./swarm/fake.js";
 export type { DtrSync, DtrCacheStatus, DtrRemoval, UserAssignment } from "./dtr/sync.js";
+export { startRuntime, assembleController, type Runtime, type RuntimeOptions } from "./cli/runtime.js";
+export { formatStatusTable } from "./cli/format.js";

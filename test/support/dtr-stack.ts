@@ -10,6 +10,7 @@ import { parseAllDocuments, type Document } from "yaml";
 import { startDtrEmulator, type DtrEmulator, type RequestLogEntry } from "../dtr-emulator/index.js";
 import { repoRoot } from "../harness/images.js";
 import { startRegistry, type RegistryHandle } from "../harness/registry.js";
+import { run } from "../harness/proc.js";
 import { pushTestImage } from "../harness/testimage.js";
 
 export interface DtrStackUser {
@@ -208,4 +209,112 @@ export function renderSpec(template: string, dtrUrl: string, password: { env: st
   if (o.blobTTL !== undefined) cache.setIn(["spec", "blobTTL"], o.blobTTL);
   cache.setIn(["spec", "users"], cache.createNode([...o.users]));
   return docs.map((d) => d.toString()).join("");
+}
+
+// ---- clients of the stack: docker CLI pulls, the backend's manifest, the cache's own counters ----
+
+export interface BlobRef {
+  readonly digest: string;
+  readonly size: number;
+}
+
+const MANIFEST_TYPES = ["application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json"].join(", ");
+
+/** The config and layer blobs of the sample image, as the backend registry lists them. */
+export async function sampleBlobs(stack: Pick<DtrStack, "backend" | "sampleImage">): Promise<BlobRef[]> {
+  const { repository, tag } = stack.sampleImage;
+  const response = await fetch(`${stack.backend.url}/v2/${repository}/manifests/${tag}`, { headers: { accept: MANIFEST_TYPES }, signal: AbortSignal.timeout(10_000) });
+  if (!response.ok) throw new Error(`backend manifest ${repository}:${tag}: HTTP ${response.status}`);
+  const manifest = (await response.json()) as { config: BlobRef; layers: BlobRef[] };
+  return [manifest.config, ...manifest.layers].map((b) => ({ digest: b.digest, size: b.size }));
+}
+
+export interface DockerAs {
+  /** docker login to the emulator as this user (password on stdin, never on the command line). */
+  login(): Promise<void>;
+  pull(ref: string): Promise<void>;
+  /** RepoDigests of a local image ([] when absent). */
+  repoDigests(ref: string): Promise<string[]>;
+  /** docker rmi; absent images are fine. */
+  removeImage(ref: string): Promise<void>;
+}
+
+/**
+ * The docker CLI against one private engine, with its own client config directory so that logins
+ * of different users (and the user's own ~/.docker) never mix.
+ */
+export function dockerAs(options: { docker: string; dockerHost: string; configDir: string; registryHostPort: string; user: DtrStackUser; timeoutMs?: number }): DockerAs {
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: options.configDir, DOCKER_CONFIG: options.configDir };
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const docker = (args: string[], extra: { input?: string; allowFailure?: boolean } = {}) =>
+    run(options.docker, ["-H", options.dockerHost, ...args], { env, timeoutMs, ...extra });
+  return {
+    login: async () => {
+      await mkdir(options.configDir, { recursive: true });
+      await docker(["login", options.registryHostPort, "-u", options.user.username, "--password-stdin"], { input: options.user.password });
+    },
+    pull: async (ref) => {
+      await docker(["pull", "-q", ref]);
+    },
+    repoDigests: async (ref) => {
+      const result = await docker(["image", "inspect", ref, "--format", "{{json .RepoDigests}}"], { allowFailure: true });
+      return result.code === 0 ? (JSON.parse(result.stdout) as string[]) : [];
+    },
+    removeImage: async (ref) => {
+      await docker(["image", "rm", ref], { allowFailure: true });
+    },
+  };
+}
+
+export interface CacheCounters {
+  readonly blobHits: number;
+  readonly blobMisses: number;
+  readonly bytesServed: number;
+  readonly bytesFetched: number;
+}
+
+/** Sum of the samples of one metric whose labels include every `want` pair. */
+export function metricValue(text: string, name: string, want: Readonly<Record<string, string>> = {}): number {
+  let total = 0;
+  for (const line of text.split("\n")) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const labels = match[3] ?? "";
+    if (Object.entries(want).every(([k, v]) => labels.includes(`${k}="${v}"`))) total += Number(match[4]);
+  }
+  return total;
+}
+
+/** The cache-server's own records: its Prometheus /metrics (http://NODE_IP:PORT/metrics). */
+export async function readCacheCounters(cacheUrl: string): Promise<CacheCounters> {
+  const response = await fetch(`${cacheUrl.replace(/\/+$/, "")}/metrics`, { signal: AbortSignal.timeout(5_000) });
+  if (!response.ok) throw new Error(`cache metrics: HTTP ${response.status}`);
+  const text = await response.text();
+  return {
+    blobHits: metricValue(text, "cache_requests_total", { kind: "blob", result: "hit" }),
+    blobMisses: metricValue(text, "cache_requests_total", { kind: "blob", result: "miss" }),
+    bytesServed: metricValue(text, "cache_bytes_served_total"),
+    bytesFetched: metricValue(text, "cache_bytes_fetched_total"),
+  };
+}
+
+export interface BlobTraffic {
+  /** Blob GETs the emulator answered with a 307 to a cache, by digest. */
+  readonly redirected: { readonly digest: string; readonly user?: string; readonly location: string }[];
+  /** Blob GETs the emulator served itself to a logged-in user (no redirect). */
+  readonly servedDirect: { readonly digest: string; readonly user?: string }[];
+  /** Blob requests authorized by a signed redirect query: a cache filling or authorizing. */
+  readonly signed: { readonly method: string; readonly digest: string; readonly status: number }[];
+}
+
+/** Classifies the emulator's blob requests for one repository. */
+export function blobTraffic(log: readonly RequestLogEntry[], repository: string): BlobTraffic {
+  const prefix = `/v2/${repository}/blobs/`;
+  const blobs = log.filter((e) => e.path.startsWith(prefix));
+  const digest = (e: RequestLogEntry): string => e.path.slice(prefix.length);
+  return {
+    redirected: blobs.filter((e) => e.redirected).map((e) => ({ digest: digest(e), user: e.user, location: e.location ?? "" })),
+    servedDirect: blobs.filter((e) => !e.redirected && !e.signed && e.method === "GET" && e.status === 200).map((e) => ({ digest: digest(e), user: e.user })),
+    signed: blobs.filter((e) => e.signed).map((e) => ({ method: e.method, digest: digest(e), status: e.status })),
+  };
 }
