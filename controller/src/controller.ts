@@ -122,11 +122,15 @@ export function createController(options: ControllerOptions): Controller {
 
   const containerFor = (cache: ResolvedCache): ContainerOptions => (typeof options.container === "function" ? options.container(cache) : (options.container ?? {}));
 
+  function nodeStatusOf(cache: ResolvedCache | undefined, labelled: boolean): CacheStatus["node"] {
+    const placement = cache ? placementOf(cache) : undefined;
+    return placement ? { ...(placement.kind === "hostname" ? { hostname: placement.hostname } : {}), label: `${placement.key}=${placement.value}`, labelled } : { label: "", labelled: false };
+  }
+
   function stateOf(name: string): CacheState {
     let s = caches.get(name);
     if (!s) {
       const cache = spec?.caches.find((c) => c.name === name);
-      const placement = cache ? placementOf(cache) : undefined;
       s = {
         status: {
           name,
@@ -134,7 +138,7 @@ export function createController(options: ControllerOptions): Controller {
           generation: cache ? specGeneration(cache) : "",
           terminating: !cache,
           conditions: [],
-          node: placement ? { ...(placement.kind === "hostname" ? { hostname: placement.hostname } : {}), label: `${placement.key}=${placement.value}`, labelled: false } : { label: "", labelled: false },
+          node: nodeStatusOf(cache, false),
           revisions: [],
           tasks: { running: 0, desired: cache?.spec.replicas ?? 0 },
           dtr: { users: [] },
@@ -261,7 +265,8 @@ export function createController(options: ControllerOptions): Controller {
       generation: input.generation,
       terminating: false,
       conditions,
-      node: { ...state.status.node, labelled: input.nodeLabelled ?? state.status.node.labelled },
+      // from the spec as it is now: an edit may have moved the cache to another node
+      node: nodeStatusOf(spec?.caches.find((c) => c.name === state.status.name), input.nodeLabelled ?? state.status.node.labelled),
       revisions,
       tasks: { running: runningTasks(input.actual.tasks), desired: replicas },
       lastReconcile: { at: clock.now().toISOString(), durationMs: Date.now() - input.startedAt, actions: input.outcomes.filter((o) => o.result === "done").length, ...(input.error ? { error: errorMessage(input.error) } : {}) },
