@@ -103,6 +103,9 @@ async function bundle(entry, outfile) {
     target: `node${process.versions.node.split(".")[0]}`,
     format: "esm",
     logLevel: "warning",
+    // ssh2 (via dockerode) tries an optional native module inside try/catch; left out of the
+    // bundle, that require fails at run time and ssh2 uses its JavaScript fallback.
+    external: ["cpu-features"],
     // bundled CommonJS dependencies still call require() for node built-ins
     banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },
   });
