@@ -1,6 +1,6 @@
-// Small probes the multi-node end-to-end test reads the swarm and the cache with: whether a
-// TCP port answers HTTP on one node's address, a counter from the cache's /metrics, the node
-// labels and running tasks as the docker CLI reports them. Every address probed is a node of the
+// Small probes the multi-node end-to-end test reads the swarm with: whether a port answers HTTP
+// on one node's address, and the node labels and running tasks as the docker CLI reports them
+// (the DTR side's clients and the cache's counters are in dtr-stack.ts). Every address probed is a node of the
 // test's own swarm.
 import { run } from "../harness/proc.js";
 
@@ -22,43 +22,12 @@ export async function portState(url: string, timeoutMs = 2_000): Promise<PortSta
   }
 }
 
-/** Sum of a Prometheus counter over the samples whose labels include every pair in `labels`. */
-export function counterValue(exposition: string, name: string, labels: Readonly<Record<string, string>>): number {
-  let sum = 0;
-  for (const line of exposition.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const braces = /^[^{ ]+(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
-    if (!braces) continue;
-    const pairs = new Map([...(braces[1] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1] ?? "", m[2] ?? ""]));
-    if (Object.entries(labels).every(([k, v]) => pairs.get(k) === v)) sum += Number(braces[2]);
-  }
-  return sum;
-}
+export type DockerOn = (...args: string[]) => Promise<string>;
 
-/** The cache's blob requests by result (hit, miss, ...) from its own /metrics. */
-export async function cacheBlobCounts(cacheUrl: string): Promise<{ hit: number; miss: number }> {
-  const res = await fetch(`${cacheUrl}/metrics`, { signal: AbortSignal.timeout(5_000) });
-  if (res.status !== 200) throw new Error(`${cacheUrl}/metrics answered ${res.status}`);
-  const text = await res.text();
-  return {
-    hit: counterValue(text, "cache_requests_total", { kind: "blob", result: "hit" }),
-    miss: counterValue(text, "cache_requests_total", { kind: "blob", result: "miss" }),
-  };
-}
-
-export interface DockerOn {
-  (...args: string[]): Promise<string>;
-  /** Like the call form, with stdin (e.g. `login --password-stdin`). */
-  withInput(input: string, ...args: string[]): Promise<string>;
-}
-
-/** The docker CLI aimed at one private engine, with its own config directory (logins stay there). */
+/** The docker CLI aimed at one private engine (the swarm's manager), with its own config directory. */
 export function dockerOn(docker: string, dockerHost: string, configDir: string): DockerOn {
   const env = { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: configDir, DOCKER_CONFIG: configDir };
-  const call = async (...args: string[]): Promise<string> => (await run(docker, ["-H", dockerHost, ...args], { env })).stdout.trim();
-  return Object.assign(call, {
-    withInput: async (input: string, ...args: string[]): Promise<string> => (await run(docker, ["-H", dockerHost, ...args], { env, input })).stdout.trim(),
-  });
+  return async (...args) => (await run(docker, ["-H", dockerHost, ...args], { env })).stdout.trim();
 }
 
 /** Hostnames of the nodes that carry label `key=value`. */
