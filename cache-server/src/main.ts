@@ -2,7 +2,7 @@
 // Exits non-zero before listening when the configuration is wrong.
 import { startCacheServer } from "./app.js";
 import { ConfigError, formatProblem, loadConfigFile } from "./config.js";
-import { createLogger } from "./log.js";
+import { bufferedStdout, createLogger } from "./log.js";
 
 async function main(argv: readonly string[]): Promise<number> {
   const path = argv[0];
@@ -22,14 +22,21 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     throw err;
   }
-  const logger = createLogger(loaded.config.logLevel);
+  const out = bufferedStdout();
+  const logger = createLogger(loaded.config.logLevel, out);
   for (const w of loaded.warnings) logger.warn({ key: w.path, line: w.line }, `configuration: ${formatProblem(w)}`);
   const running = await startCacheServer({ config: loaded.config, logger });
   const stop = (signal: string): void => {
     logger.info({ signal }, "shutting down");
     running.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => {
+        out.flushSync();
+        process.exit(0);
+      },
+      () => {
+        out.flushSync();
+        process.exit(1);
+      },
     );
   };
   process.once("SIGTERM", () => stop("SIGTERM"));

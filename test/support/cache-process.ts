@@ -28,6 +28,8 @@ export interface CacheProcessOptions {
   /** Extra lines under the downstream options, e.g. "servestale: false". */
   readonly extraOptions?: readonly string[];
   readonly logLevel?: string;
+  /** Extra node flags, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] for profiling. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface CacheProcess {
@@ -76,7 +78,7 @@ export async function startCacheProcess(o: CacheProcessOptions): Promise<CachePr
   await writeFile(configFile, renderCacheConfig(o, root));
   const logFile = join(o.workDir, "cache.log");
   const fd = openSync(logFile, "a");
-  const child = spawn(process.execPath, [main, configFile], { stdio: ["ignore", fd, fd] });
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), main, configFile], { stdio: ["ignore", fd, fd] });
   closeSync(fd);
   const hostPort = `${o.listenHost ?? "127.0.0.1"}:${o.port}`;
   const url = `http://${hostPort}`;

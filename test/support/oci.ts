@@ -81,30 +81,30 @@ export async function writeOciLayout(dir: string, tag: string, image: BuiltImage
 }
 
 /** Pushes one blob with a monolithic upload (POST then PUT ?digest=). */
-export async function pushBlob(registryUrl: string, repo: string, bytes: Buffer): Promise<string> {
+export async function pushBlob(registryUrl: string, repo: string, bytes: Buffer, headers: Record<string, string> = {}): Promise<string> {
   const digest = sha256(bytes);
-  const start = await fetch(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+  const start = await fetch(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: "POST", headers });
   await start.arrayBuffer();
   const location = start.headers.get("location");
   if (start.status !== 202 || !location) throw new Error(`upload start failed: ${start.status}`);
   const target = new URL(location, registryUrl);
   target.searchParams.set("digest", digest);
-  const put = await fetch(target, { method: "PUT", body: bytes, headers: { "content-type": "application/octet-stream" } });
+  const put = await fetch(target, { method: "PUT", body: bytes, headers: { ...headers, "content-type": "application/octet-stream" } });
   await put.arrayBuffer();
   if (put.status !== 201) throw new Error(`blob upload failed: ${put.status}`);
   return digest;
 }
 
-export async function pushImage(registryUrl: string, repo: string, tag: string, image: BuiltImage): Promise<void> {
-  for (const b of [image.config, ...image.layers]) await pushBlob(registryUrl, repo, b);
-  await putManifest(registryUrl, repo, tag, image.manifest);
+export async function pushImage(registryUrl: string, repo: string, tag: string, image: BuiltImage, headers: Record<string, string> = {}): Promise<void> {
+  for (const b of [image.config, ...image.layers]) await pushBlob(registryUrl, repo, b, headers);
+  await putManifest(registryUrl, repo, tag, image.manifest, headers);
 }
 
-export async function putManifest(registryUrl: string, repo: string, tag: string, manifest: Buffer): Promise<void> {
+export async function putManifest(registryUrl: string, repo: string, tag: string, manifest: Buffer, headers: Record<string, string> = {}): Promise<void> {
   const r = await fetch(`${registryUrl}/v2/${repo}/manifests/${tag}`, {
     method: "PUT",
     body: manifest,
-    headers: { "content-type": "application/vnd.oci.image.manifest.v1+json" },
+    headers: { ...headers, "content-type": "application/vnd.oci.image.manifest.v1+json" },
   });
   await r.arrayBuffer();
   if (r.status !== 201) throw new Error(`manifest push failed: ${r.status}`);

@@ -16,6 +16,11 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = 16;
 const MiB = 1024 * 1024;
 const ACCEPT = "application/vnd.oci.image.manifest.v1+json";
+// For profiling one case: BENCH_CASES=1mib (substring of case names, comma-separated) and
+// BENCH_ONLY_TABLE=1 (skip freshness, coalescing and RSS phases). CACHE_LOG_LEVEL sets ours;
+// CACHE_NODE_ARGS adds node flags to our process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+const CASE_FILTER = (process.env.BENCH_CASES ?? "").split(",").map((s) => s.trim().toLowerCase().replace(/\s+/g, "")).filter(Boolean);
+const ONLY_TABLE = process.env.BENCH_ONLY_TABLE === "1";
 
 interface Peer {
   readonly name: string;
@@ -50,6 +55,26 @@ function fmt(n: number, digits = 0): string {
   return n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
+type Row = Map<string, { rps: number; mbps: number; errors: number }>;
+
+function table(cases: readonly { name: string }[], results: Map<string, Row>): string[] {
+  const lines: string[] = [];
+  lines.push(`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s per cell; upstream: docker-registry on loopback; nginx: 1 worker, sendfile, proxy_cache`);
+  lines.push("");
+  lines.push("| case | ours req/s | ours MB/s | proxy-registry req/s | proxy-registry MB/s | nginx req/s | nginx MB/s | ours/proxy | ours/nginx |");
+  lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  for (const c of cases) {
+    const row = results.get(c.name);
+    const o = row?.get("ours");
+    const pr = row?.get("proxy-registry");
+    const n = row?.get("nginx");
+    if (!o || !pr || !n) continue;
+    const errs = [o, pr, n].some((x) => x.errors > 0) ? ` (errors: ${o.errors}/${pr.errors}/${n.errors})` : "";
+    lines.push(`| ${c.name}${errs} | ${fmt(o.rps)} | ${fmt(o.mbps)} | ${fmt(pr.rps)} | ${fmt(pr.mbps)} | ${fmt(n.rps)} | ${fmt(n.mbps)} | ${fmt(o.rps / pr.rps, 2)}× | ${fmt(o.rps / n.rps, 2)}× |`);
+  }
+  return lines;
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const work = await mkdtemp(join(tmpdir(), "bench-cache-"));
@@ -66,7 +91,7 @@ async function main(): Promise<void> {
     await pushImage(upstream.url, repo, "v1", image);
     say("upstream docker-registry filled");
 
-    const cache: CacheProcess = await startCacheProcess({ workDir: join(work, "ours"), upstreams: [upstream.url], port: await freePort("127.0.0.1") });
+    const cache: CacheProcess = await startCacheProcess({ workDir: join(work, "ours"), upstreams: [upstream.url], port: await freePort("127.0.0.1"), logLevel: process.env.CACHE_LOG_LEVEL ?? "info", nodeArgs: (process.env.CACHE_NODE_ARGS ?? "").split(" ").filter(Boolean) });
     stops.push(() => cache.stop());
     const proxy = await startRegistry({ workDir: join(work, "proxy"), proxyRemoteUrl: upstream.url });
     stops.push(() => proxy.stop());
@@ -97,8 +122,9 @@ async function main(): Promise<void> {
     }
     say("peers warm");
 
-    const results = new Map<string, Map<string, { rps: number; mbps: number; errors: number }>>();
-    for (const c of cases) {
+    const results = new Map<string, Row>();
+    const measured = cases.filter((c) => CASE_FILTER.length === 0 || CASE_FILTER.some((f) => c.name.toLowerCase().replace(/\s+/g, "").includes(f)));
+    for (const c of measured) {
       const row = new Map<string, { rps: number; mbps: number; errors: number }>();
       for (const p of peers) {
         const r = await wrk(`${p.url}${c.path}`, { connections: CONNECTIONS, seconds: SECONDS, headers: c.headers });
@@ -108,6 +134,10 @@ async function main(): Promise<void> {
       results.set(c.name, row);
     }
 
+    if (ONLY_TABLE) {
+      process.stdout.write(`${table(measured, results).join("\n")}\n`);
+      return;
+    }
     // Freshness of tags: retag upstream, then ask every peer once, right away.
     const image2 = buildImage([tarOf([{ name: "g", content: randomBytes(4096) }])]);
     await pushImage(upstream.url, repo, "v1-next", image2);
@@ -154,20 +184,7 @@ async function main(): Promise<void> {
     }
 
     // --- report ---
-    const lines: string[] = [];
-    lines.push(`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s per cell; upstream: docker-registry on loopback; nginx: 1 worker, sendfile, proxy_cache`);
-    lines.push("");
-    lines.push("| case | ours req/s | ours MB/s | proxy-registry req/s | proxy-registry MB/s | nginx req/s | nginx MB/s | ours/proxy | ours/nginx |");
-    lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (const c of cases) {
-      const row = results.get(c.name);
-      const o = row?.get("ours");
-      const pr = row?.get("proxy-registry");
-      const n = row?.get("nginx");
-      if (!o || !pr || !n) continue;
-      const errs = [o, pr, n].some((x) => x.errors > 0) ? ` (errors: ${o.errors}/${pr.errors}/${n.errors})` : "";
-      lines.push(`| ${c.name}${errs} | ${fmt(o.rps)} | ${fmt(o.mbps)} | ${fmt(pr.rps)} | ${fmt(pr.mbps)} | ${fmt(n.rps)} | ${fmt(n.mbps)} | ${fmt(o.rps / pr.rps, 2)}× | ${fmt(o.rps / n.rps, 2)}× |`);
-    }
+    const lines: string[] = table(measured, results);
     lines.push("");
     lines.push("| | ours | proxy-registry | nginx |");
     lines.push("|---|---:|---:|---:|");
