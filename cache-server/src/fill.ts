@@ -255,7 +255,7 @@ export class FillCoordinator {
    */
   join(digest: string, source: () => Promise<FillSource>): { reader: FillReader; started: boolean } {
     const existing = this.fills.get(digest);
-    if (existing && !existing.passthrough) return { reader: existing.attach(), started: false };
+    if (existing && !existing.passthrough && existing.state !== "failed") return { reader: existing.attach(), started: false };
     const fill = new Fill(digest, this.store.tempPath(), this.now() < this.diskFullUntil);
     this.fills.set(digest, fill);
     const reader = fill.attach();

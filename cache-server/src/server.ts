@@ -160,7 +160,7 @@ export class RegistryHandler {
     for (let attempt = 0; attempt < 2; attempt++) {
       const cached = store.getBlob(digest);
       const filling = this.fills.get(digest);
-      if (cached || (filling && !filling.passthrough)) {
+      if (cached || (filling && !filling.passthrough && filling.state !== "failed")) {
         const d = await this.authorize(ctx, name, `/v2/${name}/blobs/${digest}`, undefined);
         if (d.kind !== "allow") return this.refuse(ctx, d, "BLOB_UNKNOWN");
         const now = store.getBlob(digest);
@@ -170,7 +170,7 @@ export class RegistryHandler {
           return this.serveStoredBlob(ctx, now, head, range);
         }
         const fill = this.fills.get(digest);
-        if (!fill || fill.passthrough) continue;
+        if (!fill || fill.passthrough || fill.state === "failed") continue;
         metrics.coalescedWaiters.inc({ kind: "blob" });
       } else if (head) {
         // HEAD on a miss: the upstream's own answer (and authorization) is passed on.
@@ -262,13 +262,15 @@ export class RegistryHandler {
       }
     }
     headers["Content-Length"] = String(end - start);
-    ctx.res.writeHead(status, headers);
-    if (head || end === start) {
-      ctx.res.end();
-      return;
-    }
+    // Counted as a reader before the first header goes out, so the sweeper cannot remove the
+    // file between our answer and our read.
     blob.readers++;
     try {
+      ctx.res.writeHead(status, headers);
+      if (head || end === start) {
+        ctx.res.end();
+        return;
+      }
       const r = await sendFile(ctx.res, store.blobPath(blob.digest), start, end);
       metrics.bytesServed.inc(r.sent);
     } finally {

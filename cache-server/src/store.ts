@@ -31,6 +31,8 @@ export interface TagEntry {
 }
 
 const PERSIST_EVERY_MS = 60_000;
+/** Manifests are small and hot (every pull asks for them): a bounded in-memory copy. */
+const MANIFEST_MEMORY_BYTES = 8 * 1024 * 1024;
 
 export class BlobStore {
   readonly root: string;
@@ -38,6 +40,8 @@ export class BlobStore {
   private readonly blobs = new Map<string, StoredBlob>();
   private readonly tags = new Map<string, TagEntry>();
   private bytes = 0;
+  private readonly manifestMemory = new Map<string, { bytes: Buffer; mediaType: string }>();
+  private manifestMemoryBytes = 0;
 
   constructor(root: string, private readonly clock: Clock) {
     this.root = root;
@@ -159,7 +163,31 @@ export class BlobStore {
 
   // --- manifests ---
 
+  private remember(digest: string, m: { bytes: Buffer; mediaType: string }): void {
+    if (m.bytes.length > MANIFEST_MEMORY_BYTES / 8 || this.manifestMemory.has(digest)) return;
+    this.manifestMemory.set(digest, m);
+    this.manifestMemoryBytes += m.bytes.length;
+    // Map order is insertion order; hits re-insert, so the first key is the least recently used.
+    for (const [k, v] of this.manifestMemory) {
+      if (this.manifestMemoryBytes <= MANIFEST_MEMORY_BYTES) break;
+      this.manifestMemory.delete(k);
+      this.manifestMemoryBytes -= v.bytes.length;
+    }
+  }
+
   async getManifest(digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
+    const hot = this.manifestMemory.get(digest);
+    if (hot) {
+      this.manifestMemory.delete(digest);
+      this.manifestMemory.set(digest, hot);
+      return hot;
+    }
+    const m = await this.readManifest(digest);
+    if (m) this.remember(digest, m);
+    return m;
+  }
+
+  private async readManifest(digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
     const path = this.manifestPath(digest);
     try {
       const [bytes, mediaType] = await Promise.all([readFile(path), readFile(`${path}.type`, "utf8")]);
@@ -185,6 +213,7 @@ export class BlobStore {
       await fh.close();
     }
     await rename(tmp, path);
+    this.remember(digest, { bytes, mediaType });
   }
 
   getTag(name: string, tag: string): TagEntry | undefined {
