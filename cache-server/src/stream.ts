@@ -11,18 +11,21 @@ import type { Fill, FillReader } from "./fill.js";
 export const SMALL = 1024 * 1024;
 export const CHUNK = 256 * 1024;
 
-/** Writes one chunk; resolves false when the client went away. */
-export function writeChunk(res: ServerResponse, buf: Buffer): Promise<boolean> {
-  if (res.destroyed) return Promise.resolve(false);
-  if (res.write(buf)) return Promise.resolve(true);
+/**
+ * Writes one chunk. "drained" means the socket has taken every byte, so the caller may reuse
+ * the buffer; "buffered" means the stream still holds it; "closed" means the client went away.
+ */
+export function writeChunk(res: ServerResponse, buf: Buffer): Promise<"drained" | "buffered" | "closed"> {
+  if (res.destroyed) return Promise.resolve("closed");
+  if (res.write(buf)) return Promise.resolve("buffered");
   return new Promise((resolve) => {
-    const done = (ok: boolean): void => {
+    const done = (r: "drained" | "closed"): void => {
       res.off("drain", onDrain);
       res.off("close", onClose);
-      resolve(ok);
+      resolve(r);
     };
-    const onDrain = (): void => done(true);
-    const onClose = (): void => done(false);
+    const onDrain = (): void => done("drained");
+    const onClose = (): void => done("closed");
     res.on("drain", onDrain);
     res.on("close", onClose);
   });
@@ -41,12 +44,17 @@ export async function sendFile(res: ServerResponse, path: string, start: number,
       res.end(buf);
       return { sent: bytesRead, complete: true };
     }
+    // One buffer per download, reused whenever the socket has drained it: no garbage per
+    // chunk, so 16 concurrent large downloads stay at a few MiB of buffers.
+    let buf = Buffer.allocUnsafeSlow(CHUNK);
     while (pos < end) {
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, end - pos));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      const want = Math.min(CHUNK, end - pos);
+      const { bytesRead } = await fh.read(buf, 0, want, pos);
       if (bytesRead === 0) throw new Error("short read from store");
       pos += bytesRead;
-      if (!(await writeChunk(res, bytesRead === buf.length ? buf : buf.subarray(0, bytesRead)))) return { sent: pos - start, complete: false };
+      const r = await writeChunk(res, buf.subarray(0, bytesRead));
+      if (r === "closed") return { sent: pos - start, complete: false };
+      if (r === "buffered") buf = Buffer.allocUnsafeSlow(CHUNK);
     }
     res.end();
     return { sent: pos - start, complete: true };
@@ -63,6 +71,7 @@ export async function sendFromFill(res: ServerResponse, reader: FillReader, fall
   const fill: Fill = reader.fill;
   let fh: FileHandle | undefined;
   let pos = 0;
+  let spare: Buffer | undefined;
   const onClose = (): void => reader.detach();
   res.once("close", onClose);
   try {
@@ -71,10 +80,14 @@ export async function sendFromFill(res: ServerResponse, reader: FillReader, fall
       const limit = fill.sendable();
       if (pos < limit) {
         let buf: Buffer;
+        // Only our own read buffer may be reused; queued chunks are shared with other readers.
+        let own: Buffer | undefined;
         if (pos < fill.fileBytes) {
           if (!fh) fh = await open(fill.path, "r").catch(() => open(fallbackPath, "r"));
           const want = Math.min(CHUNK, Math.min(limit, fill.fileBytes) - pos);
-          const b = Buffer.allocUnsafe(want);
+          const b = spare ?? Buffer.allocUnsafeSlow(CHUNK);
+          spare = undefined;
+          own = b;
           const { bytesRead } = await fh.read(b, 0, want, pos);
           if (bytesRead === 0) throw new Error("short read from fill");
           buf = b.subarray(0, bytesRead);
@@ -89,7 +102,9 @@ export async function sendFromFill(res: ServerResponse, reader: FillReader, fall
           fill.notify();
         }
         pos += buf.length;
-        if (!(await writeChunk(res, buf))) return { sent: pos, outcome: "client-gone" };
+        const r = await writeChunk(res, buf);
+        if (r === "closed") return { sent: pos, outcome: "client-gone" };
+        if (r === "drained" && own) spare = own;
         continue;
       }
       if (fill.state === "failed") break;
