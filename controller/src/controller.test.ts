@@ -48,6 +48,20 @@ describe("controller on a fake Swarm", () => {
     expect(config?.data.toString()).toContain("- /run/secrets/dtr.cert.pem");
   });
 
+  it("reports every reconcile to onReconcile with its outcome and the error's stable code", async () => {
+    const events: Parameters<NonNullable<ControllerOptions["onReconcile"]>>[0][] = [];
+    const fake = new FakeSwarm(["node-1"]);
+    const faulty = faultySwarmApi(fake);
+    const controller = createController({ docker: faulty, specSource: staticSpecSource(load(runbookText())), id: "test", onReconcile: (event) => events.push(event) });
+    await controller.reconcileOnce();
+    expect(events).toEqual([expect.objectContaining({ cache: "region-asia", mode: "apply", outcome: "success" })]);
+    expect(events[0]?.errorCode).toBeUndefined();
+    events.length = 0;
+    faulty.inject({ call: "listNodes", code: "UNAVAILABLE", message: "connect ECONNREFUSED", times: Infinity });
+    await controller.reconcileOnce();
+    expect(events).toEqual([expect.objectContaining({ cache: "region-asia", outcome: "error", errorCode: "UNAVAILABLE" })]);
+  });
+
   it("issues zero mutating calls on a second reconcile with nothing to do", async () => {
     const { recording, controller } = setup(load(runbookText()));
     await controller.reconcileOnce();

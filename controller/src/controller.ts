@@ -47,6 +47,19 @@ export interface ControllerOptions {
   readonly rolloutPollMs?: number;
   /** Bound on waiting for a removed service's tasks to disappear during teardown. */
   readonly teardownWaitMs?: number;
+  /** Called after every reconcile of one cache (metrics); must not throw. */
+  readonly onReconcile?: (event: ReconcileEvent) => void;
+}
+
+export interface ReconcileEvent {
+  readonly cache: string;
+  readonly mode: "apply" | "teardown";
+  readonly outcome: "success" | "error";
+  readonly durationMs: number;
+  /** The stable code of the error, when the reconcile failed. */
+  readonly errorCode?: string;
+  /** Cache names waiting in the queue after this reconcile. */
+  readonly queueDepth: number;
 }
 
 export interface ReconcileReport {
@@ -326,13 +339,22 @@ export function createController(options: ControllerOptions): Controller {
 
   async function reconcileKey(name: string, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[]; mode: "apply" | "teardown" }> {
     return withLock(name, async () => {
+      const startedAt = Date.now();
+      const cache = spec?.caches.find((c) => c.name === name);
+      const mode = cache ? ("apply" as const) : ("teardown" as const);
+      const report = (outcome: "success" | "error", error?: unknown): void => {
+        const code = (error as { code?: unknown } | undefined)?.code;
+        const errorCode = outcome === "error" ? (typeof code === "string" ? code : "UNKNOWN") : undefined;
+        options.onReconcile?.({ cache: name, mode, outcome, durationMs: Date.now() - startedAt, queueDepth: queue.length, ...(errorCode !== undefined ? { errorCode } : {}) });
+      };
       try {
-        const cache = spec?.caches.find((c) => c.name === name);
-        const out = cache ? { ...(await reconcileApply(cache, signal)), mode: "apply" as const } : { ...(await reconcileTeardown(name, signal)), mode: "teardown" as const };
+        const out = cache ? { ...(await reconcileApply(cache, signal)), mode } : { ...(await reconcileTeardown(name, signal)), mode };
         markEngine();
+        report("success");
         return out;
       } catch (error) {
         markEngine(error);
+        report("error", error);
         throw error;
       }
     });

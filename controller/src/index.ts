@@ -1,6 +1,6 @@
 // Public API of the controller package: what the CLI, the status endpoint, tests and the
 // benchmark wire together. Only entry files construct dockerode (createDockerClient).
-export { createController, classifyError, type Controller, type ControllerOptions, type ReconcileReport, type Clock } from "./controller.js";
+export { createController, classifyError, type Controller, type ControllerOptions, type ReconcileReport, type ReconcileEvent, type Clock } from "./controller.js";
 export { ControllerError, type ControllerErrorCode } from "./errors.js";
 export { silentLogger, memoryLogger, type Logger, type LogEntry } from "./logger.js";
 export { WorkQueue, type QueueOptions, type WorkResult, type ErrorClass } from "./queue.js";

@@ -6,7 +6,7 @@ import type { RuntimeSnapshot } from "./snapshot.js";
 
 export interface ControllerMetrics {
   /** Called once per finished reconcile of one cache. */
-  observeReconcile(cache: string, outcome: "success" | "error" | "skipped", durationSeconds: number, errorCode?: string): void;
+  observeReconcile(cache: string, outcome: "success" | "error", durationSeconds: number, errorCode?: string): void;
   setQueueDepth(depth: number): void;
 }
 

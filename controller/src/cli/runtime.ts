@@ -41,7 +41,7 @@ export interface Runtime {
 }
 
 /** Builds the controller without starting it (`plan` uses this: nothing is watched or written). */
-export function assembleController(options: RuntimeOptions): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi } {
+export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"]): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi } {
   const env = options.env ?? process.env;
   const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
   const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
@@ -55,17 +55,23 @@ export function assembleController(options: RuntimeOptions): { controller: Contr
     dtrCa: (dtr) => dtrSync.caPem(dtr),
     logger: options.logger,
     allowEmpty: options.allowEmpty ?? false,
+    ...(onReconcile ? { onReconcile } : {}),
     ...(options.id !== undefined ? { id: options.id } : {}),
   });
   return { controller, dtrSync, swarm };
 }
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
-  const { controller, dtrSync, swarm } = assembleController(options);
   const registry = new Registry();
+  // The metrics read the snapshot lazily, so they can be registered before the controller exists.
+  let snapshot: () => RuntimeSnapshot = () => ({ controllerId: "", engine: { reachable: false, manager: false }, spec: { path: options.specPath, loaded: false, files: [], errors: [] }, caches: [] });
+  const metrics = registerControllerMetrics(registry, () => snapshot());
+  const { controller, dtrSync, swarm } = assembleController(options, (event) => {
+    metrics.observeReconcile(event.cache, event.outcome, event.durationMs / 1000, event.errorCode);
+    metrics.setQueueDepth(event.queueDepth);
+  });
   const tls: TlsMonitor = createTlsMonitor({ dtrCa: (dtr) => dtrSync.caPem(dtr), logger: options.logger.child({ part: "tls" }) });
-  const snapshot = (): RuntimeSnapshot => buildSnapshot(controller.status(), tls.findings());
-  const metrics = registerControllerMetrics(registry, snapshot);
+  snapshot = () => buildSnapshot(controller.status(), tls.findings());
   let server: StatusServer | undefined;
   try {
     await controller.start();
@@ -74,7 +80,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       server = await startStatusServer(
         {
           provider: {
-            snapshot,
+            snapshot: () => snapshot(),
             readiness: async () => {
               const status = controller.status();
               let engineCheck: { ok: boolean; message?: string };
@@ -107,7 +113,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     controller,
     metrics,
     ...(server ? { statusUrl: server.url } : {}),
-    snapshot,
+    snapshot: () => snapshot(),
     async stop() {
       tls.stop();
       await server?.close();
