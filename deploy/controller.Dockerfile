@@ -26,10 +26,12 @@ ENV NODE_ENV=production
 COPY --from=build /out/main.mjs /app/main.mjs
 COPY deploy/offline/start.sh /start.sh
 RUN mkdir -p /var/lib/dtrcache && chown node:node /var/lib/dtrcache
-# The controller talks to the manager's Docker socket. As "node" it needs the socket's group:
-# the stack file adds it (group_add / --group-add with the socket's gid); non-root otherwise.
+# Non-root by default. Reaching the manager's Docker socket needs its group or root; Swarm
+# services cannot add groups from a stack file, so deploy/stack/controller.stack.yml runs the
+# task as root (access to the socket is root-equivalent anyway).
 USER node
-EXPOSE 8080
+# the status endpoint (dtrcache run --listen 0.0.0.0:9090)
+EXPOSE 9090
 # the runbook's entrypoint: /start.sh /config.yml
 ENTRYPOINT ["/start.sh"]
 

@@ -38,7 +38,7 @@ const SERVICES = {
     build: "npx tsc -b controller",
     writableDirs: ["/var/lib/dtrcache"],
     cmd: [],
-    port: 8080,
+    port: 9090,
   },
   "test-http": {
     entry: "deploy/offline/test-http.mjs",
