@@ -239,6 +239,7 @@ describe("a cache on a 3-node swarm", () => {
     let t = Date.now();
     await swarm.stopNode(n3.index);
     await expect.poll(ready, { timeout: 60_000, interval: 250 }).toBe("False");
+    mark("node 3 killed -> not Ready", t);
     await expect.poll(() => conditionOf(status(), "Degraded")?.status, { timeout: 60_000, interval: 250 }).toBe("True");
     mark("node 3 killed -> Degraded", t);
     const degraded = conditionOf(status(), "Degraded");
