@@ -130,6 +130,7 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
         server.closeAllConnections();
       });
       await upstream.close();
+      store.closeHandles();
     },
   };
 }

@@ -271,8 +271,13 @@ export class RegistryHandler {
         ctx.res.end();
         return;
       }
-      const r = await sendFile(ctx.res, store.blobPath(blob.digest), start, end);
-      metrics.bytesServed.inc(r.sent);
+      const handle = await store.openBlob(blob.digest);
+      try {
+        const r = await sendFile(ctx.res, handle.fh, start, end);
+        metrics.bytesServed.inc(r.sent);
+      } finally {
+        handle.release();
+      }
     } finally {
       blob.readers--;
     }

@@ -10,7 +10,7 @@
 // as the file's mtime, throttled, so a restart rebuilds both the index and the access order from
 // a directory walk.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "./clock.js";
 import { digestHex, isValidDigest, isValidName, isValidTag } from "./names.js";
@@ -31,6 +31,15 @@ export interface TagEntry {
 }
 
 const PERSIST_EVERY_MS = 60_000;
+/** Open read handles kept for hot blobs: open+close were ~15% of CPU when serving 1 MiB blobs. */
+const MAX_OPEN_HANDLES = 128;
+
+interface SharedHandle {
+  readonly fh: FileHandle;
+  refs: number;
+  dropped: boolean;
+}
+
 /** Manifests are small and hot (every pull asks for them): a bounded in-memory copy. */
 const MANIFEST_MEMORY_BYTES = 8 * 1024 * 1024;
 
@@ -40,6 +49,7 @@ export class BlobStore {
   private readonly blobs = new Map<string, StoredBlob>();
   private readonly tags = new Map<string, TagEntry>();
   private bytes = 0;
+  private readonly handles = new Map<string, SharedHandle>();
   private readonly manifestMemory = new Map<string, { bytes: Buffer; mediaType: string }>();
   private manifestMemoryBytes = 0;
 
@@ -146,12 +156,67 @@ export class BlobStore {
     return blob;
   }
 
+  /**
+   * A read handle for a committed blob, shared between concurrent readers (positioned reads
+   * only) and kept open for the next request. Call release() when done.
+   */
+  async openBlob(digest: string): Promise<{ fh: FileHandle; release: () => void }> {
+    let h = this.handles.get(digest);
+    if (!h) {
+      const fh = await open(this.blobPath(digest), "r");
+      h = this.handles.get(digest);
+      if (h) await fh.close();
+      else {
+        h = { fh, refs: 0, dropped: false };
+        this.handles.set(digest, h);
+        this.trimHandles();
+      }
+    } else {
+      // Map order doubles as LRU order.
+      this.handles.delete(digest);
+      this.handles.set(digest, h);
+    }
+    const shared = h;
+    shared.refs++;
+    let released = false;
+    return {
+      fh: shared.fh,
+      release: () => {
+        if (released) return;
+        released = true;
+        shared.refs--;
+        if (shared.refs === 0 && shared.dropped) shared.fh.close().catch(() => undefined);
+      },
+    };
+  }
+
+  private dropHandle(digest: string): void {
+    const h = this.handles.get(digest);
+    if (!h) return;
+    this.handles.delete(digest);
+    h.dropped = true;
+    if (h.refs === 0) h.fh.close().catch(() => undefined);
+  }
+
+  private trimHandles(): void {
+    for (const digest of this.handles.keys()) {
+      if (this.handles.size <= MAX_OPEN_HANDLES) break;
+      this.dropHandle(digest);
+    }
+  }
+
+  /** Closes every kept handle (shutdown). */
+  closeHandles(): void {
+    for (const digest of [...this.handles.keys()]) this.dropHandle(digest);
+  }
+
   /** Deletes a blob unless someone is reading it; returns whether it was removed. */
   async deleteBlob(digest: string): Promise<boolean> {
     const blob = this.blobs.get(digest);
     if (!blob || blob.readers > 0) return false;
     this.blobs.delete(digest);
     this.bytes -= blob.size;
+    this.dropHandle(digest);
     await unlink(this.blobPath(digest)).catch(() => undefined);
     return true;
   }

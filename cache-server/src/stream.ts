@@ -31,9 +31,8 @@ export function writeChunk(res: ServerResponse, buf: Buffer): Promise<"drained" 
   });
 }
 
-/** Sends [start, end) of a file. Returns bytes sent; false-y completion means the client left. */
-export async function sendFile(res: ServerResponse, path: string, start: number, end: number): Promise<{ sent: number; complete: boolean }> {
-  const fh = await open(path, "r");
+/** Sends [start, end) of an open file (not closed here). `complete: false` means the client left. */
+export async function sendFile(res: ServerResponse, fh: FileHandle, start: number, end: number): Promise<{ sent: number; complete: boolean }> {
   let pos = start;
   try {
     // Small bodies go out in one write together with the headers.
@@ -58,8 +57,9 @@ export async function sendFile(res: ServerResponse, path: string, start: number,
     }
     res.end();
     return { sent: pos - start, complete: true };
-  } finally {
-    await fh.close();
+  } catch (err) {
+    res.destroy(err instanceof Error ? err : new Error(String(err)));
+    return { sent: pos - start, complete: false };
   }
 }
 
