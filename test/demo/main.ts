@@ -8,7 +8,7 @@
 // second Ctrl-C stops waiting for an orderly teardown.
 //
 //   node test/dist/demo/main.js [--exit-after-pull]     (or DEMO_EXIT_AFTER_PULL=1)
-import { mkdir } from "node:fs/promises";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
@@ -52,6 +52,8 @@ class Interrupted extends Error {
 }
 
 const started = Date.now();
+/** Set by a second signal: the process exits 130 however the teardown ends. */
+let forced = false;
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)}s`;
 const say = (message: string): void => {
   process.stdout.write(`[${elapsed().padStart(6)}] ${message}\n`);
@@ -108,6 +110,40 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
+/**
+ * SIGKILLs every process this one started, directly or not (an image build, a docker CLI call in
+ * flight), by pid: on a forced exit nothing started by the demo may outlive it. Found by walking
+ * the parent links in /proc, so only our own descendants are ever signalled.
+ */
+async function killDescendants(): Promise<void> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir("/proc").catch(() => [])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (Number.isInteger(ppid)) parents.set(Number(entry), ppid);
+  }
+  const mine = new Set<number>([process.pid]);
+  // parents can be listed after their children: repeat until nothing new is found (bounded by the table size)
+  for (let grew = true, rounds = 0; grew && rounds < parents.size; rounds++) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!mine.has(pid) && mine.has(ppid)) {
+        mine.add(pid);
+        grew = true;
+      }
+    }
+  }
+  mine.delete(process.pid);
+  for (const pid of mine) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
 interface Cleanup {
   readonly what: string;
   readonly run: () => Promise<void>;
@@ -140,9 +176,14 @@ async function main(): Promise<number> {
     }
     // Forced: no orderly stop of the controller; the swarm's processes are SIGKILLed (bounded),
     // and anything still left is reaped by the next run's cleanup (its owner, this process, is dead).
+    // The exit code is 130 whichever finishes first, this or the orderly teardown.
+    if (signals > 2) return;
+    forced = true;
     say(`${name} again: forcing; run \`node scripts/harness-down.mjs\` if anything is left`);
     const hardStop = swarm ? swarm.stop().catch(() => undefined) : Promise.resolve();
-    void Promise.race([hardStop, new Promise((resolve) => setTimeout(resolve, 10_000))]).finally(() => process.exit(130));
+    void Promise.race([hardStop, new Promise((resolve) => setTimeout(resolve, 10_000))])
+      .then(() => killDescendants())
+      .finally(() => process.exit(130));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -153,7 +194,8 @@ async function main(): Promise<number> {
       swarm = s;
     });
   } catch (error) {
-    if (!(error instanceof Interrupted)) failure = error;
+    // after a signal, a step cut short by the teardown (a build whose engine is gone) is no failure
+    if (!(error instanceof Interrupted) && !abort.signal.aborted) failure = error;
   }
   if (failure !== undefined) {
     const code = typeof failure === "object" && failure !== null && "code" in failure ? ` [${String(failure.code)}]` : "";
@@ -285,7 +327,7 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], exitAfterPull: boo
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => process.exit(forced ? 130 : code),
   (error: unknown) => {
     process.stderr.write(`demo: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);

@@ -3,14 +3,14 @@
 // the docker CLI pulling through it. What happened is asserted from each party's own records: the
 // emulator's request log (redirects, signed fills) and the cache's /metrics (hits, misses, bytes).
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { conditionOf, createDockerClient, DockerodeSwarmApi, formatStatusTable, resolveDockerConnection, startRuntime, type CacheStatus, type Runtime } from "@dtrcache/controller";
 import { removeOwned } from "../bench/controller/support.js";
 import { dockerCli } from "../harness/index.js";
-import { blobTraffic, dockerAs, readCacheCounters, sampleBlobs, startDtrStack, type BlobRef, type DockerAs, type DtrStack } from "../support/dtr-stack.js";
+import { blobTraffic, dockerAs, readCacheCounters, sampleBlobs, startDtrStack, type BlobRef, type DockerAs, type DtrStack, type WriteSpecOptions } from "../support/dtr-stack.js";
 
 const harness = inject("harness");
 const suffix = randomBytes(3).toString("hex");
@@ -26,6 +26,7 @@ let workDir = "";
 let stack: DtrStack;
 let runtime: Runtime | undefined;
 let specPath = "";
+let specOptions: WriteSpecOptions;
 let logFile = "";
 let blobs: BlobRef[] = [];
 let alice: DockerAs;
@@ -36,6 +37,9 @@ const statusTable = (): string => {
   if (!runtime) throw new Error("the runtime is not running");
   return formatStatusTable(runtime.snapshot());
 };
+/** The registry API version header of the cache's /v2/ (any status: without credentials it is 401). */
+const cacheApiVersion = async (): Promise<string | null | undefined> =>
+  (await fetch(`${cacheUrl}/v2/`, { signal: AbortSignal.timeout(2_000) }).catch(() => undefined))?.headers.get("docker-distribution-api-version");
 const conditionState = (type: "Ready" | "DtrSynced"): string => conditionOf(cacheStatus(), type)?.status ?? "Unknown";
 
 beforeAll(async () => {
@@ -44,7 +48,8 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(harness.workDir, "e2e-dtr-"));
   stack = await startDtrStack({ workDir: join(workDir, "stack"), hostIp: harness.hostIp, dockerHost: harness.dockerHost, repository: `e2e/web-${suffix}` });
   blobs = await sampleBlobs(stack);
-  specPath = await stack.writeSpec({ cacheName, nodeHostname: node.hostname, port, externalURL: cacheUrl, users: ["alice"], image, nodeLabel: `dtr.cache.e2e${suffix}=true` });
+  specOptions = { cacheName, nodeHostname: node.hostname, port, externalURL: cacheUrl, users: ["alice"], image, nodeLabel: `dtr.cache.e2e${suffix}=true` };
+  specPath = await stack.writeSpec(specOptions);
   logFile = join(workDir, "controller.log");
   runtime = await startRuntime({
     specPath,
@@ -83,7 +88,7 @@ describe("a DTR content cache end to end", () => {
     expect(cacheStatus()?.dtr.registrationId).toBe(id);
     expect(cacheStatus()?.dtr.users).toEqual([{ username: "alice", state: "assigned" }]);
     // the cache itself answers on the node's address
-    await expect.poll(async () => (await fetch(`${cacheUrl}/v2/`, { signal: AbortSignal.timeout(2_000) }).catch(() => undefined))?.headers.get("docker-distribution-api-version"), { timeout: 30_000, interval: 250 }).toBe("registry/2.0");
+    await expect.poll(cacheApiVersion, { timeout: 30_000, interval: 250 }).toBe("registry/2.0");
 
     console.log(`dtrcache status (Ready cache):\n${statusTable()}`);
   });
@@ -155,7 +160,8 @@ describe("a DTR content cache end to end", () => {
     stack.emulator.setFaults({ down: true });
     try {
       // an edit the controller must carry to DTR: bob joins the cache's users
-      await writeFile(specPath, (await readFile(specPath, "utf8")).replace(/users:\n(\s+)- alice\n/, "users:\n$1- alice\n$1- bob\n"));
+      specOptions = { ...specOptions, users: ["alice", "bob"] };
+      await stack.writeSpec(specOptions);
       await expect.poll(() => conditionState("DtrSynced"), { timeout: 60_000, interval: 250 }).toBe("False");
       const dtrCondition = conditionOf(cacheStatus(), "DtrSynced");
       expect(dtrCondition?.reason).toBe("DtrError");
@@ -172,6 +178,43 @@ describe("a DTR content cache end to end", () => {
     await expect.poll(() => conditionState("DtrSynced"), { timeout: 60_000, interval: 250 }).toBe("True");
     expect(stack.emulator.settings()).toEqual({ admin: "", alice: id, bob: id });
     expect(stack.emulator.contentCaches().map((c) => c.id)).toEqual([id]);
+  });
+
+  it("with DTR's process gone (connection refused), a blobTTL edit still rolls out; DTR back without its data -> registration re-created, users re-pointed, alice redirected again", async () => {
+    const oldId = stack.emulator.contentCaches()[0]?.id;
+    await stack.stopEmulator();
+    let restarted = false;
+    try {
+      const configBefore = cacheStatus()?.revisions.find((r) => r.purpose === "config")?.name;
+      specOptions = { ...specOptions, blobTTL: "12h" };
+      await stack.writeSpec(specOptions);
+      await expect.poll(() => conditionOf(cacheStatus(), "DtrSynced")?.message ?? "", { timeout: 60_000, interval: 250 }).toMatch(/ECONNREFUSED|refused|unreachable|connect/i);
+      expect(conditionState("DtrSynced")).toBe("False");
+      await expect.poll(() => conditionState("Ready") === "True" && cacheStatus()?.observedGeneration === cacheStatus()?.generation, { timeout: 90_000, interval: 250 }).toBe(true);
+      expect(cacheStatus()?.tasks).toEqual({ running: 1, desired: 1 });
+      // the edit really reached Swarm: a new config revision is mounted
+      expect(cacheStatus()?.revisions.find((r) => r.purpose === "config")?.name).not.toBe(configBefore);
+      console.log(`dtrcache status (DTR process gone):\n${statusTable()}`);
+      await stack.startEmulator();
+      restarted = true;
+    } finally {
+      if (!restarted) await stack.startEmulator();
+    }
+    await expect.poll(() => conditionState("DtrSynced"), { timeout: 60_000, interval: 250 }).toBe("True");
+    const registered = stack.emulator.contentCaches();
+    expect(registered.map((c) => [c.name, c.host])).toEqual([[cacheName, cacheUrl]]);
+    const newId = registered[0]?.id;
+    expect(newId).not.toBe(oldId);
+    expect(stack.emulator.settings()).toEqual({ admin: "", alice: newId, bob: newId });
+    expect(cacheStatus()?.dtr.registrationId).toBe(newId);
+
+    await alice.removeImage(stack.sampleImage.ref);
+    await bob.removeImage(stack.sampleImage.ref);
+    await expect.poll(cacheApiVersion, { timeout: 30_000, interval: 250 }).toBe("registry/2.0");
+    await alice.pull(stack.sampleImage.ref);
+    const traffic = blobTraffic(stack.emulator.requestLog(), stack.sampleImage.repository);
+    expect([...new Set(traffic.redirected.map((r) => r.digest))].sort()).toEqual(blobs.map((b) => b.digest).sort());
+    expect(traffic.servedDirect).toEqual([]);
   });
 
   it("never writes the admin password into the controller's log or status", async () => {

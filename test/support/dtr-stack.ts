@@ -4,8 +4,8 @@
 // and the demo. Everything listens on one address the caller chooses (the harness's hostIp, so
 // that tasks in the private swarm reach it); nothing here talks to any other address.
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { parseAllDocuments, type Document } from "yaml";
 import { startDtrEmulator, type DtrEmulator, type RequestLogEntry } from "../dtr-emulator/index.js";
 import { repoRoot } from "../harness/images.js";
@@ -76,6 +76,7 @@ export interface WriteSpecOptions {
 }
 
 export interface DtrStack {
+  /** The emulator currently running (a new object after startEmulator()). */
   readonly emulator: DtrEmulator;
   readonly backend: RegistryHandle;
   readonly sampleImage: SampleImage;
@@ -86,7 +87,21 @@ export interface DtrStack {
   readonly env: Readonly<Record<string, string>>;
   /** The file a file-referenced spec points at (written on first use, mode 0600). */
   readonly passwordFile: string;
-  /** Writes a CacheSpec YAML (a DTR document and one ContentCache) and returns its path. */
+  /**
+   * DTR really gone: the emulator's listener is closed (connections refused), unlike the
+   * emulator's `down` fault switch, which answers 503.
+   */
+  stopEmulator(): Promise<void>;
+  /**
+   * DTR back on the same address and port, with the same users and backend but a fresh state (no
+   * registrations, no settings: what a DTR restored without its data looks like).
+   */
+  startEmulator(): Promise<DtrEmulator>;
+  /**
+   * Writes a CacheSpec YAML (a DTR document and one ContentCache) and returns its path. Call it
+   * again with changed options to edit the spec under a running controller (written atomically);
+   * the template's comments mention field names, so text substitution on the file is a trap.
+   */
   writeSpec(options: WriteSpecOptions): Promise<string>;
   /** Stops the emulator and the registry and removes the stack's directories. Safe to call twice. */
   stop(): Promise<void>;
@@ -133,18 +148,24 @@ export async function startDtrStack(options: StartDtrStackOptions): Promise<DtrS
       ...(options.repository ? { repository: options.repository } : {}),
       ...(options.tag ? { tag: options.tag } : {}),
     });
-    emulator = await startDtrEmulator({
-      listenHost: options.hostIp,
-      port: options.emulatorPort ?? 0,
-      backendRegistryUrl: backend.url,
-      users: [
-        { username: users.admin.username, password: users.admin.password, admin: true },
-        { username: users.alice.username, password: users.alice.password },
-        { username: users.bob.username, password: users.bob.password },
-      ],
-      ...(options.onRequest ? { onRequest: options.onRequest } : {}),
-    });
+    const backendUrl = backend.url;
+    const launch = (port: number): Promise<DtrEmulator> =>
+      startDtrEmulator({
+        listenHost: options.hostIp,
+        port,
+        backendRegistryUrl: backendUrl,
+        users: [
+          { username: users.admin.username, password: users.admin.password, admin: true },
+          { username: users.alice.username, password: users.alice.password },
+          { username: users.bob.username, password: users.bob.password },
+        ],
+        ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+      });
+    emulator = await launch(options.emulatorPort ?? 0);
     const emu = emulator;
+    // The first emulator's address stays the stack's address: clients and the spec keep using it.
+    const emulatorPort = Number(new URL(emu.url).port);
+    let current: DtrEmulator = emu;
     const sampleImage: SampleImage = {
       repository: pushed.repository,
       tag: pushed.tag,
@@ -154,19 +175,35 @@ export async function startDtrStack(options: StartDtrStackOptions): Promise<DtrS
     };
     const passwordFile = join(options.workDir, "admin-password");
     const handle: DtrStack = {
-      emulator: emu,
+      get emulator() {
+        return current;
+      },
       backend,
       sampleImage,
       users,
       passwordEnvName: PASSWORD_ENV,
       env: { [PASSWORD_ENV]: users.admin.password },
       passwordFile,
+      stopEmulator: async () => {
+        if (emulator === undefined) return;
+        emulator = undefined;
+        await current.stop();
+      },
+      startEmulator: async () => {
+        if (emulator !== undefined) throw new Error("the emulator is already running");
+        current = await launch(emulatorPort);
+        emulator = current;
+        return current;
+      },
       writeSpec: async (spec) => {
         const ref = spec.passwordRef ?? "env";
         if (ref === "file") await writeFile(passwordFile, `${users.admin.password}\n`, { mode: 0o600 });
         const text = renderSpec(await readFile(demoSpecTemplatePath(), "utf8"), emu.url, ref === "env" ? { env: PASSWORD_ENV } : { file: passwordFile }, spec);
         const target = spec.path ?? join(options.workDir, "cachespec.yaml");
-        await writeFile(target, text);
+        // Write-then-rename: a watching controller never reads half a file.
+        const temp = join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
+        await writeFile(temp, text);
+        await rename(temp, target);
         return target;
       },
       stop: async () => {
