@@ -2,13 +2,13 @@
 // docker-registry (faults made by damaging its own files, or by stopping it) or, where the fault
 // must happen mid-body at a chosen byte, the in-process fault-injecting upstream.
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, rm, stat, truncate, open } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, truncate, open, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { freePort, readAccessLog, startRegistry, type RegistryHandle } from "../harness/index.js";
+import { freePort, readAccessLog, repoRoot, startRegistry, type RegistryHandle } from "../harness/index.js";
 import { run } from "../harness/proc.js";
-import { buildImage, FakeUpstream, getHashed, metricValue, pushBlob, pushImage, startCacheProcess, tarOf, type CacheProcess } from "../support/index.js";
+import { buildImage, FakeUpstream, getHashed, metricValue, pushBlob, pushImage, renderCacheConfig, startCacheProcess, tarOf, type CacheProcess } from "../support/index.js";
 
 const harness = inject("harness");
 let workDir = "";
@@ -161,6 +161,21 @@ describe("cache faults", () => {
     expect(await filesUnder(join(mnt, "root", "tmp"))).toEqual([]);
     const log = await readAccessLog(up.logFile);
     expect(log.filter((e) => e.method === "GET" && e.path.includes(digest)).length).toBe(2);
+  });
+
+  it("exits non-zero before listening when config.yml has a wrong value, naming the key and line", async () => {
+    const dir = join(workDir, "bad-config");
+    await mkdir(dir, { recursive: true });
+    const port = await freePort("127.0.0.1");
+    const file = join(dir, "config.yml");
+    await writeFile(file, renderCacheConfig({ workDir: dir, upstreams: ["http://127.0.0.1:1"], port, blobttl: "one day" }, join(dir, "root")));
+    const main = join(repoRoot(), "cache-server", "dist", "main.js");
+    const result = await run(process.execPath, [main, file], { allowFailure: true });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("middleware.registry[0].options.blobttl");
+    expect(result.stderr).toMatch(/line 16/);
+    expect(result.stderr).not.toContain("test-secret-not-logged");
+    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   });
 
   it("rejects path traversal and malformed names or digests without touching the disk", async () => {
