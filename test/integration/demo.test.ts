@@ -5,7 +5,7 @@
 // process owned), which the demo writes before it creates anything.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
@@ -111,7 +111,7 @@ afterAll(async () => {
 });
 
 describe("npm run demo", () => {
-  it("reaches 'pulled through the cache' and, on SIGINT, exits 0 leaving no process, namespace, container or directory behind", async () => {
+  it("reaches 'pulled through the cache', applies an edit of the printed spec file, and on SIGINT exits 0 leaving no process, namespace, container or directory behind", async () => {
     if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npx tsc -b test\` first`);
     const started = Date.now();
     const { pid, exited } = startDemo();
@@ -133,6 +133,15 @@ describe("npm run demo", () => {
     expect(text).toMatch(/answered 307 ->/);
     expect(text).toMatch(/cache: \d+ hit\(s\), 0 miss\(es\); fetched 0\.00 MiB from DTR/);
     expect(text).toMatch(/NAME\s+READY\s+TASKS/);
+
+    // the user edits the printed spec file: bob joins the users; the demo shows it being applied
+    const specPath = /CacheSpec written: (\S+)/.exec(text)?.[1] ?? "";
+    const spec = await readFile(specPath, "utf8");
+    expect(spec).toMatch(/^(\s+)- alice$/m);
+    await writeFile(`${specPath}.tmp`, spec.replace(/^(\s+)- alice$/m, "$1- alice\n$1- bob"));
+    await rename(`${specPath}.tmp`, specPath);
+    await waitForLine(/DTR users alice:assigned, bob:assigned/, 60_000);
+    await waitForLine(/change applied/, 60_000);
 
     child?.kill("SIGINT");
     const exit = await bounded(exited, EXIT_TIMEOUT_MS, "the demo did not exit after SIGINT");
