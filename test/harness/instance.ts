@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import { run } from "./proc.js";
 import { instancesDir, runRoot, stateRoot } from "./paths.js";
+import { removeShimSockets } from "./shims.js";
 import { currentOwner, sameProcess } from "./tracked.js";
 
 /**
@@ -176,6 +177,8 @@ export async function destroyInstance(record: InstanceRecord): Promise<void> {
   for (const mount of await mountsUnder([record.runDir, record.stateDir])) {
     await run("umount", ["-l", mount], { allowFailure: true });
   }
+  // the shims are dead now; their sockets in /run/containerd/s/ are known only from the exec-roots
+  for (let i = 1; i <= record.nodes; i++) await removeShimSockets(join(record.runDir, `n${i}`));
   await rm(record.runDir, { recursive: true, force: true });
   await rm(record.stateDir, { recursive: true, force: true });
   await rm(join(runRoot(), "subnets", record.subnet.replace("/", "_")), { force: true });

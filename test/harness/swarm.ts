@@ -5,10 +5,11 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ping } from "./engine.js";
 import { HarnessError } from "./errors.js";
-import { CGROUP_ROOT, NAME_PREFIX, destroyInstance, isOwnerAlive, killAll, listRecords, trackingCgroup, writeRecord, type InstanceRecord } from "./instance.js";
+import { CGROUP_ROOT, NAME_PREFIX, destroyInstance, isOwnerAlive, killAll, listRecords, mountsUnder, pidsOf, trackingCgroup, writeRecord, type InstanceRecord } from "./instance.js";
 import { dockerCli, ENGINE_PACKAGES, ensurePackages } from "./packages.js";
 import { runRoot, stateRoot } from "./paths.js";
 import { run, tail, waitFor } from "./proc.js";
+import { removeShimSockets } from "./shims.js";
 import { addressIn, claimSubnet, INNER_POOLS } from "./subnet.js";
 import { currentOwner, reapOrphanedProcesses } from "./tracked.js";
 
@@ -157,6 +158,29 @@ async function startEngine(record: InstanceRecord, i: number, hostname: string):
   child.unref();
 }
 
+/**
+ * Clears what a reboot would clear for a node whose processes are all dead: its exec-root (the
+ * tmpfs /run of a real machine: containerd's pidfile, socket and task state, runc state, netns
+ * bind mounts, libnetwork and swarm sockets), dockerd's pidfile and socket, its shims' sockets in
+ * /run/containerd/s/ and any mount under its exec-root or data-root. The data-root itself (images,
+ * containers, swarm state) is kept, as a disk would be.
+ *
+ * Without this a restarted dockerd finds `containerd/containerd.pid` naming the killed
+ * containerd. That process is reparented to pid 1 and stays a zombie until pid 1 reaps it; a
+ * zombie still answers kill(pid, 0), so dockerd takes it for its running containerd, never starts
+ * a new one and gives up after waiting for its socket ("timeout waiting for containerd to start").
+ */
+async function clearRuntimeState(record: InstanceRecord, i: number): Promise<void> {
+  const p = nodePaths(record, i);
+  await removeShimSockets(p.execRoot);
+  for (const mount of await mountsUnder([p.execRoot, p.dataRoot])) {
+    await run("umount", ["-l", mount], { allowFailure: true });
+  }
+  await rm(p.execRoot, { recursive: true, force: true });
+  await rm(p.pidfile, { force: true });
+  await rm(p.socket, { force: true });
+}
+
 async function waitEngine(record: InstanceRecord, node: SwarmNode, timeoutMs: number): Promise<void> {
   const p = nodePaths(record, node.index);
   try {
@@ -253,6 +277,11 @@ export async function startSwarm(options: StartSwarmOptions): Promise<SwarmHandl
       async startNode(index) {
         const node = nodes[index - 1];
         if (!node) throw new HarnessError("BAD_ARGUMENT", `startNode: no node ${index}`);
+        // clearing a live node's state would wreck it: only a stopped node can boot
+        if ((await pidsOf([nodePaths(record, index).cgroup], [])).length > 0) {
+          throw new HarnessError("BAD_ARGUMENT", `startNode: node ${index} is still running; stopNode(${index}) first`);
+        }
+        await clearRuntimeState(record, index);
         await startEngine(record, index, node.hostname);
         await waitEngine(record, node, timeoutMs);
       },
