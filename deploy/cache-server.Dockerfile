@@ -17,7 +17,7 @@ COPY controller controller
 COPY cache-server cache-server
 RUN npx tsc -b cache-server \
  && npx esbuild cache-server/dist/main.js --bundle --platform=node --target=node20 --format=esm \
-      --banner:js='import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' \
+      --banner:js='import { createRequire as __createRequire } from "node:module"; import { fileURLToPath as __fileURLToPath } from "node:url"; import { dirname as __pathDirname } from "node:path"; const require = __createRequire(import.meta.url); const __filename = __fileURLToPath(import.meta.url); const __dirname = __pathDirname(__filename);' \
       --outfile=/out/main.mjs
 
 # --- run: node and the bundle, as the unprivileged "node" user

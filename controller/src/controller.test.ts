@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { LoadResult } from "@dtrcache/crds";
+import { loadCacheSpecFromText, type LoadResult } from "@dtrcache/crds";
 import { createController, type ControllerOptions } from "./controller.js";
 import { memoryLogger } from "./logger.js";
 import { CACHE, OWNER, PURPOSE, USERS, nodeLabelMarker } from "./reconcile/labels.js";
@@ -132,6 +132,29 @@ describe("controller on a fake Swarm", () => {
     allowed.source.set(empty);
     await allowed.controller.reconcileOnce();
     expect(allowed.fake.services.size + allowed.fake.configs.size + allowed.fake.secrets.size).toBe(0);
+  });
+
+  it("leaves owned caches alone when it starts with a refused or broken spec (no spec ever loaded)", async () => {
+    const first = setup(load(runbookText()));
+    await first.controller.reconcileOnce();
+    const before = { services: first.fake.services.size, configs: first.fake.configs.size, secrets: first.fake.secrets.size };
+    expect(before.services).toBe(1);
+
+    // A new controller process over the same swarm: first an emptied file, then a broken one.
+    const broken = loadCacheSpecFromText("kind: [unclosed", "spec.yaml");
+    expect(broken.ok).toBe(false);
+    for (const initial of [load(runbookText().split("---")[0] ?? ""), broken]) {
+      const recording = recordSwarmApi(first.fake);
+      const restarted = createController({ docker: recording, specSource: staticSpecSource(initial), id: "test" });
+      const reports = await restarted.reconcileOnce();
+      expect(reports.map((r) => r.mode)).toEqual(["skipped"]);
+      await restarted.start();
+      await restarted.idle();
+      await restarted.stop();
+      expect(recording.mutatingCalls()).toEqual([]);
+      expect({ services: first.fake.services.size, configs: first.fake.configs.size, secrets: first.fake.secrets.size }).toEqual(before);
+      await expect(restarted.plan()).rejects.toThrow(/no valid spec loaded/);
+    }
   });
 
   it("tears a removed cache down completely and leaves objects it does not own alone", async () => {

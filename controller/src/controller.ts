@@ -337,10 +337,17 @@ export function createController(options: ControllerOptions): Controller {
     }
   }
 
-  async function reconcileKey(name: string, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[]; mode: "apply" | "teardown" }> {
+  async function reconcileKey(name: string, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[]; mode: "apply" | "teardown" | "skipped" }> {
+    if (spec === undefined) {
+      // No spec has loaded yet (a broken or refused file at start-up): "not in the spec" means
+      // nothing then, so owned caches are left exactly as they are.
+      logger.warn({ cache: name }, "no valid spec loaded; leaving the cache as it is");
+      return { result: {}, outcomes: [], mode: "skipped" };
+    }
+    const loaded = spec;
     return withLock(name, async () => {
       const startedAt = Date.now();
-      const cache = spec?.caches.find((c) => c.name === name);
+      const cache = loaded.caches.find((c) => c.name === name);
       const mode = cache ? ("apply" as const) : ("teardown" as const);
       const report = (outcome: "success" | "error", error?: unknown): void => {
         const code = (error as { code?: unknown } | undefined)?.code;
@@ -510,9 +517,10 @@ export function createController(options: ControllerOptions): Controller {
 
     async reconcileOnce() {
       if (!engine.manager) await checkManager();
-      // One-shot: look at the spec as it is now (a watcher may not be running).
-      await loadSpec();
+      // One-shot: look at the spec as it is now (a watcher may not be running). Owned caches are
+      // observed first so the empty-spec guard knows what an empty spec would remove.
       for (const n of await observeOwnedCaches(swarm, owner)) knownOwned.add(n);
+      await loadSpec();
       const names = [...new Set([...(spec?.caches.map((c) => c.name) ?? []), ...knownOwned])].sort();
       const reports: ReconcileReport[] = [];
       const signal = new AbortController().signal;
@@ -528,7 +536,9 @@ export function createController(options: ControllerOptions): Controller {
     },
 
     async plan() {
+      for (const n of await observeOwnedCaches(swarm, owner)) knownOwned.add(n);
       await loadSpec();
+      if (spec === undefined) throw new ControllerError("SPEC_INVALID", `no valid spec loaded from ${options.specSource.description}: ${specStatus.errors.join("; ")}`);
       const owned = await observeOwnedCaches(swarm, owner);
       const nodes = await swarm.listNodes();
       const plans: Plan[] = [];

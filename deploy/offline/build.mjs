@@ -93,6 +93,16 @@ async function copyInto(rootfs, hostPath, imagePath = hostPath) {
   await copyFile(await realpath(hostPath), target);
 }
 
+/** Gives the ES module bundle the CommonJS globals its bundled dependencies expect. */
+export const ESM_CJS_BANNER = [
+  'import { createRequire as __createRequire } from "node:module";',
+  'import { fileURLToPath as __fileURLToPath } from "node:url";',
+  'import { dirname as __pathDirname } from "node:path";',
+  "const require = __createRequire(import.meta.url);",
+  "const __filename = __fileURLToPath(import.meta.url);",
+  "const __dirname = __pathDirname(__filename);",
+].join(" ");
+
 async function bundle(entry, outfile) {
   const { build } = await import("esbuild");
   await build({
@@ -106,8 +116,9 @@ async function bundle(entry, outfile) {
     // ssh2 (via dockerode) tries an optional native module inside try/catch; left out of the
     // bundle, that require fails at run time and ssh2 uses its JavaScript fallback.
     external: ["cpu-features"],
-    // bundled CommonJS dependencies still call require() for node built-ins
-    banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },
+    // bundled CommonJS dependencies still call require() for node built-ins and read
+    // __dirname/__filename (ssh2, via dockerode), which an ES module does not define
+    banner: { js: ESM_CJS_BANNER },
   });
 }
 

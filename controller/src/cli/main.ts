@@ -151,11 +151,12 @@ export function buildProgram(): Command {
     .command("plan")
     .description("dry run: print what apply would create, update or remove, field by field; writes nothing")
     .requiredOption("-f, --file <path>", "CacheSpec file or directory")
+    .option("--allow-empty", "plan the teardown of every owned cache when the spec has none", false)
     .option("--id <owner>", "owner id (see run --help)", "dtrcache")
     .addHelpText("after", EXIT_HELP)
-    .action(async (opts: { file: string; id: string }) => {
+    .action(async (opts: { file: string; id: string; allowEmpty: boolean }) => {
       await validateSpec(opts.file);
-      const { controller, dtrSync } = assembleController({ specPath: opts.file, logger: createLogger("error"), id: opts.id });
+      const { controller, dtrSync } = assembleController({ specPath: opts.file, logger: createLogger("error"), id: opts.id, allowEmpty: opts.allowEmpty });
       try {
         process.stdout.write(`${formatPlans(await controller.plan())}\n`);
       } finally {
