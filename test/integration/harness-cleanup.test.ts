@@ -1,67 +1,14 @@
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { build } from "esbuild";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { cleanupStale, dockerCli, ping, startSwarm, type SwarmHandle } from "../harness/index.js";
+import { leftovers, NOTHING_LEFT as NOTHING, processesMentioning, runDirOf } from "../harness/leftovers.js";
 import { run } from "../harness/proc.js";
+import { shimSocketsOf } from "../harness/shims.js";
 
 const harness = inject("harness");
-
-/** Live (non-zombie) processes whose command line mentions one of `needles`. */
-async function processesMentioning(needles: string[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const pid of (await readdir("/proc")).filter((p) => /^\d+$/.test(p))) {
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue;
-      const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").join(" ");
-      if (needles.some((n) => cmdline.includes(n))) found.push(`${pid} ${cmdline.slice(0, 120)}`);
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return found;
-}
-
-/** Mount points, as seen from any process's mount namespace, under one of `dirs`. */
-async function mountsMentioning(dirs: string[]): Promise<string[]> {
-  const found = new Set<string>();
-  for (const pid of (await readdir("/proc")).filter((p) => /^\d+$/.test(p))) {
-    const text = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
-    for (const line of text.split("\n")) {
-      const target = line.split(" ")[4] ?? "";
-      if (dirs.some((d) => target.startsWith(d))) found.add(target);
-    }
-  }
-  return [...found];
-}
-
-interface InstanceView {
-  id: string;
-  runDir: string;
-  workDir: string;
-}
-
-/** Everything an instance could leave behind; empty lists and false flags mean nothing is left. */
-async function leftovers(instance: InstanceView): Promise<Record<string, unknown>> {
-  const { stdout } = await run("ip", ["netns", "list"]);
-  return {
-    processes: await processesMentioning([instance.runDir, instance.workDir]),
-    netns: stdout.split("\n").filter((line) => line.startsWith(`dh-${instance.id}-`)),
-    hostLink: existsSync(`/sys/class/net/dh${instance.id}`),
-    mounts: await mountsMentioning([instance.runDir, instance.workDir]),
-    runDir: existsSync(instance.runDir),
-    workDir: existsSync(instance.workDir),
-    cgroup: existsSync(`/sys/fs/cgroup/pids/dtrcache-h/${instance.id}`) || existsSync(`/sys/fs/cgroup/dtrcache-h/${instance.id}`),
-  };
-}
-
-const NOTHING = { processes: [], netns: [], hostLink: false, mounts: [], runDir: false, workDir: false, cgroup: false };
-
-const runDirOf = (dockerHost: string): string => dockerHost.replace(/^unix:\/\//, "").replace(/\/n\d+\.sock$/, "");
 
 describe("a separate 3-node swarm", () => {
   let swarm: SwarmHandle | undefined;
@@ -93,8 +40,12 @@ describe("a separate 3-node swarm", () => {
           .poll(async () => (await fetch(`http://${node.ip}:8080/healthz`, { signal: AbortSignal.timeout(2000) })).status, { timeout: 60_000, interval: 250 })
           .toBe(200);
       }
+      // each node's task has a shim whose socket sits in the host-wide /run/containerd/s/: teardown must remove it
+      for (const node of swarm.nodes) expect(await shimSocketsOf(join(runDirOf(node.dockerHost), `n${node.index}`))).toHaveLength(1);
     } finally {
-      const view = { id: swarm.id, runDir: runDirOf(swarm.manager.dockerHost), workDir: swarm.workDir };
+      const runDir = runDirOf(swarm.manager.dockerHost);
+      const shimSockets = (await Promise.all(swarm.nodes.map((n) => shimSocketsOf(join(runDir, `n${n.index}`))))).flat();
+      const view = { id: swarm.id, runDir, workDir: swarm.workDir, shimSockets };
       await swarm.stop();
       await expect.poll(() => leftovers(view), { timeout: 10_000, interval: 200 }).toEqual(NOTHING);
     }
