@@ -141,11 +141,10 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     const env = { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost };
 
     // Without the opt-in the controller refuses to remove every cache.
-    const refused = await run(process.execPath, [cli, "apply", "-f", emptied, "--id", owner, "--timeout", "20s"], { env, allowFailure: true });
+    const refused = await run(process.execPath, [cli, "apply", "-f", emptied, "--id", owner, "--timeout", "3s"], { env, allowFailure: true });
     expect(refused.code, refused.stderr + refused.stdout).toBe(1);
     expect(refused.stderr + refused.stdout).toContain("refusing to remove them all");
-    const all = await swarm.listServices({ labels: [] });
-    expect((await swarm.listServices(labels.ownerFilter(owner))).length, JSON.stringify(all.map((x) => [x.spec.Name, x.spec.Labels]))).toBe(1);
+    expect((await swarm.listServices(labels.ownerFilter(owner))).length).toBe(1);
 
     const applied = await run(process.execPath, [cli, "apply", "-f", emptied, "--id", owner, "--allow-empty", "--timeout", "60s"], { env, allowFailure: true });
     expect(applied.stderr + applied.stdout).not.toContain(stack.users.admin.password);

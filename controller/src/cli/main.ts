@@ -139,6 +139,12 @@ export function buildProgram(): Command {
       await validateSpec(opts.file);
       const runtime = await startRuntime({ specPath: opts.file, logger: createLogger(opts.logLevel), allowEmpty: opts.allowEmpty, id: opts.id });
       try {
+        // One full pass in hand first: it creates what is missing and tears down, in order, every
+        // owned cache that left the spec (waiting for its tasks to go); then follow the rollout.
+        for (const report of await runtime.controller.reconcileOnce()) {
+          if (report.error !== undefined) process.stderr.write(`${report.cache}: ${report.mode}: ${report.error}\n`);
+          else if (report.mode === "teardown") process.stderr.write(`${report.cache}: removed (it left the spec)\n`);
+        }
         const outcome = await waitForConvergence(() => runtime.snapshot(), opts.timeout, (line) => process.stderr.write(`${line}\n`));
         process.stdout.write(`${formatStatusTable(runtime.snapshot())}\n`);
         if (!outcome.converged) throw new CliError(EXIT.notReady, `not Ready after ${Math.round(opts.timeout / 1000)} s: ${outcome.reason}`);
