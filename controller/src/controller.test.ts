@@ -212,6 +212,32 @@ describe("controller on a fake Swarm", () => {
     expect(conditionOf(controller.status().caches[0], "DtrSynced")).toMatchObject({ status: "False", reason: "DtrError", message: "DTR unreachable" });
   });
 
+  it("verifies the DTR side again after dtrResyncMs even when the spec did not change (DTR drift)", async () => {
+    let now = Date.parse("2026-11-26T12:00:00Z");
+    let applies = 0;
+    const dtrSync: DtrSync = { apply: () => Promise.resolve({ registrationId: `id-${++applies}`, users: [] }), remove: () => Promise.resolve() };
+    const { controller } = setup(load(runbookText()), { dtrSync, dtrResyncMs: 60_000, clock: { now: () => new Date(now) } });
+    await controller.reconcileOnce();
+    await controller.reconcileOnce();
+    expect(applies).toBe(1);
+    now += 61_000;
+    await controller.reconcileOnce();
+    expect(applies).toBe(2);
+    expect(controller.status().caches[0]?.dtr.registrationId).toBe("id-2");
+  });
+
+  it("retries a failed DTR pass on its own back-off and reports DtrSynced True once DTR answers", async () => {
+    let down = true;
+    const dtrSync: DtrSync = { apply: () => (down ? Promise.reject(new Error("DTR answered 503")) : Promise.resolve({ registrationId: "id-1", users: [] })), remove: () => Promise.resolve() };
+    const { controller } = setup(load(runbookText()), { dtrSync, rolloutPollMs: 50, resyncIntervalMs: 3_600_000 });
+    await controller.start();
+    await expect.poll(() => conditionOf(controller.status().caches[0], "DtrSynced")?.status).toBe("False");
+    down = false;
+    // No spec change, no resync in reach: only the DTR back-off can bring it back.
+    await expect.poll(() => conditionOf(controller.status().caches[0], "DtrSynced")?.status, { timeout: 5_000 }).toBe("True");
+    await controller.stop();
+  });
+
   it("marks the cache Degraded on a spec the engine rejects and does not retry until the spec changes", async () => {
     const fake = new FakeSwarm(["node-1"]);
     const faulty = faultySwarmApi(fake);

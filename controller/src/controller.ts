@@ -47,6 +47,8 @@ export interface ControllerOptions {
   readonly rolloutPollMs?: number;
   /** Bound on waiting for a removed service's tasks to disappear during teardown. */
   readonly teardownWaitMs?: number;
+  /** How often a cache already in sync with DTR is verified again (default 60 s). */
+  readonly dtrResyncMs?: number;
   /** Called after every reconcile of one cache (metrics); must not throw. */
   readonly onReconcile?: (event: ReconcileEvent) => void;
 }
@@ -89,9 +91,16 @@ interface CacheState {
   pushedGeneration?: string;
   rolledBackGeneration?: string;
   dtrSyncedGeneration?: string;
+  /** When the DTR side was last verified in sync (ms since epoch). */
+  dtrSyncedAt?: number;
+  /** DTR passes failed in a row; drives the DTR retry back-off. */
+  dtrFailures?: number;
   dtr?: DtrCacheStatus;
 }
 
+/** Back-off of a failed DTR pass: 1 s, 2 s, 4 s ... up to 60 s. */
+const DTR_RETRY_BASE_MS = 1_000;
+const DTR_RETRY_MAX_MS = 60_000;
 const SERVICE_TERMINAL_CODES = new Set(["INVALID", "NAME_TAKEN"]);
 const BLOB_NAME = /^(.+)-(config|cert|key|ca)-[0-9a-f]{8}$/;
 
@@ -116,6 +125,7 @@ export function createController(options: ControllerOptions): Controller {
   const clock: Clock = options.clock ?? { now: () => new Date() };
   const keepRevisions = options.keepRevisions ?? 2;
   const rolloutPollMs = options.rolloutPollMs ?? 1000;
+  const dtrResyncMs = options.dtrResyncMs ?? 60_000;
   const paths: ContainerPaths = CONTAINER_PATHS;
   const httpSecrets = new Map<string, string>();
   const caches = new Map<string, CacheState>();
@@ -228,15 +238,24 @@ export function createController(options: ControllerOptions): Controller {
     finishStatus(state, { generation, plan, actual, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
 
     // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm.
-    if (options.dtrSync && state.dtrSyncedGeneration !== generation && plan.rollout !== "rolled-back") {
+    // DTR changes on its own too (a registration deleted by hand, a user re-pointed, DTR restored
+    // without its data), so a synced cache is verified again every dtrResyncMs — reads only when
+    // nothing differs. A failed pass is retried with its own back-off, independent of the Swarm side.
+    let dtrRetryMs: number | undefined;
+    const dtrDue = state.dtrSyncedGeneration !== generation || state.dtrSyncedAt === undefined || clock.now().getTime() - state.dtrSyncedAt >= dtrResyncMs;
+    if (options.dtrSync && dtrDue && plan.rollout !== "rolled-back") {
       const previousUsers = parseUsers(actual.service?.labels[USERS]);
       try {
         state.dtr = await options.dtrSync.apply(cache, previousUsers, signal);
         state.dtrSyncedGeneration = generation;
+        state.dtrSyncedAt = clock.now().getTime();
+        state.dtrFailures = 0;
         setDtrCondition(state, { status: "True", reason: "Synced", message: state.dtr.registrationId ? `registered as ${state.dtr.registrationId}` : "" });
       } catch (error) {
+        state.dtrFailures = (state.dtrFailures ?? 0) + 1;
+        dtrRetryMs = Math.min(DTR_RETRY_MAX_MS, DTR_RETRY_BASE_MS * 2 ** (state.dtrFailures - 1));
         setDtrCondition(state, { status: "False", reason: "DtrError", message: errorMessage(error) });
-        log.warn({ err: errorMessage(error) }, "DTR sync failed; the Swarm side is unaffected");
+        log.warn({ err: errorMessage(error), retryInMs: dtrRetryMs }, "DTR sync failed; the Swarm side is unaffected");
       }
     } else if (!options.dtrSync) {
       setDtrCondition(state, { status: "Unknown", reason: "NotConfigured", message: "no DTR client is wired" });
@@ -246,7 +265,9 @@ export function createController(options: ControllerOptions): Controller {
     const unsettled = wrote || plan.rollout !== "converged";
     // A rolled-back or paused update waits for a spec change (or the resync), not for polling.
     const hopeless = plan.rollout === "rolled-back" || plan.rollout === "paused";
-    return { result: unsettled && !hopeless ? { requeueAfterMs: rolloutPollMs } : plan.blocked ? { requeueAfterMs: 10_000 } : {}, outcomes };
+    const swarmRequeue = unsettled && !hopeless ? rolloutPollMs : plan.blocked ? 10_000 : undefined;
+    const requeueAfterMs = swarmRequeue === undefined ? dtrRetryMs : dtrRetryMs === undefined ? swarmRequeue : Math.min(swarmRequeue, dtrRetryMs);
+    return { result: requeueAfterMs === undefined ? {} : { requeueAfterMs }, outcomes };
   }
 
   function setDtrCondition(state: CacheState, c: { status: Condition["status"]; reason: string; message: string }): void {
