@@ -16,7 +16,7 @@ COPY crds crds
 COPY controller controller
 COPY cache-server cache-server
 RUN npx tsc -b controller \
- && npx esbuild controller/dist/cli/main.js --bundle --platform=node --target=node20 --format=esm \
+ && npx esbuild controller/dist/cli/main.js --bundle --platform=node --target=node20 --format=esm --external:cpu-features "--external:*.node" \
       --banner:js='import { createRequire as __createRequire } from "node:module"; import { fileURLToPath as __fileURLToPath } from "node:url"; import { dirname as __pathDirname } from "node:path"; const require = __createRequire(import.meta.url); const __filename = __fileURLToPath(import.meta.url); const __dirname = __pathDirname(__filename);' \
       --outfile=/out/main.mjs
 

@@ -113,9 +113,10 @@ async function bundle(entry, outfile) {
     target: `node${process.versions.node.split(".")[0]}`,
     format: "esm",
     logLevel: "warning",
-    // ssh2 (via dockerode) tries an optional native module inside try/catch; left out of the
-    // bundle, that require fails at run time and ssh2 uses its JavaScript fallback.
-    external: ["cpu-features"],
+    // ssh2 (via dockerode) tries optional native modules inside try/catch (cpu-features, and its
+    // own sshcrypto.node when npm ran its install script); left out of the bundle, those requires
+    // fail at run time and ssh2 uses its JavaScript fallback. The images carry no compiler output.
+    external: ["cpu-features", "*.node"],
     // bundled CommonJS dependencies still call require() for node built-ins and read
     // __dirname/__filename (ssh2, via dockerode), which an ES module does not define
     banner: { js: ESM_CJS_BANNER },
