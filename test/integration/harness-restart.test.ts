@@ -92,6 +92,23 @@ describe("a node restarted with stopNode/startNode", () => {
     expect((await run(docker, ["-H", worker.dockerHost, "image", "ls", "-q", harness.images.testHttp])).stdout.trim()).not.toBe("");
   });
 
+  it("boots again right after the kill, while the killed containerd may still be an unreaped zombie", async () => {
+    if (!swarm) throw new Error("no swarm");
+    const worker = swarm.nodes[1] as SwarmNode;
+    const before = await runningTask();
+    expect(before?.state.split(" ")[0]).toBe("Running");
+    // no pause in between: a zombie containerd still answers kill(pid, 0), and a pidfile naming it
+    // made the restarted dockerd wait for that containerd instead of starting its own
+    await swarm.stopNode(worker.index);
+    await swarm.startNode(worker.index);
+    await expect.poll(() => managerCli("node", "inspect", worker.hostname, "--format", "{{.Status.State}}"), { timeout: 60_000, interval: 250 }).toBe("ready");
+    await expect.poll(async () => {
+      const task = await runningTask();
+      return task && task.id !== before?.id ? task.state.split(" ")[0] : undefined;
+    }, { timeout: 90_000, interval: 500 }).toBe("Running");
+    await expect.poll(() => healthz(worker), { timeout: 30_000, interval: 250 }).toBe(200);
+  });
+
   it("refuses to start a node that is still running, and leaves it running", async () => {
     if (!swarm) throw new Error("no swarm");
     const worker = swarm.nodes[1] as SwarmNode;
