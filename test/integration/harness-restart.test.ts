@@ -59,8 +59,9 @@ describe("a node restarted with stopNode/startNode", () => {
     await managerCli("service", "create", "--detach", "--quiet", "--name", "web", "--no-resolve-image",
       "--constraint", `node.hostname==${worker.hostname}`, "--publish", `mode=host,target=8080,published=${PORT}`, harness.images.testHttp);
     await expect.poll(() => healthz(worker), { timeout: 60_000, interval: 250 }).toBe(200);
+    // The task answers before the manager has recorded it as Running: wait for the record too.
+    await expect.poll(async () => (await runningTask())?.state.split(" ")[0], { timeout: 30_000, interval: 250 }).toBe("Running");
     const before = await runningTask();
-    expect(before?.state).toBe("Running");
     const oldShims = await shimSocketsOf(execRootOf(worker));
     expect(oldShims).toHaveLength(1);
     expect(oldShims.every((s) => existsSync(s))).toBe(true);
@@ -95,8 +96,8 @@ describe("a node restarted with stopNode/startNode", () => {
   it("boots again right after the kill, while the killed containerd may still be an unreaped zombie", async () => {
     if (!swarm) throw new Error("no swarm");
     const worker = swarm.nodes[1] as SwarmNode;
+    await expect.poll(async () => (await runningTask())?.state.split(" ")[0], { timeout: 30_000, interval: 250 }).toBe("Running");
     const before = await runningTask();
-    expect(before?.state.split(" ")[0]).toBe("Running");
     // no pause in between: a zombie containerd still answers kill(pid, 0), and a pidfile naming it
     // made the restarted dockerd wait for that containerd instead of starting its own
     await swarm.stopNode(worker.index);
