@@ -6,6 +6,8 @@ import type { TlsFinding } from "../tls/checks.js";
 export interface TlsCheckResult {
   readonly checkedAt: string;
   readonly findings: readonly TlsFinding[];
+  /** The cache serves plain HTTP (`tls.disabled`): there is no cache certificate to check. */
+  readonly plainHttp?: boolean;
 }
 
 export type SnapshotCondition = Omit<Condition, "type"> & { readonly type: Condition["type"] | "TlsTrusted" };
@@ -24,6 +26,7 @@ function tlsCondition(result: TlsCheckResult): SnapshotCondition {
   const first = blocking[0];
   if (first) return { type: "TlsTrusted", status: "False", reason: first.reason, message: blocking.map((f) => f.message).join("; "), lastTransitionTime: result.checkedAt };
   const advice = result.findings.map((f) => f.message).join("; ");
+  if (result.plainHttp && advice === "") return { type: "TlsTrusted", status: "True", reason: "TlsDisabled", message: "the cache serves plain HTTP (tls.disabled); upstreams verify", lastTransitionTime: result.checkedAt };
   return { type: "TlsTrusted", status: "True", reason: result.findings[0]?.reason ?? "Verified", message: advice || "certificate names the external host and the upstream verifies", lastTransitionTime: result.checkedAt };
 }
 

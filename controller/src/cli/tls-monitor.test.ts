@@ -67,6 +67,13 @@ describe("TLS monitor", () => {
     expect(condition?.message).toContain("/etc/docker/certs.d/dtr-cache.example.com/ca.crt");
   });
 
+  it("says a plain-HTTP cache has no certificate to check", async () => {
+    const m = monitor();
+    await m.checkSpec(spec("http://dtr-cache.example.com:5000", "tls:\n    disabled: true"));
+    const condition = buildSnapshot(status, m.findings()).caches[0]?.conditions.find((c) => c.type === "TlsTrusted");
+    expect(condition).toMatchObject({ status: "True", reason: "TlsDisabled" });
+  });
+
   it("adds no TLS condition for a cache it has not checked", () => {
     const cache = buildSnapshot(status, new Map()).caches[0];
     expect(cache?.conditions.map((c) => c.type)).toEqual(["Ready"]);

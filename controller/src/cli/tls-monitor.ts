@@ -57,7 +57,7 @@ export function createTlsMonitor(deps: { dtrCa: DtrCaProvider; logger: PinoLogge
     for (const cache of spec.caches) {
       try {
         const findings = await checkCache(cache, spec, deps.dtrCa);
-        next.set(cache.name, { checkedAt: new Date().toISOString(), findings });
+        next.set(cache.name, { checkedAt: new Date().toISOString(), findings, plainHttp: "disabled" in cache.spec.tls });
         for (const f of findings.filter((x) => x.blocking)) deps.logger.warn({ cache: cache.name, reason: f.reason, detail: f.message }, "TLS check failed");
       } catch (error) {
         deps.logger.warn({ cache: cache.name, err: error instanceof Error ? error.message : String(error) }, "TLS check could not run");
