@@ -46,6 +46,8 @@ export interface StartRegistryOptions {
   proxyPassword?: string;
   /** Serve TLS with these PEM files instead of plain HTTP. */
   tls?: { certFile: string; keyFile: string };
+  /** Require bearer tokens from a token service (the registry's `auth.token` section); /v2/ then answers 401. */
+  tokenAuth?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** Default 15 s. */
   startTimeoutMs?: number;
 }
@@ -95,6 +97,10 @@ function renderConfig(options: StartRegistryOptions, addr: string, dataDir: stri
   if (options.tls) {
     lines.push("  tls:", `    certificate: ${q(options.tls.certFile)}`, `    key: ${q(options.tls.keyFile)}`);
   }
+  if (options.tokenAuth) {
+    const t = options.tokenAuth;
+    lines.push("auth:", "  token:", `    realm: ${q(t.realm)}`, `    service: ${q(t.service)}`, `    issuer: ${q(t.issuer)}`, `    rootcertbundle: ${q(t.rootCertBundle)}`);
+  }
   if (options.proxyRemoteUrl) {
     lines.push("proxy:", `  remoteurl: ${q(options.proxyRemoteUrl)}`);
     if (options.proxyUsername !== undefined) lines.push(`  username: ${q(options.proxyUsername)}`);
@@ -103,11 +109,11 @@ function renderConfig(options: StartRegistryOptions, addr: string, dataDir: stri
   return `${lines.join("\n")}\n`;
 }
 
-async function answers(url: string): Promise<true | undefined> {
+async function answers(url: string, expected: number): Promise<true | undefined> {
   const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
   await response.arrayBuffer();
-  // 200 when open; 401 would mean auth, which this harness never configures
-  return response.status === 200 ? true : undefined;
+  // 200 when open, 401 when token auth is configured
+  return response.status === expected ? true : undefined;
 }
 
 /** Starts `docker-registry serve` on a free (or given) port and waits until /v2/ answers. */
@@ -156,7 +162,7 @@ export async function startRegistry(options: StartRegistryOptions): Promise<Regi
             // no CA to verify with here; a bound port and a live process are enough
             return (await tail(errorLogFile, 50)).includes(`listening on ${hostPort}`) ? true : undefined;
           }
-          return await answers(url);
+          return await answers(url, options.tokenAuth ? 401 : 200);
         },
         options.startTimeoutMs ?? 15_000,
       );

@@ -3,17 +3,14 @@
 // JWTs whose x5c header carries a self-signed certificate (made with the openssl CLI) that the
 // registry's `rootcertbundle` trusts. Basic credentials are checked against `users`; anonymous
 // requests get a token with no access (so the registry refuses them), as a real token service does.
-import { spawn } from "node:child_process";
 import { createPrivateKey, randomBytes, sign, type KeyObject } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { freePort } from "../harness/ports.js";
-import { readAccessLog, REGISTRY_BINARY, type AccessLogEntry } from "../harness/registry.js";
+import { readAccessLog, startRegistry, type AccessLogEntry, type RegistryHandle } from "../harness/registry.js";
 
 const exec = promisify(execFile);
 
@@ -79,63 +76,18 @@ export async function startTokenRegistry(options: { workDir: string; tokenHost: 
   await new Promise<void>((resolve) => tokenServer.listen(0, options.tokenHost, resolve));
   const realm = `http://${options.tokenHost}:${(tokenServer.address() as AddressInfo).port}/token`;
 
-  const port = await freePort("127.0.0.1");
-  const hostPort = `127.0.0.1:${port}`;
-  const q = (v: string): string => JSON.stringify(v);
-  const config = [
-    "version: 0.1",
-    "log:",
-    "  level: info",
-    "  formatter: text",
-    "storage:",
-    "  filesystem:",
-    `    rootdirectory: ${q(join(dir, "data"))}`,
-    "  delete:",
-    "    enabled: true",
-    "http:",
-    `  addr: ${q(hostPort)}`,
-    "auth:",
-    "  token:",
-    `    realm: ${q(realm)}`,
-    `    service: ${q(service)}`,
-    `    issuer: ${q(issuer)}`,
-    `    rootcertbundle: ${q(certFile)}`,
-    "",
-  ].join("\n");
-  const configFile = join(dir, "config.yml");
-  await writeFile(configFile, config);
-  const logFile = join(dir, "access.log");
-  const out = openSync(logFile, "a");
-  const err = openSync(join(dir, "registry.log"), "a");
-  const child = spawn(REGISTRY_BINARY, ["serve", configFile], { stdio: ["ignore", out, err] });
-  closeSync(out);
-  closeSync(err);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let registry: RegistryHandle;
+  try {
+    registry = await startRegistry({ workDir: dir, tokenAuth: { realm, service, issuer, rootCertBundle: certFile } });
+  } catch (error) {
+    await new Promise<void>((resolve) => tokenServer.close(() => resolve()));
+    throw error;
+  }
+  const { url, hostPort, logFile } = registry;
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(t);
-    }
+    await registry.stop();
     await new Promise<void>((resolve) => tokenServer.close(() => resolve()));
   };
-  const url = `http://${hostPort}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    try {
-      const r = await fetch(`${url}/v2/`);
-      await r.arrayBuffer();
-      if (r.status === 401) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline || child.exitCode !== null) {
-      await stop();
-      throw new Error(`token-auth docker-registry did not start: ${await readFile(join(dir, "registry.log"), "utf8").catch(() => "")}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
   return {
     url,
     hostPort,
