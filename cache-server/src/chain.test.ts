@@ -10,34 +10,19 @@ import { startCacheServer, type RunningCache } from "./app.js";
 import { parseConfig } from "./config.js";
 import { createLogger } from "./log.js";
 import { createMetrics } from "./metrics.js";
+import { testConfigText } from "./testing/config-text.js";
 import { digestOf, FakeUpstream } from "./testing/fake-upstream.js";
 
 const quiet = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }));
 let dir = "";
 const stops: (() => Promise<void>)[] = [];
 
-function config(root: string, upstream: string, extra = ""): string {
-  return `version: 0.1
-storage:
-  delete:
-    enabled: true
-  filesystem:
-    rootdirectory: ${root}
-http:
-  addr: 127.0.0.1:0
-${extra}
-middleware:
-  registry:
-    - name: downstream
-      options:
-        blobttl: 24h
-        upstreams:
-          - ${upstream}
-`;
+function config(root: string, upstream: string, httpLines = "", optionLines = ""): string {
+  return testConfigText({ root, upstreams: [upstream], httpLines, optionLines });
 }
 
-async function start(text: string, extraOptions = ""): Promise<RunningCache> {
-  const parsed = parseConfig(text + extraOptions);
+async function start(text: string): Promise<RunningCache> {
+  const parsed = parseConfig(text);
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   const c = await startCacheServer({ config: parsed.config, logger: quiet, metrics: createMetrics(false) });
   stops.push(() => c.close());
@@ -66,7 +51,7 @@ describe("chained caches over TLS", () => {
     const tls = `  tls:\n    certificate: ${join(dir, "cert.pem")}\n    key: ${join(dir, "key.pem")}`;
     const parent = await start(config(join(dir, "parent"), origin.url, tls));
     expect(parent.url.startsWith("https://")).toBe(true);
-    const edge = await start(config(join(dir, "edge"), parent.url), `        cas:\n          - ${join(dir, "cert.pem")}\n`);
+    const edge = await start(config(join(dir, "edge"), parent.url, "", `          cas:\n            - ${join(dir, "cert.pem")}\n`));
 
     const anon = await request(`${edge.url}/v2/team/app/blobs/${digest}`);
     expect(anon.statusCode).toBe(401);

@@ -10,6 +10,7 @@ import { parseConfig, type CacheConfig } from "./config.js";
 import { createLogger } from "./log.js";
 import { createMetrics } from "./metrics.js";
 import { digestOf, FakeUpstream } from "./testing/fake-upstream.js";
+import { testConfigText } from "./testing/config-text.js";
 import { httpGet } from "./testing/http-get.js";
 
 const quiet = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }));
@@ -24,26 +25,7 @@ async function setup(opts: { upstreams?: string[]; extra?: string; clock?: Manua
   cleanups.push(() => up.stop());
   const root = opts.root ?? (await mkdtemp(join(tmpdir(), "cache-test-")));
   if (!opts.root) cleanups.push(() => rm(root, { recursive: true, force: true }));
-  const upstreams = (opts.upstreams ?? [up.url]).map((u) => `            - ${u}`).join("\n");
-  const text = `version: 0.1
-log:
-  level: info
-storage:
-  delete:
-    enabled: true
-  filesystem:
-    rootdirectory: ${root}
-http:
-  addr: 127.0.0.1:0
-  secret: s3cret
-middleware:
-  registry:
-      - name: downstream
-        options:
-          blobttl: 24h
-          upstreams:
-${upstreams}
-${opts.extra ?? ""}`;
+  const text = testConfigText({ root, upstreams: opts.upstreams ?? [up.url], optionLines: opts.extra });
   const parsed = parseConfig(text);
   if (!parsed.ok) throw new Error(parsed.errors.map((e) => e.message).join("; "));
   const cache = await startCacheServer({ config: parsed.config, logger: quiet, clock: opts.clock, metrics: createMetrics(false) });
