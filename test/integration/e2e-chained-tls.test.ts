@@ -5,7 +5,7 @@
 // edge, trusting nothing but the edge's generated certificate. What happened is read from each
 // party's own records: the caches' /metrics (over HTTPS) and the DTR emulator's request log.
 import { createHash, randomBytes, X509Certificate } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect, type PeerCertificate } from "node:tls";
 import { pino } from "pino";
@@ -48,6 +48,7 @@ let workDir = "";
 let stack: DtrStack;
 let runtime: Runtime | undefined;
 let runtimeStartedAt = 0;
+let cacheImage = "";
 let blobs: BlobRef[] = [];
 /** PEM of each cache's generated certificate, read back from the controller's secret label. */
 const certs = new Map<string, string>();
@@ -55,11 +56,12 @@ const agents = new Map<string, Agent>();
 
 /**
  * The spec: the demo template's DTR document and cache, rendered for the parent, then a copy of
- * the cache document edited into the edge. Both generate their certificates; no user is pointed at
- * either cache (the client talks to the edge directly, so DTR must serve the parent's forwarded
- * blob GETs itself instead of redirecting them to a cache).
+ * the cache document edited into the edge. Both generate their certificates. At first no user is
+ * pointed at either cache: a client talking to the edge directly has its blob GETs forwarded to
+ * DTR with its own credentials, which DTR must serve rather than redirect back to a cache.
+ * Written atomically, so a running controller never reads half of an edit.
  */
-async function writeChainedSpec(image: string): Promise<string> {
+async function writeChainedSpec(image: string, edgeUsers: readonly string[] = []): Promise<string> {
   const text = renderSpec(await readFile(demoSpecTemplatePath(), "utf8"), stack.emulator.url, { env: stack.passwordEnvName }, {
     cacheName: parent.name,
     nodeHostname: node.hostname,
@@ -80,8 +82,10 @@ async function writeChainedSpec(image: string): Promise<string> {
   edgeDoc.setIn(["spec", "externalURL"], edge.url);
   edgeDoc.setIn(["spec", "nodeLabel"], edge.nodeLabel);
   edgeDoc.setIn(["spec", "upstreams"], edgeDoc.createNode([{ cache: parent.name }]));
+  edgeDoc.setIn(["spec", "users"], edgeDoc.createNode([...edgeUsers]));
   const path = join(workDir, "chained.yaml");
-  await writeFile(path, [...docs, edgeDoc].map((d) => d.toString()).join(""));
+  await writeFile(`${path}.tmp`, [...docs, edgeDoc].map((d) => d.toString()).join(""));
+  await rename(`${path}.tmp`, path);
   return path;
 }
 
@@ -138,9 +142,14 @@ async function presentedCert(cache: ChainCache): Promise<string> {
   });
 }
 
-/** skopeo with its own HOME (no ambient credentials or policy) and a cert dir holding only `ca.crt`. */
-async function skopeoCopy(target: string, auth: "alice" | "anonymous"): Promise<{ code: number; stderr: string }> {
-  const home = join(workDir, `skopeo-home-${auth}`);
+/**
+ * skopeo with its own HOME (no ambient credentials) and a cert dir holding only `ca.crt`. `via:
+ * "dtr"` pulls from the emulator (plain HTTP, hence no TLS verification at all for that source)
+ * and follows DTR's redirects.
+ */
+async function skopeoCopy(target: string, auth: "alice" | "anonymous", via: "edge" | "dtr" = "edge"): Promise<{ code: number; stderr: string }> {
+  const home = join(workDir, `skopeo-home-${auth}-${via}`);
+  const registry = via === "edge" ? `${node.ip}:${edge.port}` : stack.emulator.hostPort;
   const certDir = join(workDir, "edge-certs");
   await mkdir(home, { recursive: true });
   const creds: string[] = [];
@@ -148,13 +157,14 @@ async function skopeoCopy(target: string, auth: "alice" | "anonymous"): Promise<
     // An auth file instead of --src-creds: the password never appears on a command line.
     const authFile = join(home, "auth.json");
     const token = Buffer.from(`${stack.users.alice.username}:${stack.users.alice.password}`).toString("base64");
-    await writeFile(authFile, JSON.stringify({ auths: { [`${node.ip}:${edge.port}`]: { auth: token } } }), { mode: 0o600 });
+    await writeFile(authFile, JSON.stringify({ auths: { [registry]: { auth: token } } }), { mode: 0o600 });
     creds.push("--authfile", authFile);
   } else {
     creds.push("--src-no-creds");
   }
-  const source = `docker://${node.ip}:${edge.port}/${stack.sampleImage.repository}:${stack.sampleImage.tag}`;
-  const result = await run("skopeo", ["copy", "--retry-times", "0", "--src-cert-dir", certDir, ...creds, source, `dir:${target}`], {
+  const source = `docker://${registry}/${stack.sampleImage.repository}:${stack.sampleImage.tag}`;
+  const tls = via === "edge" ? ["--src-cert-dir", certDir] : ["--src-tls-verify=false"];
+  const result = await run("skopeo", ["copy", "--retry-times", "0", ...tls, ...creds, source, `dir:${target}`], {
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, XDG_RUNTIME_DIR: home },
     timeoutMs: 120_000,
     allowFailure: true,
@@ -192,6 +202,7 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(harness.workDir, "e2e-chain-"));
   stack = await startDtrStack({ workDir: join(workDir, "stack"), hostIp: harness.hostIp, dockerHost: harness.dockerHost, repository: `chain/web-${suffix}` });
   blobs = await sampleBlobs(stack);
+  cacheImage = image;
   const specPath = await writeChainedSpec(image);
   runtimeStartedAt = Date.now();
   runtime = await startRuntime({
@@ -343,5 +354,30 @@ describe("two chained caches over TLS with generated certificates", () => {
     expect(atDtr.length).toBeGreaterThan(0);
     expect(atDtr.every((e) => e.status === 401 && e.user === undefined)).toBe(true);
     expect(blobTraffic(stack.emulator.requestLog(), stack.sampleImage.repository).servedDirect).toEqual([]);
+  });
+
+  it("once alice is an edge user, DTR redirects her blob GETs to the edge and the signed URL travels through the parent to DTR, which authorizes every blob", async () => {
+    await writeChainedSpec(cacheImage, ["alice"]);
+    await expect.poll(() => stack.emulator.settings().alice, { timeout: 60_000, interval: 250 }).toBe(cacheStatus(edge.name)?.dtr.registrationId ?? "(edge registered)");
+    stack.emulator.clearRequestLog();
+    const [edgeBefore, parentBefore] = await Promise.all([counters(edge), counters(parent)]);
+
+    const target = join(workDir, "copy-redirected");
+    const copy = await skopeoCopy(target, "alice", "dtr");
+    expect(copy.code, copy.stderr).toBe(0);
+    await expectCopyMatchesBackend(target);
+
+    const traffic = blobTraffic(stack.emulator.requestLog(), stack.sampleImage.repository);
+    const digests = blobs.map((b) => b.digest).sort();
+    expect([...new Set(traffic.redirected.map((r) => r.digest))].sort()).toEqual(digests);
+    expect(traffic.redirected.every((r) => r.user === "alice" && r.location.startsWith(`${edge.url}/v2/`))).toBe(true);
+    expect(traffic.servedDirect).toEqual([]);
+    // Both caches hold the blobs, so DTR sees only the signed authorization probes the parent
+    // forwards (HEAD), each accepted, and no signed GET: no blob bytes left DTR.
+    expect([...new Set(traffic.signed.map((s) => s.digest))].sort()).toEqual(digests);
+    expect(traffic.signed.every((s) => s.method === "HEAD" && s.status === 200)).toBe(true);
+    const [edgeAfter, parentAfter] = await Promise.all([counters(edge), counters(parent)]);
+    expect(edgeAfter.blobHits - edgeBefore.blobHits).toBe(blobs.length);
+    expect([edgeAfter.bytesFetched, parentAfter.bytesFetched]).toEqual([edgeBefore.bytesFetched, parentBefore.bytesFetched]);
   });
 });
