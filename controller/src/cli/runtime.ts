@@ -6,6 +6,7 @@ import { Registry } from "prom-client";
 import { createController, type Controller, type ControllerOptions } from "../controller.js";
 import { createDtrSync, type DtrSyncService } from "../dtr/index.js";
 import { startStatusServer, type StatusServer } from "../http/status-server.js";
+import { generatedCertificateOf } from "../reconcile/materials.js";
 import { fileSpecSource } from "../source.js";
 import { createDockerClient, resolveDockerConnection, type DockerEnv } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
@@ -70,7 +71,12 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     metrics.observeReconcile(event.cache, event.outcome, event.durationMs / 1000, event.errorCode);
     metrics.setQueueDepth(event.queueDepth);
   });
-  const tls: TlsMonitor = createTlsMonitor({ dtrCa: (dtr) => dtrSync.caPem(dtr), logger: options.logger.child({ part: "tls" }) });
+  const owner = options.id ?? "dtrcache";
+  const tls: TlsMonitor = createTlsMonitor({
+    dtrCa: (dtr) => dtrSync.caPem(dtr),
+    generatedCertificate: (cache) => generatedCertificateOf(swarm, owner, cache),
+    logger: options.logger.child({ part: "tls" }),
+  });
   snapshot = () => buildSnapshot(controller.status(), tls.findings());
   let server: StatusServer | undefined;
   try {

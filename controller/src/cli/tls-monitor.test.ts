@@ -1,7 +1,12 @@
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { loadCacheSpecFromText, type CacheSpec } from "@dtrcache/crds";
 import { pino } from "pino";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControllerStatus } from "../status.js";
 import { buildSnapshot } from "./snapshot.js";
 import { createTlsMonitor } from "./tls-monitor.js";
@@ -77,5 +82,56 @@ describe("TLS monitor", () => {
   it("adds no TLS condition for a cache it has not checked", () => {
     const cache = buildSnapshot(status, new Map()).caches[0];
     expect(cache?.conditions.map((c) => c.type)).toEqual(["Ready"]);
+  });
+});
+
+describe("TLS monitor on a chain", () => {
+  // A parent cache "served" by an https server on loopback with a self-signed certificate for
+  // 127.0.0.1, as the controller would generate; the edge must trust it through its bundle.
+  let dir = "";
+  let server: Server;
+  let parentURL = "";
+  let parentCert = "";
+  let otherCert = "";
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tls-chain-"));
+    const selfSigned = (name: string): void => {
+      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "1", "-subj", `/CN=${name}`, "-addext", "subjectAltName=IP:127.0.0.1"], { cwd: dir, stdio: "ignore" });
+    };
+    selfSigned("parent");
+    selfSigned("other");
+    parentCert = readFileSync(join(dir, "parent.pem"), "utf8");
+    otherCert = readFileSync(join(dir, "other.pem"), "utf8");
+    server = createServer({ cert: parentCert, key: readFileSync(join(dir, "parent.key")) }, (_req, res) => res.end());
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    parentURL = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function chain(): CacheSpec {
+    const text = [
+      "apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata: {name: dtr}\nspec:\n  url: http://127.0.0.1:9\n  admin: {username: admin, password: {env: PW}}",
+      `apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata: {name: parent}\nspec:\n  node: {hostname: n1}\n  externalURL: ${parentURL}\n  tls: {generate: true}`,
+      "apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata: {name: edge}\nspec:\n  node: {hostname: n2}\n  nodeLabel: dtr.edge=true\n  externalURL: https://127.0.0.2:5443\n  tls: {generate: true}\n  upstreams: [{cache: parent}]",
+    ].join("\n---\n");
+    const loaded = loadCacheSpecFromText(text, "chain.yaml", dir);
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.issues));
+    return loaded.spec;
+  }
+
+  it("trusts the parent through its generated certificate, as the controller bundles it for the edge", async () => {
+    const m = createTlsMonitor({ dtrCa: async () => undefined, generatedCertificate: async (c) => (c.name === "parent" ? parentCert : undefined), logger: pino({ level: "silent" }) });
+    await m.checkSpec(chain());
+    expect(m.findings().get("edge")?.findings.map((f) => f.reason)).toEqual(["CertificateSelfSigned"]);
+  });
+
+  it("reports UpstreamUntrusted when the parent presents another certificate than the one bundled", async () => {
+    const m = createTlsMonitor({ dtrCa: async () => undefined, generatedCertificate: async () => otherCert, logger: pino({ level: "silent" }) });
+    await m.checkSpec(chain());
+    expect(m.findings().get("edge")?.findings.map((f) => f.reason)).toEqual(["CertificateSelfSigned", "UpstreamUntrusted"]);
   });
 });

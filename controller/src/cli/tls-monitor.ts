@@ -21,7 +21,22 @@ const RECHECK_MS = 5 * 60_000;
 const SPEC_POLL_MS = 2_000;
 const PROBE_TIMEOUT_MS = 3_000;
 
-async function checkCache(cache: ResolvedCache, spec: CacheSpec, dtrCa: DtrCaProvider): Promise<TlsFinding[]> {
+export interface TlsMonitorDeps {
+  readonly dtrCa: DtrCaProvider;
+  /** The public certificate of a cache's generated pair (undefined while it does not exist yet). */
+  readonly generatedCertificate?: (cache: ResolvedCache) => Promise<string | undefined>;
+  readonly logger: PinoLogger;
+}
+
+/** The certificate a chained cache's upstream cache presents, as the controller puts it in the bundle. */
+async function upstreamCacheCertificate(upstream: ResolvedCache, deps: TlsMonitorDeps): Promise<string | undefined> {
+  const tls = upstream.spec.tls;
+  if ("certFile" in tls) return readFile(tls.certFile, "utf8");
+  if ("generate" in tls) return deps.generatedCertificate?.(upstream);
+  return undefined;
+}
+
+async function checkCache(cache: ResolvedCache, spec: CacheSpec, deps: TlsMonitorDeps): Promise<TlsFinding[]> {
   const findings: TlsFinding[] = [];
   const tls = cache.spec.tls;
   if ("certFile" in tls) {
@@ -33,21 +48,22 @@ async function checkCache(cache: ResolvedCache, spec: CacheSpec, dtrCa: DtrCaPro
       message: `tls.generate: the controller's self-signed certificate; docker clients must trust it in /etc/docker/certs.d/${new URL(cache.spec.externalURL).host}/ca.crt`,
     });
   }
-  // The bundle the cache gets for its upstreams: DTR's CA plus extraCAFiles. Upstreams that are
-  // caches with generated certificates are trusted through the controller's own bundle entry.
-  const generatedCaches = new Set(spec.caches.filter((c) => "generate" in c.spec.tls).map((c) => c.spec.externalURL));
-  const parts = [await dtrCa(cache.dtr, AbortSignal.timeout(PROBE_TIMEOUT_MS)).catch(() => undefined)];
+  // The bundle the cache gets for its upstreams, built as the controller builds it: DTR's CA,
+  // extraCAFiles, and the certificate of every upstream cache it chains through.
+  const parts = [await deps.dtrCa(cache.dtr, AbortSignal.timeout(PROBE_TIMEOUT_MS)).catch(() => undefined)];
   for (const file of cache.spec.extraCAFiles) parts.push(await readFile(file, "utf8").catch(() => undefined));
+  for (const upstream of spec.caches.filter((c) => c.name !== cache.name && cache.upstreamUrls.includes(c.spec.externalURL))) {
+    parts.push(await upstreamCacheCertificate(upstream, deps).catch(() => undefined));
+  }
   const bundle = parts.filter((p): p is string => p !== undefined).join("\n") || undefined;
   for (const upstream of cache.upstreamUrls) {
-    if (generatedCaches.has(upstream)) continue;
     const finding = await probeUpstreamTrust(upstream, bundle, PROBE_TIMEOUT_MS);
     if (finding) findings.push(finding);
   }
   return findings;
 }
 
-export function createTlsMonitor(deps: { dtrCa: DtrCaProvider; logger: PinoLogger }): TlsMonitor {
+export function createTlsMonitor(deps: TlsMonitorDeps): TlsMonitor {
   let results = new Map<string, TlsCheckResult>();
   const timers: NodeJS.Timeout[] = [];
   let running: Promise<void> | undefined;
@@ -56,7 +72,7 @@ export function createTlsMonitor(deps: { dtrCa: DtrCaProvider; logger: PinoLogge
     const next = new Map<string, TlsCheckResult>();
     for (const cache of spec.caches) {
       try {
-        const findings = await checkCache(cache, spec, deps.dtrCa);
+        const findings = await checkCache(cache, spec, deps);
         next.set(cache.name, { checkedAt: new Date().toISOString(), findings, plainHttp: "disabled" in cache.spec.tls });
         for (const f of findings.filter((x) => x.blocking)) deps.logger.warn({ cache: cache.name, reason: f.reason, detail: f.message }, "TLS check failed");
       } catch (error) {

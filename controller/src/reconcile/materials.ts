@@ -94,10 +94,16 @@ async function upstreamCert(deps: MaterialDeps, upstream: ResolvedCache): Promis
   const tls = upstream.spec.tls;
   if ("disabled" in tls) return undefined;
   if ("certFile" in tls) return readMaterial(deps, tls.certFile, `upstream cache ${upstream.name} spec.tls.certFile`);
-  const secrets = await deps.swarm.listSecrets(ownerFilter(deps.owner, upstream.name));
-  const found = findGeneratedPair(secrets, hostOf(upstream.spec.externalURL), new Set());
-  if (!found) throw new ControllerError("UPSTREAM_CERT_PENDING", `upstream cache ${upstream.name} has no generated certificate yet; retrying after it is reconciled`);
-  return Buffer.from(found.cert.labels[PUBLIC_CERT] ?? "", "base64").toString("utf8");
+  const certPem = await generatedCertificateOf(deps.swarm, deps.owner, upstream);
+  if (certPem === undefined) throw new ControllerError("UPSTREAM_CERT_PENDING", `upstream cache ${upstream.name} has no generated certificate yet; retrying after it is reconciled`);
+  return certPem;
+}
+
+/** The public certificate of a cache's generated TLS pair, when the pair exists in Swarm. */
+export async function generatedCertificateOf(swarm: SwarmApi, owner: string, cache: ResolvedCache): Promise<string | undefined> {
+  const secrets = await swarm.listSecrets(ownerFilter(owner, cache.name));
+  const found = findGeneratedPair(secrets, hostOf(cache.spec.externalURL), new Set());
+  return found ? Buffer.from(found.cert.labels[PUBLIC_CERT] ?? "", "base64").toString("utf8") : undefined;
 }
 
 async function caBundleFor(deps: MaterialDeps, cache: ResolvedCache, spec: CacheSpec, signal: AbortSignal): Promise<string | undefined> {
