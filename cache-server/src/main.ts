@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // Entry file: `node cache-server/dist/main.js /config.yml` (also what /start.sh runs).
 // Exits non-zero before listening when the configuration is wrong.
 import { startCacheServer } from "./app.js";
