@@ -210,10 +210,12 @@ export function createController(options: ControllerOptions): Controller {
     }
     const startedAt = Date.now();
     const [nodes, actual] = await Promise.all([swarm.listNodes(), observeCache(swarm, owner, name)]);
-    if (actual.service?.updateStatus?.state === "rollback_completed" && state.pushedGeneration === generation) state.rolledBackGeneration = generation;
+    const updateState = actual.service?.updateStatus?.state;
+    if ((updateState === "rollback_completed" || updateState === "rollback_paused") && state.pushedGeneration === generation) state.rolledBackGeneration = generation;
     const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, spec as CacheSpec, actual, signal);
     const desired = buildDesired(owner, cache, materials, paths, containerFor(cache));
     const plan = planCache(desired, actual, nodes, planContext(name, generation));
+    if (plan.held) log.debug({ generation, fields: plan.held.diffs.map((d) => d.path) }, "Swarm rolled this spec back; not pushing it again until the spec changes");
     let outcomes: ApplyOutcome[] = [];
     let problem: { reason: string; message: string } | undefined = plan.blocked;
     try {

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import type { ResolvedCache } from "@dtrcache/crds";
 import type { HealthConfig, ServiceConfigRef, ServiceMount, ServiceSecretRef, ServiceSpec } from "../swarm/api.js";
-import { CACHE, CONFIG_REF, DTR, HASH, OWNER, PUBLIC_CERT, PURPOSE, TLS_HOST, TLS_PAIR, USERS, type BlobPurpose } from "./labels.js";
+import { CACHE, CONFIG_REF, DTR, HASH, OWNER, PUBLIC_CERT, PURPOSE, ROLLOUT_HASH, TLS_HOST, TLS_PAIR, USERS, type BlobPurpose } from "./labels.js";
 
 /** In-container paths: the runbook's names, shared with the renderer (crds CONTAINER_PATHS). */
 export interface ContainerPaths {
@@ -154,7 +154,7 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
   const mounts: ServiceMount[] = storage.volume ? [{ Type: "volume", Source: storage.volume, Target: storage.path }] : storage.bind ? [{ Type: "bind", Source: storage.bind, Target: storage.path }] : [];
   const users = [...cache.spec.users].sort();
 
-  const service: ServiceSpec = {
+  const unhashed: ServiceSpec = {
     Name: name,
     Labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "service", [USERS]: JSON.stringify(users), [DTR]: cache.dtr.name, [CONFIG_REF]: blobs[0]?.name ?? "" },
     TaskTemplate: {
@@ -178,5 +178,19 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
     RollbackConfig: { Parallelism: 1, Order: "stop-first" },
     EndpointSpec: { Ports: [{ Protocol: "tcp", TargetPort: cache.spec.port, PublishedPort: cache.spec.port, PublishMode: cache.spec.publishMode }] },
   };
+  const service = withRolloutHash(unhashed);
   return { name, generation: specGeneration(cache), placement, blobs, service, users };
+}
+
+/** The ROLLOUT_HASH of a spec: TaskTemplate (our hash label left out) and EndpointSpec. */
+export function rolloutHash(spec: ServiceSpec): string {
+  const container = spec.TaskTemplate.ContainerSpec;
+  const { [ROLLOUT_HASH]: _own, ...labels } = container.Labels ?? {};
+  return sha256(stableJson({ template: { ...spec.TaskTemplate, ContainerSpec: { ...container, Labels: labels } }, endpoint: spec.EndpointSpec ?? null }));
+}
+
+/** The spec with its ROLLOUT_HASH label set in ContainerSpec.Labels (never in the service's Labels). */
+export function withRolloutHash(spec: ServiceSpec): ServiceSpec {
+  const container = spec.TaskTemplate.ContainerSpec;
+  return { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...container, Labels: { ...(container.Labels ?? {}), [ROLLOUT_HASH]: rolloutHash(spec) } } } };
 }

@@ -17,6 +17,15 @@ export const CONFIG_REF = "io.dtrcache.config";
 export const TLS_HOST = "io.dtrcache.tls-host";
 export const TLS_PAIR = "io.dtrcache.tls-pair";
 export const PUBLIC_CERT = "io.dtrcache.public-cert";
+/**
+ * In the service's ContainerSpec labels: sha256 of the part of the spec whose change replaces tasks
+ * (TaskTemplate without this label, EndpointSpec) — the part a Swarm update can fail and roll back.
+ * Tasks keep their ContainerSpec, so the failed tasks of a rolled-back update still carry the hash
+ * of what was tried after Swarm restored the old spec (an automatic rollback clears PreviousSpec).
+ * Its value only changes together with fields that replace tasks anyway, so it never restarts a
+ * task on its own; the comparison ignores it (normalize.ts).
+ */
+export const ROLLOUT_HASH = "io.dtrcache.rollout-hash";
 /** Node marker: `io.dtrcache.node-label.<key>` = owner id, present only when we added `<key>`. */
 export const NODE_LABEL_MARKER_PREFIX = "io.dtrcache.node-label.";
 

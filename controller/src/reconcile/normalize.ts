@@ -3,6 +3,7 @@
 // fills in many defaults (restart delay, endpoint mode, file modes); comparing raw specs would
 // see a change on every pass and write every time.
 import type { ServiceSpec } from "../swarm/api.js";
+import { ROLLOUT_HASH } from "./labels.js";
 
 export type Flat = Record<string, string>;
 
@@ -13,6 +14,11 @@ function sortedJson(values: readonly unknown[] | undefined): string {
 function labelsJson(labels: Readonly<Record<string, string>> | undefined): string {
   const entries = Object.entries(labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify(Object.fromEntries(entries));
+}
+
+function withoutKey(labels: Readonly<Record<string, string>> | undefined, key: string): Record<string, string> {
+  const { [key]: _dropped, ...rest } = labels ?? {};
+  return rest;
 }
 
 function stripDigest(image: string, desired: string): string {
@@ -33,7 +39,9 @@ export function normalizeService(spec: ServiceSpec, reference?: ServiceSpec): Fl
     "TaskTemplate.ContainerSpec.Command": JSON.stringify(c.Command ?? []),
     "TaskTemplate.ContainerSpec.Args": JSON.stringify(c.Args ?? []),
     "TaskTemplate.ContainerSpec.Env": JSON.stringify(c.Env ?? []),
-    "TaskTemplate.ContainerSpec.Labels": labelsJson(c.Labels),
+    // The rollout hash is derived from the other fields compared here, so leaving it out loses
+    // nothing, and a service created before it existed is not restarted just to add it.
+    "TaskTemplate.ContainerSpec.Labels": labelsJson(withoutKey(c.Labels, ROLLOUT_HASH)),
     "TaskTemplate.ContainerSpec.Configs": sortedJson((c.Configs ?? []).map((r) => ({ name: r.ConfigName, target: r.File?.Name, mode: r.File?.Mode ?? 0o444 }))),
     "TaskTemplate.ContainerSpec.Secrets": sortedJson((c.Secrets ?? []).map((r) => ({ name: r.SecretName, target: r.File?.Name, mode: r.File?.Mode ?? 0o444 }))),
     "TaskTemplate.ContainerSpec.Mounts": sortedJson((c.Mounts ?? []).map((m) => ({ type: m.Type, source: m.Source, target: m.Target, readOnly: m.ReadOnly === true }))),

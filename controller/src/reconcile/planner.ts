@@ -4,8 +4,9 @@
 // to remove — is unit-tested without an engine.
 import type { ObjectVersion, SwarmConfig, SwarmNode, SwarmSecret, SwarmService, SwarmTask } from "../swarm/api.js";
 import type { DesiredBlob, DesiredCache } from "./desired.js";
-import { CACHE, NODE_LABEL_MARKER_PREFIX, PURPOSE, nodeLabelMarker } from "./labels.js";
+import { CACHE, NODE_LABEL_MARKER_PREFIX, PURPOSE, ROLLOUT_HASH, nodeLabelMarker } from "./labels.js";
 import { diffService, type FieldDiff } from "./normalize.js";
+import { rolledBackTo } from "./rollback.js";
 
 export interface ActualCache {
   readonly name: string;
@@ -34,6 +35,8 @@ export interface Plan {
   readonly rollout: RolloutState;
   /** Why the plan cannot make progress on its own (e.g. the target node does not exist). */
   readonly blocked?: { readonly reason: string; readonly message: string };
+  /** The service differs from the desired spec but is left alone: Swarm rolled that spec back. */
+  readonly held?: { readonly reason: "RolledBack"; readonly diffs: readonly FieldDiff[] };
 }
 
 export interface PlanContext {
@@ -42,7 +45,11 @@ export interface PlanContext {
   readonly labelsInUse: ReadonlySet<string>;
   /** Revisions of each config/secret purpose kept after a rollout (current included). */
   readonly keepRevisions: number;
-  /** The engine rolled this generation back: do not push it again until the spec changes. */
+  /**
+   * This controller saw the engine roll this generation back: do not push it again until the spec
+   * changes. Without it (e.g. after a restart) the planner still holds when the engine's own record
+   * shows the desired spec was rolled back (rollback.ts).
+   */
   readonly holdServiceUpdate?: boolean;
 }
 
@@ -140,10 +147,14 @@ export function planCache(desired: DesiredCache, actual: ActualCache, nodes: rea
   for (const blob of desired.blobs) if (!have.has(blob.name)) actions.push({ type: "create-blob", blob });
 
   const service = actual.service;
+  let held: Plan["held"];
   if (!service) actions.push({ type: "create-service", name: desired.name });
-  else if (!ctx.holdServiceUpdate) {
+  else {
     const diffs = diffService(desired.service, service.spec);
-    if (diffs.length > 0) actions.push({ type: "update-service", serviceId: service.id, version: service.version, diffs });
+    const wanted = desired.service.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH] ?? "";
+    const hold = ctx.holdServiceUpdate === true || rolledBackTo(service, actual.tasks, wanted);
+    if (diffs.length > 0 && hold) held = { reason: "RolledBack", diffs };
+    else if (diffs.length > 0) actions.push({ type: "update-service", serviceId: service.id, version: service.version, diffs });
   }
 
   const pendingWrite = actions.some((a) => a.type === "create-service" || a.type === "update-service");
@@ -152,7 +163,7 @@ export function planCache(desired: DesiredCache, actual: ActualCache, nodes: rea
   if (!pendingWrite && rollout === "converged") actions.push(...planPrune(desired, actual, ctx.keepRevisions));
 
   actions.push(...planNodeLabelGc(nodes, ctx));
-  return blocked ? { cache: desired.name, mode: "apply", actions, rollout, blocked } : { cache: desired.name, mode: "apply", actions, rollout };
+  return { cache: desired.name, mode: "apply", actions, rollout, ...(blocked ? { blocked } : {}), ...(held ? { held } : {}) };
 }
 
 /** A cache that left the spec: service first, then its configs and secrets, then node labels. */

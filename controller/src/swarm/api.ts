@@ -122,6 +122,8 @@ export interface UpdateStatus {
   /** updating | paused | completed | rollback_started | rollback_paused | rollback_completed */
   readonly state: string;
   readonly message: string;
+  /** When the update began (kept through its rollback); ISO text, absent if the engine gave none. */
+  readonly startedAt?: string;
 }
 
 export interface SwarmService {
@@ -132,6 +134,12 @@ export interface SwarmService {
   /** The spec as the engine returned it (defaults filled in). */
   readonly spec: ServiceSpec;
   readonly updateStatus?: UpdateStatus;
+  /**
+   * The spec before the last update (Engine API `PreviousSpec`), when the engine has one. A manual
+   * rollback (`docker service rollback`) swaps it with Spec, so it holds the undone spec; an
+   * automatic rollback (UpdateConfig FailureAction rollback) restores Spec from it and clears it.
+   */
+  readonly previousSpec?: ServiceSpec;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -148,6 +156,8 @@ export interface SwarmTask {
   readonly error?: string;
   readonly configNames: readonly string[];
   readonly secretNames: readonly string[];
+  /** Labels of the task's ContainerSpec: what the service's TaskTemplate said when the task was made. */
+  readonly containerLabels?: Labels;
   readonly updatedAt: string;
 }
 

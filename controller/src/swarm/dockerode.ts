@@ -109,7 +109,9 @@ export function toService(raw: unknown): SwarmService {
     createdAt: str(s["CreatedAt"]),
     updatedAt: str(s["UpdatedAt"]),
   };
-  return update["State"] !== undefined ? { ...base, updateStatus: { state: str(update["State"]), message: str(update["Message"]) } } : base;
+  const previous = s["PreviousSpec"];
+  const withPrevious = previous !== null && typeof previous === "object" ? { ...base, previousSpec: previous as ServiceSpec } : base;
+  return update["State"] !== undefined ? { ...withPrevious, updateStatus: { state: str(update["State"]), message: str(update["Message"]), ...(str(update["StartedAt"]) ? { startedAt: str(update["StartedAt"]) } : {}) } } : withPrevious;
 }
 
 export function toTask(raw: unknown): SwarmTask {
@@ -124,6 +126,7 @@ export function toTask(raw: unknown): SwarmTask {
     message: str(status["Message"]),
     configNames: arr(container["Configs"]).map((c) => str(obj(c)["ConfigName"])),
     secretNames: arr(container["Secrets"]).map((c) => str(obj(c)["SecretName"])),
+    containerLabels: labels(container["Labels"]),
     updatedAt: str(t["UpdatedAt"]),
   };
   const nodeId = str(t["NodeID"]);

@@ -20,6 +20,7 @@ import type {
   SwarmService,
   SwarmTask,
 } from "./api.js";
+import { stableJson } from "../reconcile/desired.js";
 import { SwarmError } from "./errors.js";
 
 interface Blob {
@@ -38,6 +39,10 @@ interface Service {
   createdAt: string;
   updatedAt: string;
   updateState?: string;
+  updateStartedAt?: string;
+  previousSpec?: ServiceSpec;
+  /** Tasks no longer wanted (replaced by an update, failed in one), as Swarm keeps them for a while. */
+  history: SwarmTask[];
 }
 
 function matches(labels: Readonly<Record<string, string>>, filter: LabelFilter): boolean {
@@ -101,12 +106,23 @@ export class FakeSwarm implements SwarmApi {
     }
   }
 
-  /** Marks a service's update as rolled back by the engine, restoring the given spec. */
-  rollBack(serviceName: string, previous: ServiceSpec): void {
+  /**
+   * The last update fails and Swarm rolls it back, as the engine does it: the tasks of the failed
+   * spec stay in the task history (failed), Spec is restored from PreviousSpec and UpdateStatus
+   * becomes rollback_completed. `automatic` (UpdateConfig FailureAction rollback) clears
+   * PreviousSpec, as swarmkit's updater does; `manual` (`docker service rollback`) swaps the two.
+   */
+  rollBack(serviceName: string, how: "automatic" | "manual" = "automatic"): void {
     const s = [...this.services.values()].find((x) => x.spec.Name === serviceName);
     if (!s) throw new Error(`no service ${serviceName}`);
-    s.spec = withDefaults(previous);
+    const previous = s.previousSpec;
+    if (!previous) throw new Error(`service ${serviceName} has no previous spec to roll back to`);
+    const at = this.now();
+    s.history.push(...this.liveTasks(s).map((t) => ({ ...t, id: `${t.id}-failed${s.version}`, state: "failed", desiredState: "shutdown", message: "started", error: "task: non-zero exit (1)", updatedAt: at })));
+    s.previousSpec = how === "manual" ? s.spec : undefined;
+    s.spec = previous;
     s.version += 1;
+    s.updatedAt = at;
     s.updateState = "rollback_completed";
   }
 
@@ -204,7 +220,8 @@ export class FakeSwarm implements SwarmApi {
 
   private toService(s: Service): SwarmService {
     const base = { id: s.id, version: { index: s.version }, name: s.spec.Name, labels: { ...s.spec.Labels }, spec: structuredClone(s.spec) as ServiceSpec, createdAt: s.createdAt, updatedAt: s.updatedAt };
-    return s.updateState ? { ...base, updateStatus: { state: s.updateState, message: s.updateState === "rollback_completed" ? "rollback completed" : "update completed" } } : base;
+    const withPrevious = s.previousSpec ? { ...base, previousSpec: structuredClone(s.previousSpec) } : base;
+    return s.updateState ? { ...withPrevious, updateStatus: { state: s.updateState, message: s.updateState === "rollback_completed" ? "rollback completed" : "update completed", ...(s.updateStartedAt ? { startedAt: s.updateStartedAt } : {}) } } : withPrevious;
   }
 
   private findService(idOrName: string): Service | undefined {
@@ -234,7 +251,7 @@ export class FakeSwarm implements SwarmApi {
     if (invalid) return Promise.reject(invalid);
     const id = `service${++this.seq}`;
     const at = this.now();
-    this.services.set(id, { id, version: 1, spec: withDefaults(structuredClone(spec)), createdAt: at, updatedAt: at });
+    this.services.set(id, { id, version: 1, spec: withDefaults(structuredClone(spec)), createdAt: at, updatedAt: at, history: [] });
     this.emit({ type: "service", action: "create", id, name: spec.Name, labels: {} });
     return Promise.resolve(id);
   }
@@ -245,9 +262,18 @@ export class FakeSwarm implements SwarmApi {
     if (s.version !== version.index) return Promise.reject(new SwarmError("CONFLICT", "updateService", "update out of sequence", 500));
     const invalid = this.checkRefs("updateService", spec);
     if (invalid) return Promise.reject(invalid);
-    s.spec = withDefaults(structuredClone(spec));
+    const next = withDefaults(structuredClone(spec));
+    const at = this.now();
+    // Tasks are replaced only when what they run changes (TaskTemplate, ports); labels, replicas
+    // and update settings are applied without touching them.
+    if (stableJson({ t: s.spec.TaskTemplate, e: s.spec.EndpointSpec }) !== stableJson({ t: next.TaskTemplate, e: next.EndpointSpec })) {
+      s.history.push(...this.liveTasks(s).map((t) => ({ ...t, id: `${t.id}-v${s.version}`, state: "shutdown", desiredState: "shutdown", updatedAt: at })));
+      s.updatedAt = at;
+    }
+    s.previousSpec = s.spec;
+    s.spec = next;
     s.version += 1;
-    s.updatedAt = this.now();
+    s.updateStartedAt = at;
     s.updateState = "completed";
     this.emit({ type: "service", action: "update", id, name: spec.Name, labels: {} });
     return Promise.resolve();
@@ -261,10 +287,13 @@ export class FakeSwarm implements SwarmApi {
     return Promise.resolve();
   }
 
-  /** Tasks are derived: each replica runs if a node satisfies the constraints, else it is pending. */
+  /** Live tasks are derived (each replica runs if a node satisfies the constraints, else it is pending), plus the history. */
   listTasks(serviceIdOrName: string): Promise<SwarmTask[]> {
     const s = this.findService(serviceIdOrName);
-    if (!s) return Promise.resolve([]);
+    return Promise.resolve(s ? [...this.liveTasks(s), ...s.history.map((t) => structuredClone(t))] : []);
+  }
+
+  private liveTasks(s: Service): SwarmTask[] {
     const constraints = s.spec.TaskTemplate.Placement?.Constraints ?? [];
     const fits = [...this.nodes.values()].filter((n) =>
       constraints.every((c) => {
@@ -275,13 +304,11 @@ export class FakeSwarm implements SwarmApi {
     );
     const c = s.spec.TaskTemplate.ContainerSpec;
     const replicas = s.spec.Mode?.Replicated?.Replicas ?? 1;
-    return Promise.resolve(
-      Array.from({ length: replicas }, (_, i): SwarmTask => {
-        const base = { id: `${s.id}-task${i}`, serviceId: s.id, desiredState: "running", configNames: (c.Configs ?? []).map((r) => r.ConfigName), secretNames: (c.Secrets ?? []).map((r) => r.SecretName), updatedAt: s.updatedAt };
-        const node = fits[0];
-        return node ? { ...base, nodeId: node.id, state: "running", message: "started" } : { ...base, state: "pending", message: "pending task scheduling", error: `no suitable node (scheduling constraints not satisfied on ${this.nodes.size} node${this.nodes.size === 1 ? "" : "s"})` };
-      }),
-    );
+    return Array.from({ length: replicas }, (_, i): SwarmTask => {
+      const base = { id: `${s.id}-task${i}`, serviceId: s.id, desiredState: "running", configNames: (c.Configs ?? []).map((r) => r.ConfigName), secretNames: (c.Secrets ?? []).map((r) => r.SecretName), containerLabels: { ...(c.Labels ?? {}) }, updatedAt: s.updatedAt };
+      const node = fits[0];
+      return node ? { ...base, nodeId: node.id, state: "running", message: "started" } : { ...base, state: "pending", message: "pending task scheduling", error: `no suitable node (scheduling constraints not satisfied on ${this.nodes.size} node${this.nodes.size === 1 ? "" : "s"})` };
+    });
   }
 
   subscribeEvents(handlers: EventHandlers): Promise<EventSubscription> {
