@@ -44,7 +44,7 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
   metrics.diskBlobs.set(store.blobCount);
   logger.info({ blobs: store.blobCount, bytes: store.totalBytes, root: config.rootDirectory }, "store index rebuilt");
   const d = config.downstream;
-  const upstream = new UpstreamClient({ urls: d.upstreams.map((u) => u.url), caFiles: d.cas, concurrency: d.upstreamConcurrency, clock, metrics });
+  const upstream = new UpstreamClient({ urls: d.upstreams.map((u) => u.url), caFiles: d.cas, concurrency: d.upstreamConcurrency, clock, metrics, selfUrl: config.publicHost });
   const handler = new RegistryHandler({ store, upstream, metrics, logger, clock, options: d });
 
   const onRequest = (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void => {

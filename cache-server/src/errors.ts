@@ -40,7 +40,7 @@ export function ociErrorBody(code: OciErrorCode, detail?: string): string {
 
 /** Failures while talking to an upstream; `retryable` is decided where the failure is seen. */
 export class UpstreamError extends Error {
-  readonly code: "UPSTREAM_UNREACHABLE" | "UPSTREAM_STATUS" | "UPSTREAM_BUSY";
+  readonly code: "UPSTREAM_UNREACHABLE" | "UPSTREAM_STATUS" | "UPSTREAM_BUSY" | "UPSTREAM_REDIRECT";
   readonly retryable: boolean;
   constructor(code: UpstreamError["code"], message: string, retryable: boolean, options?: { cause?: unknown }) {
     super(message, options);

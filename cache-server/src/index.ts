@@ -9,3 +9,4 @@ export * from "./store.js";
 export * from "./sweeper.js";
 export * from "./upstream.js";
 export * from "./testing/fake-upstream.js";
+export * from "./redirect.js";

@@ -10,6 +10,7 @@ export interface CacheMetrics {
   readonly bytesFetched: Counter;
   readonly upstreamLatency: Histogram<"upstream" | "method">;
   readonly upstreamErrors: Counter<"upstream" | "reason">;
+  readonly upstreamRedirects: Counter<"kind">;
   readonly evictions: Counter<"reason">;
   readonly diskBytes: Gauge;
   readonly diskBlobs: Gauge;
@@ -30,6 +31,7 @@ export function createMetrics(withDefaults = true): CacheMetrics {
     bytesFetched: new Counter({ name: "cache_bytes_fetched_total", help: "Body bytes received from upstreams for fills", registers: r }),
     upstreamLatency: new Histogram({ name: "cache_upstream_latency_seconds", help: "Time to response headers from an upstream", labelNames: ["upstream", "method"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: r }),
     upstreamErrors: new Counter({ name: "cache_upstream_errors_total", help: "Upstream failures by reason", labelNames: ["upstream", "reason"], registers: r }),
+    upstreamRedirects: new Counter({ name: "cache_upstream_redirects_total", help: "Upstream blob redirects by how they were handled (self, same-origin, foreign, invalid)", labelNames: ["kind"], registers: r }),
     evictions: new Counter({ name: "cache_evictions_total", help: "Blobs removed by reason (ttl, size)", labelNames: ["reason"], registers: r }),
     diskBytes: new Gauge({ name: "cache_disk_bytes", help: "Bytes of blobs in the store", registers: r }),
     diskBlobs: new Gauge({ name: "cache_disk_blobs", help: "Blobs in the store", registers: r }),

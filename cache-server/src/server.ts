@@ -102,8 +102,9 @@ export class RegistryHandler {
     });
     this.route(ctx, path).catch((err: unknown) => {
       log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
-      if (!res.headersSent) this.sendError(ctx, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
-      else res.destroy();
+      if (res.headersSent) res.destroy();
+      else if (isRedirectError(err)) this.sendError(ctx, "UPSTREAM_ERROR", err.message);
+      else this.sendError(ctx, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
     });
   }
 
@@ -161,7 +162,7 @@ export class RegistryHandler {
       const cached = store.getBlob(digest);
       const filling = this.fills.get(digest);
       if (cached || (filling && !filling.passthrough && filling.state !== "failed")) {
-        const d = await this.authorize(ctx, name, `/v2/${name}/blobs/${digest}`, undefined);
+        const d = await this.authorize(ctx, name, `/v2/${name}/blobs/${digest}`, undefined, true);
         if (d.kind !== "allow") return this.refuse(ctx, d, "BLOB_UNKNOWN");
         const now = store.getBlob(digest);
         if (now) {
@@ -174,7 +175,7 @@ export class RegistryHandler {
         metrics.coalescedWaiters.inc({ kind: "blob" });
       } else if (head) {
         // HEAD on a miss: the upstream's own answer (and authorization) is passed on.
-        const up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(`/v2/${name}/blobs/${digest}`, ctx.query), headers: this.upHeaders(ctx) });
+        const up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(`/v2/${name}/blobs/${digest}`, ctx.query), headers: this.upHeaders(ctx), followRedirect: true });
         up.body.resume();
         if (up.status === 200) this.auth.record(ctx.cred, name, { kind: "allow" });
         ctx.xcache = "MISS";
@@ -191,9 +192,14 @@ export class RegistryHandler {
         return;
       }
       // Start (or join, when someone started one meanwhile) the fill. The starter's own GET is
-      // its authorization: a refusal is relayed and nothing is fetched.
-      const source = (): Promise<FillSource> =>
-        this.deps.upstream.request({ method: "GET", path: withQuery(`/v2/${name}/blobs/${digest}`, ctx.query), headers: this.upHeaders(ctx) });
+      // its authorization: a refusal is relayed and nothing is fetched. One upstream redirect is
+      // followed (DTR's 307 back to this cache with a signed query, see redirect.ts); bytes are
+      // still kept and served only when the request finally answered 200.
+      const source = async (): Promise<FillSource> => {
+        const up = await this.deps.upstream.request({ method: "GET", path: withQuery(`/v2/${name}/blobs/${digest}`, ctx.query), headers: this.upHeaders(ctx), followRedirect: true });
+        if (up.redirected) ctx.log.info({ digest, redirect: up.redirected, status: up.status }, "fill followed one upstream redirect");
+        return up;
+      };
       const { reader, started } = this.fills.join(digest, source);
       if (started) this.deps.metrics.fillsInFlight.set(this.fills.inFlight);
       const ready = await reader.fill.ready;
@@ -201,7 +207,9 @@ export class RegistryHandler {
         reader.detach();
         if (started) {
           if (ready.status === 401 || ready.status === 403) this.auth.record(ctx.cred, name, refusal(ready));
-          if (reader.fill.error && (reader.fill.error as { code?: string }).code === "FILL_UPSTREAM_FAILED") {
+          const failure = reader.fill.error;
+          if (failure && (failure as { code?: string }).code === "FILL_UPSTREAM_FAILED") {
+            if (isRedirectError(failure.cause)) return this.sendError(ctx, "UPSTREAM_ERROR", failure.cause.message);
             return this.staleOrUnavailable(ctx);
           }
           return this.relay(ctx, ready.status, pickHeaders(ready.headers), ready.body, "BLOB_UNKNOWN");
@@ -381,12 +389,15 @@ export class RegistryHandler {
   }
 
   // --- authorization ---
-  private authorize(ctx: Ctx, name: string, probePath: string, accept: string | undefined): Promise<Decision> {
+  private authorize(ctx: Ctx, name: string, probePath: string, accept: string | undefined, followRedirect = false): Promise<Decision> {
     return this.auth.authorize(ctx.cred, name, async () => {
       let up: UpstreamResponse;
       try {
-        up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(probePath, ctx.query), headers: this.upHeaders(ctx, accept) });
+        up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(probePath, ctx.query), headers: this.upHeaders(ctx, accept), followRedirect });
       } catch (err) {
+        // A redirect we would not follow is an answer, not an outage: it must not unlock the
+        // stale "upstream down" allowance, so it fails this request (502) and is not cached.
+        if (isRedirectError(err)) throw err;
         if (err instanceof UpstreamError) return { kind: "unreachable" };
         throw err;
       }
@@ -445,6 +456,10 @@ export class RegistryHandler {
     const status = OCI_ERRORS[code].status;
     this.sendJson(ctx, status, body);
   }
+}
+
+function isRedirectError(err: unknown): err is UpstreamError {
+  return err instanceof UpstreamError && err.code === "UPSTREAM_REDIRECT";
 }
 
 function refusal(r: FillRefused): Decision {

@@ -8,6 +8,7 @@ import { Agent, request as undiciRequest, type Dispatcher } from "undici";
 import type { Clock } from "./clock.js";
 import { UpstreamError } from "./errors.js";
 import type { CacheMetrics } from "./metrics.js";
+import { originOf, planRedirect, REDIRECT_STATUSES, type RedirectPlan } from "./redirect.js";
 
 export interface UpstreamRequest {
   readonly method: "GET" | "HEAD";
@@ -15,6 +16,12 @@ export interface UpstreamRequest {
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly signal?: AbortSignal;
+  /**
+   * Follow one upstream redirect (blob GETs and blob authorization HEADs): see redirect.ts for
+   * which hop is taken and when Authorization is dropped. A redirect answer to the followed
+   * request throws UpstreamError(UPSTREAM_REDIRECT). Off: 3xx answers are returned as they are.
+   */
+  readonly followRedirect?: boolean;
 }
 
 export interface UpstreamResponse {
@@ -22,6 +29,8 @@ export interface UpstreamResponse {
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: Readable;
   readonly upstream: string;
+  /** How the answer was reached when a redirect was followed (never the URL: it may be signed). */
+  readonly redirected?: RedirectPlan["kind"];
 }
 
 interface UpstreamState {
@@ -41,6 +50,8 @@ export interface UpstreamClientOptions {
   readonly maxRetryAfterMs?: number;
   readonly headersTimeoutMs?: number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** The cache's own external URL (config `http.host`): redirects there are re-issued upstream. */
+  readonly selfUrl?: string;
 }
 
 /** A counting semaphore; waiters are served in order. */
@@ -76,6 +87,7 @@ export class UpstreamClient {
   private readonly gate: Semaphore;
   private next = 0;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly selfOrigin: string | undefined;
 
   constructor(private readonly opts: UpstreamClientOptions) {
     if (opts.urls.length === 0) throw new Error("at least one upstream is required");
@@ -90,6 +102,7 @@ export class UpstreamClient {
     });
     this.gate = new Semaphore(opts.concurrency);
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms).unref()));
+    this.selfOrigin = originOf(opts.selfUrl);
   }
 
   get upstreamUrls(): string[] {
@@ -132,27 +145,27 @@ export class UpstreamClient {
       let busy: { res: UpstreamResponse; waitMs: number } | undefined;
       for (const state of this.order()) {
         const started = performance.now();
-        let res: Dispatcher.ResponseData;
+        let response: UpstreamResponse;
         try {
-          res = await undiciRequest(`${state.url}${req.path}`, {
-            dispatcher: this.agent,
-            method: req.method,
-            headers: req.headers,
-            signal: req.signal,
-          });
+          response = await this.attempt(state, req);
         } catch (err) {
-          if (req.signal?.aborted) throw err;
+          // Our own verdicts (a redirect we will not follow, a redirect target that failed) are
+          // about this request, not about the upstream's health: no failover, no mark-down.
+          if (req.signal?.aborted || err instanceof UpstreamError) {
+            if (busy) discard(busy.res.body);
+            throw err;
+          }
           lastError = err;
           this.markDown(state);
           this.opts.metrics?.upstreamErrors.inc({ upstream: state.url, reason: (err as { code?: string }).code ?? "error" });
           continue;
         }
         this.opts.metrics?.upstreamLatency.observe({ upstream: state.url, method: req.method }, (performance.now() - started) / 1000);
-        const response: UpstreamResponse = { status: res.statusCode, headers: res.headers, body: res.body, upstream: state.url };
-        if (res.statusCode === 429 || res.statusCode === 503) {
-          const waitMs = parseRetryAfter(res.headers["retry-after"], this.opts.clock.now()) ?? 1000;
+        // A busy answer from a foreign redirect target (object storage) is not this upstream's.
+        if ((response.status === 429 || response.status === 503) && response.redirected !== "foreign") {
+          const waitMs = parseRetryAfter(response.headers["retry-after"], this.opts.clock.now()) ?? 1000;
           this.markDown(state, waitMs);
-          this.opts.metrics?.upstreamErrors.inc({ upstream: state.url, reason: String(res.statusCode) });
+          this.opts.metrics?.upstreamErrors.inc({ upstream: state.url, reason: String(response.status) });
           if (busy) discard(busy.res.body);
           busy = { res: response, waitMs };
           continue;
@@ -188,17 +201,54 @@ export class UpstreamClient {
   private async retryOnce(req: UpstreamRequest): Promise<UpstreamResponse | undefined> {
     for (const state of this.order()) {
       try {
-        const res = await undiciRequest(`${state.url}${req.path}`, { dispatcher: this.agent, method: req.method, headers: req.headers, signal: req.signal });
-        if (res.statusCode === 429 || res.statusCode === 503) {
+        const res = await this.attempt(state, req);
+        if (res.status === 429 || res.status === 503) {
           discard(res.body);
           continue;
         }
-        return { status: res.statusCode, headers: res.headers, body: res.body, upstream: state.url };
-      } catch {
+        return res;
+      } catch (err) {
+        if (req.signal?.aborted || err instanceof UpstreamError) throw err;
         this.markDown(state);
       }
     }
     return undefined;
+  }
+
+  /**
+   * One request to one upstream, plus at most one redirect hop when the request asks for it.
+   * Connection errors to the upstream itself are thrown as they are (the caller fails over);
+   * everything about the redirect hop is thrown as UpstreamError.
+   */
+  private async attempt(state: UpstreamState, req: UpstreamRequest): Promise<UpstreamResponse> {
+    const send = (url: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData> =>
+      undiciRequest(url, { dispatcher: this.agent, method: req.method, headers, signal: req.signal });
+    const res = await send(`${state.url}${req.path}`, req.headers);
+    const first: UpstreamResponse = { status: res.statusCode, headers: res.headers, body: res.body, upstream: state.url };
+    if (!req.followRedirect || !REDIRECT_STATUSES.has(res.statusCode)) return first;
+    const plan = planRedirect(state.url, req.path, headerOne(res.headers.location), this.selfOrigin);
+    await drain(res);
+    this.opts.metrics?.upstreamRedirects.inc({ kind: plan.kind });
+    if (plan.kind === "invalid") throw new UpstreamError("UPSTREAM_REDIRECT", `upstream answered ${res.statusCode}: ${plan.reason}`, false);
+    const withoutAuth = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.toLowerCase() !== "authorization"));
+    let second: Dispatcher.ResponseData;
+    if (plan.kind === "foreign") {
+      try {
+        second = await send(plan.url, withoutAuth);
+      } catch (err) {
+        if (req.signal?.aborted) throw err;
+        // The target is not one of our upstreams: its failure says nothing about their health.
+        throw new UpstreamError("UPSTREAM_UNREACHABLE", `redirect target ${plan.origin} unreachable (${describe(err)})`, true, { cause: err });
+      }
+    } else {
+      // Same upstream: a connection error here is the upstream's, and the caller fails over.
+      second = await send(`${state.url}${plan.pathAndQuery}`, plan.kind === "self" ? withoutAuth : req.headers);
+    }
+    if (REDIRECT_STATUSES.has(second.statusCode)) {
+      await drain(second);
+      throw new UpstreamError("UPSTREAM_REDIRECT", `upstream redirected again (${second.statusCode}) after one followed redirect; not following further`, false);
+    }
+    return { status: second.statusCode, headers: second.headers, body: second.body, upstream: state.url, redirected: plan.kind };
   }
 
   private holdSlot(res: UpstreamResponse, release: () => void): UpstreamResponse {
@@ -211,6 +261,15 @@ export class UpstreamClient {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+/** Reads away the (small) body of an answer we do not use, keeping the connection reusable. */
+async function drain(res: Dispatcher.ResponseData): Promise<void> {
+  await res.body.dump().catch(() => undefined);
+}
+
+function headerOne(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 /** Drops a body we will not read; its abort error is expected, not a crash. */

@@ -1,7 +1,8 @@
 // An in-process registry upstream with switchable faults, for unit tests and fault tests of the
 // cache (listening on 127.0.0.1:0). It is deliberately small: blobs and manifests per repository,
 // optional bearer-token auth, and per-digest faults (corrupt, truncate, pause mid-body, slow),
-// plus 429/503 with Retry-After. Every request is recorded so tests count upstream fetches.
+// plus 429/503 with Retry-After, and DTR-style blob redirects with a signed query. Every request
+// is recorded so tests count upstream fetches.
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -11,6 +12,23 @@ export type BlobFault =
   | { kind: "truncate" }
   | { kind: "pause"; afterBytes: number; release: Promise<void> }
   | { kind: "slow"; bytesPerTick: number; tickMs: number };
+
+/**
+ * DTR's content-cache flow for one digest: an authorized blob request is answered with `status`
+ * and a Location; a request carrying `?sig=<FakeUpstream.signature(digest)>` is served without
+ * credentials (the signature is the credential), any other `sig` is refused with 403.
+ */
+export interface BlobRedirect {
+  readonly status: 301 | 302 | 303 | 307 | 308;
+  /** Origin the Location names (e.g. the cache's http.host); the blob path and `?sig=` follow. */
+  readonly to?: string;
+  /** A complete Location instead (e.g. object storage); used as given. */
+  readonly location?: string;
+  /** Methods redirected; default GET only (the emulated DTR never redirects HEAD). */
+  readonly methods?: readonly string[];
+  /** Redirect signed requests as well: the loop fault. */
+  readonly always?: boolean;
+}
 
 export interface RecordedRequest {
   readonly method: string;
@@ -30,6 +48,10 @@ export class FakeUpstream {
   private readonly manifests = new Map<string, { bytes: Buffer; mediaType: string }>();
   private readonly tags = new Map<string, string>();
   readonly faults = new Map<string, BlobFault>();
+  /** Per-digest redirect fault (see BlobRedirect). */
+  readonly redirects = new Map<string, BlobRedirect>();
+  /** Bodies served at exact paths (query ignored), no auth: object storage behind a redirect. */
+  readonly objects = new Map<string, Buffer>();
   /** When set, requests need `Authorization: Bearer <token>` (per repository: see tokenRepos). */
   token: string | undefined;
   /** Repositories that require the token; empty = all. */
@@ -74,6 +96,11 @@ export class FakeUpstream {
       }),
     );
     return { manifestDigest: this.addManifest(repo, tag, manifest), layerDigests };
+  }
+
+  /** The signed query value a redirect for `digest` carries (fixed per digest, test-only). */
+  signature(digest: string): string {
+    return createHash("sha256").update(`fake-grant|${digest}`).digest("hex").slice(0, 32);
   }
 
   count(method: string, pathPart: string): number {
@@ -126,6 +153,12 @@ export class FakeUpstream {
       res.end();
       return;
     }
+    const object = this.objects.get(url.pathname);
+    if (object) {
+      res.writeHead(200, { "Content-Type": "application/octet-stream", "Content-Length": String(object.length) });
+      res.end(req.method === "HEAD" ? undefined : object);
+      return;
+    }
     if (url.pathname === "/v2/") {
       if (!this.authorized(req, undefined) && this.tokenRepos.size === 0) return this.challenge(res, undefined);
       res.writeHead(200, { "Content-Type": "application/json" });
@@ -139,7 +172,22 @@ export class FakeUpstream {
       return;
     }
     const [, repo = "", kind, ref = ""] = m;
-    if (!this.authorized(req, repo)) return this.challenge(res, repo);
+    const redirect = kind === "blobs" ? this.redirects.get(ref) : undefined;
+    const sig = url.searchParams.get("sig");
+    if (redirect && sig !== null) {
+      if (sig !== this.signature(ref)) {
+        res.writeHead(403, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ errors: [{ code: "DENIED", message: "bad signature" }] }));
+        return;
+      }
+      if (!redirect.always) return this.blob(req, res, repo, ref);
+    } else if (!this.authorized(req, repo)) return this.challenge(res, repo);
+    if (redirect && (redirect.methods ?? ["GET"]).includes(req.method ?? "GET")) {
+      const location = redirect.location ?? `${redirect.to ?? this.url}${url.pathname}?sig=${this.signature(ref)}`;
+      res.writeHead(redirect.status, { Location: location, "Content-Length": "0" });
+      res.end();
+      return;
+    }
     if (kind === "blobs") return this.blob(req, res, repo, ref);
     return this.manifest(req, res, repo, ref);
   }
