@@ -28,6 +28,8 @@ export interface CacheProcessOptions {
   /** Extra lines under the downstream options, e.g. "servestale: false". */
   readonly extraOptions?: readonly string[];
   readonly logLevel?: string;
+  /** `http.host`: the cache's external URL (DTR redirects to it; the cache recognizes it). */
+  readonly httpHost?: string;
   /** Extra node flags, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] for profiling. */
   readonly nodeArgs?: readonly string[];
 }
@@ -58,6 +60,7 @@ export function renderCacheConfig(o: CacheProcessOptions, root: string): string 
     "http:",
     `  addr: ${q(`${o.listenHost ?? "127.0.0.1"}:${o.port}`)}`,
     "  secret: test-secret-not-logged",
+    ...(o.httpHost ? [`  host: ${q(o.httpHost)}`] : []),
     "middleware:",
     "  registry:",
     "    - name: downstream",
