@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { loadCacheSpecFromText, type LoadResult } from "@dtrcache/crds";
 import { createController, type ControllerOptions } from "./controller.js";
 import { memoryLogger } from "./logger.js";
-import { CACHE, OWNER, PURPOSE, USERS, nodeLabelMarker } from "./reconcile/labels.js";
+import { CACHE, OWNER, PURPOSE, ROLLOUT_HASH, USERS, nodeLabelMarker } from "./reconcile/labels.js";
 import { staticSpecSource } from "./source.js";
 import { conditionOf } from "./status.js";
 import type { DtrSync } from "./dtr/sync.js";
@@ -254,6 +254,106 @@ describe("controller on a fake Swarm", () => {
     source.set(load(runbookText({ blobTTL: "1h" })));
     await expect.poll(() => fake.services.size).toBe(1);
     await controller.stop();
+  });
+
+  describe("an update Swarm rolled back", () => {
+    const image = (fake: FakeSwarm): string | undefined => [...fake.services.values()][0]?.spec.TaskTemplate.ContainerSpec.Image;
+    const updates = (recording: ReturnType<typeof recordSwarmApi>): number => recording.calls.filter((c) => c.call === "updateService").length;
+
+    /** Converges on the runbook, pushes an image edit with one controller, and lets Swarm roll it back. */
+    async function rolledBack(how: "automatic" | "manual") {
+      const { fake, source, controller } = setup(load(runbookText()));
+      await controller.reconcileOnce();
+      await controller.reconcileOnce();
+      source.set(load(runbookText({ image: "docker/dtr-content-cache:2.6.6" })));
+      await controller.reconcileOnce();
+      expect(image(fake)).toContain(":2.6.6");
+      fake.rollBack("region-asia", how);
+      expect(image(fake)).toContain(":2.6.5");
+      return { fake, source, controller };
+    }
+
+    it("is not pushed again by the controller that pushed it", async () => {
+      const { fake, controller } = await rolledBack("automatic");
+      const recording = recordSwarmApi(fake);
+      const again = createController({ docker: recording, specSource: staticSpecSource(load(runbookText({ image: "docker/dtr-content-cache:2.6.6" }))), id: "test" });
+      // The same instance: its memory and the engine's record agree.
+      await controller.reconcileOnce();
+      expect(image(fake)).toContain(":2.6.5");
+      expect(conditionOf(controller.status().caches[0], "Degraded")).toMatchObject({ status: "True", reason: "RolledBack" });
+      await again.reconcileOnce();
+      expect(updates(recording)).toBe(0);
+    });
+
+    for (const how of ["automatic", "manual"] as const) {
+      it(`is not pushed again by a restarted controller (${how} rollback), which reports Degraded/RolledBack and pushes once the spec changes`, async () => {
+        const { fake, source } = await rolledBack(how);
+        const recording = recordSwarmApi(fake);
+        const restarted = createController({ docker: recording, specSource: source, id: "test" });
+        await restarted.reconcileOnce();
+        await restarted.reconcileOnce();
+        expect(recording.mutatingCalls()).toEqual([]);
+        expect(image(fake)).toContain(":2.6.5");
+        const cache = restarted.status().caches[0];
+        expect(conditionOf(cache, "Degraded")).toMatchObject({ status: "True", reason: "RolledBack" });
+        expect(conditionOf(cache, "Ready")?.status).toBe("False");
+        const plans = await restarted.plan();
+        expect(plans[0]?.actions.filter((a) => a.type === "update-service")).toEqual([]);
+        expect(plans[0]?.held?.diffs.map((d) => d.path)).toContain("TaskTemplate.ContainerSpec.Image");
+
+        source.set(load(runbookText({ image: "docker/dtr-content-cache:2.6.7" })));
+        await restarted.reconcileOnce();
+        expect(updates(recording)).toBe(1);
+        expect(image(fake)).toContain(":2.6.7");
+        await restarted.reconcileOnce(); // observes the new update, no longer the rollback
+        expect(conditionOf(restarted.status().caches[0], "Degraded")?.status).toBe("False");
+      });
+    }
+
+    it("pushes a spec edited back to one that ran before the rolled-back update", async () => {
+      const { fake, source, controller } = setup(load(runbookText()));
+      await controller.reconcileOnce();
+      source.set(load(runbookText({ image: "docker/dtr-content-cache:2.6.6" })));
+      await controller.reconcileOnce(); // 2.6.5 tasks are shut down and stay in the history
+      source.set(load(runbookText({ image: "docker/dtr-content-cache:2.6.7" })));
+      await controller.reconcileOnce();
+      fake.rollBack("region-asia");
+      expect(image(fake)).toContain(":2.6.6");
+      source.set(load(runbookText()));
+      const recording = recordSwarmApi(fake);
+      await createController({ docker: recording, specSource: source, id: "test" }).reconcileOnce();
+      expect(updates(recording)).toBe(1);
+      expect(image(fake)).toContain(":2.6.5");
+    });
+
+    it("keys the hold on a ContainerSpec label that adds no write of its own and no task restart", async () => {
+      const { fake, recording, source, controller } = setup(load(runbookText()));
+      await controller.reconcileOnce();
+      await controller.reconcileOnce();
+      const service = [...fake.services.values()][0];
+      if (!service) throw new Error("no service");
+      const hash = service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH];
+      expect(hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(service.spec.Labels[ROLLOUT_HASH]).toBeUndefined();
+      // A service written before the label existed is left as it is.
+      const { [ROLLOUT_HASH]: _gone, ...withoutHash } = service.spec.TaskTemplate.ContainerSpec.Labels ?? {};
+      service.spec = { ...service.spec, TaskTemplate: { ...service.spec.TaskTemplate, ContainerSpec: { ...service.spec.TaskTemplate.ContainerSpec, Labels: withoutHash } } };
+      recording.reset();
+      await controller.reconcileOnce();
+      expect(recording.mutatingCalls()).toEqual([]);
+      // A users edit changes service labels only: one update, the TaskTemplate (no hash yet) and the tasks stay.
+      const tasksBefore = (await fake.listTasks(service.id)).map((t) => t.id);
+      source.set(load(runbookText({ users: ["admin", "ops"] })));
+      await controller.reconcileOnce();
+      expect(recording.mutatingCalls().map((c) => c.call)).toEqual(["updateService"]);
+      expect(service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH]).toBeUndefined();
+      expect((await fake.listTasks(service.id)).map((t) => t.id)).toEqual(tasksBefore);
+      // The next change that replaces tasks anyway writes it.
+      source.set(load(runbookText({ users: ["admin", "ops"], blobTTL: "1h" })));
+      await controller.reconcileOnce();
+      expect(service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH]).toMatch(/^[0-9a-f]{64}$/);
+      expect(service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH]).not.toBe(hash);
+    });
   });
 
   it("re-reads and retries at once when a service update is out of sequence", async () => {

@@ -6,7 +6,8 @@ import type { ServiceSpec, SwarmApi } from "../swarm/api.js";
 import { isSwarmError } from "../swarm/errors.js";
 import type { Logger } from "../logger.js";
 import type { DesiredCache } from "./desired.js";
-import { nodeLabelMarker } from "./labels.js";
+import { ROLLOUT_HASH, nodeLabelMarker } from "./labels.js";
+import type { FieldDiff } from "./normalize.js";
 import type { Action, ActualCache, Plan } from "./planner.js";
 
 export interface ApplyOutcome {
@@ -58,6 +59,19 @@ export function resolveReferences(spec: ServiceSpec, ids: ReadonlyMap<string, st
   };
 }
 
+/**
+ * When nothing that replaces tasks differs, the service keeps its own ROLLOUT_HASH label (or its
+ * absence, for a service written before the label existed): the label alone never changes a
+ * TaskTemplate, so it never restarts a task.
+ */
+export function keepRolloutHash(spec: ServiceSpec, actual: ServiceSpec | undefined, diffs: readonly FieldDiff[]): ServiceSpec {
+  if (!actual || diffs.some((d) => d.path.startsWith("TaskTemplate.") || d.path.startsWith("EndpointSpec."))) return spec;
+  const { [ROLLOUT_HASH]: _desired, ...labels } = spec.TaskTemplate.ContainerSpec.Labels ?? {};
+  const had = actual.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH];
+  const kept = had === undefined ? labels : { ...labels, [ROLLOUT_HASH]: had };
+  return { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: kept } } };
+}
+
 export async function applyPlan(swarm: SwarmApi, owner: string, plan: Plan, desired: DesiredCache | undefined, actual: ActualCache, logger: Logger): Promise<ApplyOutcome[]> {
   const ids = new Map<string, string>();
   for (const o of [...actual.configs, ...actual.secrets]) ids.set(o.name, o.id);
@@ -100,7 +114,7 @@ export async function applyPlan(swarm: SwarmApi, owner: string, plan: Plan, desi
         break;
       case "update-service":
         if (!desired) throw new Error("internal: update-service without a desired state");
-        await swarm.updateService(action.serviceId, action.version, resolveReferences(desired.service, ids));
+        await swarm.updateService(action.serviceId, action.version, keepRolloutHash(resolveReferences(desired.service, ids), actual.service?.spec, action.diffs));
         done(action, "done", action.diffs.map((d) => d.path).join(", "));
         break;
       case "remove-service":

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { ServiceSpec, SwarmNode } from "../swarm/api.js";
+import type { ServiceSpec, SwarmNode, SwarmService, SwarmTask } from "../swarm/api.js";
+import { rolloutHash, withRolloutHash } from "./desired.js";
+import { ROLLOUT_HASH } from "./labels.js";
 import { diffService } from "./normalize.js";
+import { rolledBackTo } from "./rollback.js";
 import { planNodeLabelGc, rolloutOf, labelUseKey } from "./planner.js";
 
 const spec: ServiceSpec = {
@@ -57,5 +60,61 @@ describe("planner pieces", () => {
     expect(rolloutOf(service, [task("running")], 1)).toBe("converged");
     expect(rolloutOf(service, [task("running"), task("running", "shutdown")], 1)).toBe("starting");
     expect(rolloutOf(service, [task("pending")], 1)).toBe("starting");
+  });
+});
+
+describe("rolled-back spec detection from what the engine keeps", () => {
+  const labelled = (hash: string): ServiceSpec => ({ ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: { [ROLLOUT_HASH]: hash } } } });
+  const service = (state: string, current: string, previous?: string): SwarmService => ({
+    id: "s",
+    version: { index: 3 },
+    name: "c",
+    labels: {},
+    spec: labelled(current),
+    ...(previous ? { previousSpec: labelled(previous) } : {}),
+    updateStatus: { state, message: "rollback completed", startedAt: "2026-01-01T00:10:00.123456789Z" },
+    createdAt: "",
+    updatedAt: "",
+  });
+  const task = (hash: string, updatedAt: string, state = "failed"): SwarmTask => ({ id: `${hash}-${updatedAt}`, serviceId: "s", state, desiredState: "shutdown", message: "", configNames: [], secretNames: [], containerLabels: { [ROLLOUT_HASH]: hash }, updatedAt });
+
+  it("holds after an automatic rollback: PreviousSpec is gone, the failed tasks carry the hash", () => {
+    expect(rolledBackTo(service("rollback_completed", "good"), [task("bad", "2026-01-01T00:10:04Z")], "bad")).toBe(true);
+    expect(rolledBackTo(service("rollback_paused", "good"), [task("bad", "2026-01-01T00:10:04Z", "shutdown")], "bad")).toBe(true);
+  });
+
+  it("holds after a manual rollback, where PreviousSpec is the undone spec", () => {
+    expect(rolledBackTo(service("rollback_completed", "good", "bad"), [], "bad")).toBe(true);
+  });
+
+  it("does not hold a spec other than the one rolled back, nor one that only ran before that update", () => {
+    expect(rolledBackTo(service("rollback_completed", "good"), [task("bad", "2026-01-01T00:10:04Z")], "newer")).toBe(false);
+    // Tasks of an older spec, shut down before the rolled-back update began.
+    expect(rolledBackTo(service("rollback_completed", "good"), [task("older", "2026-01-01T00:05:00Z", "shutdown")], "older")).toBe(false);
+    // Edited back to what runs: nothing to hold.
+    expect(rolledBackTo(service("rollback_completed", "good", "good"), [], "good")).toBe(false);
+    expect(rolledBackTo(service("completed", "good", "bad"), [task("bad", "2026-01-01T00:10:04Z")], "bad")).toBe(false);
+    expect(rolledBackTo(undefined, [], "bad")).toBe(false);
+  });
+});
+
+describe("the rollout hash label", () => {
+  it("is in the ContainerSpec labels only, and changes with the task template or ports, not with replicas, labels or update settings", () => {
+    const base = withRolloutHash(spec);
+    const hash = base.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH];
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(base.Labels[ROLLOUT_HASH]).toBeUndefined();
+    const same = [{ ...spec, Mode: { Replicated: { Replicas: 3 } } }, { ...spec, Labels: { a: "2" } }, { ...spec, UpdateConfig: { ...spec.UpdateConfig, Monitor: 9e9 } }];
+    for (const s of same) expect(rolloutHash(s)).toBe(hash);
+    const ports: ServiceSpec = { ...spec, EndpointSpec: { Ports: [{ Protocol: "tcp", TargetPort: 2, PublishedPort: 2, PublishMode: "host" }] } };
+    const image: ServiceSpec = { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Image: "img:2" } } };
+    for (const s of [ports, image]) expect(rolloutHash(s)).not.toBe(hash);
+    // Hashing an already labelled spec gives the same value (the label leaves itself out).
+    expect(rolloutHash(base)).toBe(hash);
+  });
+
+  it("is left out of the comparison: a service without it, or with another value, shows no difference", () => {
+    expect(diffService(withRolloutHash(spec), spec)).toEqual([]);
+    expect(diffService(withRolloutHash(spec), { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: { [ROLLOUT_HASH]: "stale" } } } })).toEqual([]);
   });
 });
