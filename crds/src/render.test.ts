@@ -97,6 +97,16 @@ describe("renderCacheConfig", () => {
     expect(JSON.stringify(config.middleware)).toContain('"blobttl":"72h"');
   });
 
+  it("passes storage.maxSize to the cache as the downstream option maxsize, and only when set", () => {
+    const eu = only(chained, "region-eu");
+    type Downstream = { middleware: { registry: { options: Record<string, unknown> }[] } };
+    const capped = { ...eu, spec: { ...eu.spec, storage: { path: "/var/lib/registry", maxSize: "20GiB" } } };
+    const withCap = parse(renderCacheConfig(capped, { httpSecret: SECRET, caBundle: false })) as Downstream;
+    expect(withCap.middleware.registry[0]?.options["maxsize"]).toBe("20GiB");
+    const without = parse(renderCacheConfig(eu, { httpSecret: SECRET, caBundle: false })) as Downstream;
+    expect(without.middleware.registry[0]?.options).not.toHaveProperty("maxsize");
+  });
+
   it("quotes values YAML would read as something else", () => {
     const result = loadCacheSpecFromText(
       "apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata: {name: d}\nspec: {url: https://d.example.com, admin: {username: a, password: {env: P}}}\n---\napiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata: {name: c}\nspec: {node: {hostname: n}, externalURL: https://c.example.com, tls: {generate: true}, blobTTL: 5000}\n",

@@ -48,6 +48,9 @@ export function renderCacheConfig(cache: ResolvedCache, options: RenderOptions):
   lines.push("middleware:", "  registry:", "      - name: downstream", "        options:", `          blobttl: ${scalar(spec.blobTTL)}`, "          upstreams:");
   for (const url of cache.upstreamUrls) lines.push(`            - ${scalar(url)}`);
   if (options.caBundle) lines.push("          cas:", `            - ${scalar(CONTAINER_PATHS.caBundle)}`);
+  // Not in the runbook's format: this project's cache-server reads it (LRU cap); emitted only when
+  // the spec asks for a cap, so the runbook example renders exactly as the runbook.
+  if (spec.storage.maxSize !== undefined) lines.push(`          maxsize: ${scalar(spec.storage.maxSize)}`);
   return `${lines.join("\n")}\n`;
 }
 

@@ -123,7 +123,7 @@ export const storageSchema = z
     path: z.string().startsWith("/", "must be an absolute path inside the container").default("/var/lib/registry").describe("storage.filesystem.rootdirectory inside the container."),
     volume: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "must be a Docker volume name").optional().describe("Named volume mounted at `path`, so cached data survives a task restart on the same node."),
     bind: z.string().startsWith("/", "must be an absolute host path").optional().describe("Host directory bind-mounted at `path` (must exist on the node)."),
-    maxSize: z.string().regex(/^\d+(\.\d+)?(B|KiB|MiB|GiB|TiB)$/, "must be a size such as 20GiB").optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it."),
+    maxSize: z.string().regex(/^\d+(\.\d+)?(B|KiB|MiB|GiB|TiB)$/, "must be a size such as 20GiB").optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it. Rendered as the downstream option `maxsize`, which this project's cache-server honours (not part of DTR's own cache format)."),
   })
   .refine((s) => !(s.volume && s.bind), { message: "cannot be combined with storage.volume; set at most one of volume and bind", path: ["bind"] })
   .describe("Where cached blobs live. Without volume or bind, data lives in the container and is lost on reschedule (the runbook's default).");
