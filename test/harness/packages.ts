@@ -24,6 +24,9 @@ export const ALL_PACKAGES: readonly SystemPackage[] = [
   { name: "nginx-light", binary: "nginx" },
   { name: "wrk", binary: "wrk" },
   { name: "tmux", binary: "tmux" },
+  // tests make throwaway CAs and certificates with the openssl CLI (unit tests too: every
+  // project's global setup runs before any test file)
+  { name: "openssl", binary: "openssl" },
 ];
 
 const SEARCH_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
