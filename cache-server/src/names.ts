@@ -4,6 +4,8 @@
 // keyed by sha256. Anything else is rejected before a path is built, so `..`, `%2e`, empty
 // components and absolute paths never get near the disk.
 
+import { createHash } from "node:crypto";
+
 const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -20,6 +22,11 @@ export function isValidTag(tag: string): boolean {
 
 export function isValidDigest(digest: string): boolean {
   return DIGEST.test(digest);
+}
+
+/** The content digest of bytes, as registries name blobs and manifests (`sha256:<hex>`). */
+export function digestOf(bytes: Buffer): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
 /** The 64 hex characters of a validated digest. */

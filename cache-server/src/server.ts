@@ -1,6 +1,6 @@
 // The registry v2 read path. Wiring only: routing, authorization, and which of store / fill /
 // revalidation answers; each of those lives in its own module.
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { AuthCache, credentialKey, type Decision } from "./auth.js";
@@ -10,7 +10,7 @@ import type { DownstreamOptions } from "./config.js";
 import { OCI_ERRORS, ociErrorBody, type OciErrorCode, UpstreamError } from "./errors.js";
 import { FillCoordinator, type FillRefused, type FillSource } from "./fill.js";
 import type { CacheMetrics } from "./metrics.js";
-import { parseRegistryPath } from "./names.js";
+import { digestOf, parseRegistryPath } from "./names.js";
 import type { BlobStore, StoredBlob } from "./store.js";
 import { sendFile, sendFromFill } from "./stream.js";
 import type { UpstreamClient, UpstreamResponse } from "./upstream.js";
@@ -313,7 +313,7 @@ export class RegistryHandler {
       if (up.status === 401 || up.status === 403) this.auth.record(ctx.cred, name, { kind: "refuse", status: up.status, headers: pickHeaders(up.headers), body });
       return this.relay(ctx, up.status, pickHeaders(up.headers), body, "MANIFEST_UNKNOWN");
     }
-    if (sha256(body) !== digest) return this.sendError(ctx, "UPSTREAM_ERROR", "upstream manifest does not match its digest");
+    if (digestOf(body) !== digest) return this.sendError(ctx, "UPSTREAM_ERROR", "upstream manifest does not match its digest");
     const mediaType = headerValue(up.headers["content-type"]) ?? "application/vnd.docker.distribution.manifest.v2+json";
     await store.putManifest(digest, body, mediaType);
     this.auth.record(ctx.cred, name, { kind: "allow" });
@@ -354,7 +354,7 @@ export class RegistryHandler {
       return { kind: "manifest", bytes: knownManifest.bytes, digest: known.digest, mediaType: knownManifest.mediaType, xcache: "HIT" };
     }
     if (up.status === 200) {
-      const digest = sha256(body);
+      const digest = digestOf(body);
       const mediaType = headerValue(up.headers["content-type"]) ?? "application/vnd.docker.distribution.manifest.v2+json";
       await store.putManifest(digest, body, mediaType);
       await store.putTag(name, tag, { digest, mediaType });
@@ -481,10 +481,6 @@ function headerValue(v: string | string[] | undefined): string | undefined {
 
 function withQuery(path: string, query: string): string {
   return query ? `${path}?${query}` : path;
-}
-
-function sha256(b: Buffer): string {
-  return `sha256:${createHash("sha256").update(b).digest("hex")}`;
 }
 
 async function readBody(up: UpstreamResponse, limit: number): Promise<Buffer> {

@@ -9,11 +9,11 @@
 // The last-access time of every blob is kept in memory (for TTL and LRU) and persisted cheaply
 // as the file's mtime, throttled, so a restart rebuilds both the index and the access order from
 // a directory walk.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "./clock.js";
-import { digestHex, isValidDigest, isValidName, isValidTag } from "./names.js";
+import { digestHex, digestOf, isValidDigest, isValidName, isValidTag } from "./names.js";
 
 export interface StoredBlob {
   readonly digest: string;
@@ -258,7 +258,7 @@ export class BlobStore {
       const [bytes, mediaType] = await Promise.all([readFile(path), readFile(`${path}.type`, "utf8")]);
       // Manifests are small and read whole, so verifying on every read is cheap insurance
       // against a torn write surviving a crash.
-      if (`sha256:${createHash("sha256").update(bytes).digest("hex")}` !== digest) return undefined;
+      if (digestOf(bytes) !== digest) return undefined;
       return { bytes, mediaType };
     } catch {
       return undefined;

@@ -2,19 +2,19 @@
 // docker client follows (challenge -> token -> manifest -> blob), the content-cache redirect for a
 // user whose setting names a cache, and a cache's delegated authorization through the signed URL.
 // Raw HTTP on purpose: every status code and header is asserted, not hidden by a client.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDtrEmulator, type DtrEmulator } from "../dtr-emulator/index.js";
 import { startRegistry, type RegistryHandle } from "../harness/registry.js";
+import { sha256 } from "../support/oci.js";
 
 const MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json";
 const REPO = "team/app";
 const CACHE_HOST = "https://cache.asia.test:5443";
 const basic = (user: string, secret: string): string => `Basic ${Buffer.from(`${user}:${secret}`).toString("base64")}`;
-const sha256 = (data: Buffer): string => `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
 let workDir: string;
 let backend: RegistryHandle;

@@ -4,7 +4,7 @@
 // controller put the parent's certificate into the edge's CA bundle. skopeo pulls through the
 // edge, trusting nothing but the edge's generated certificate. What happened is read from each
 // party's own records: the caches' /metrics (over HTTPS) and the DTR emulator's request log.
-import { createHash, randomBytes, X509Certificate } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect, type PeerCertificate } from "node:tls";
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments, type Document } from "yaml";
 import { conditionOf, createDockerClient, DockerodeSwarmApi, formatStatusTable, labels, resolveDockerConnection, startRuntime, type CacheStatus, type Runtime } from "@dtrcache/controller";
 import { removeOwned } from "../bench/controller/support.js";
+import { sha256 } from "../support/oci.js";
 import { run } from "../harness/proc.js";
 import { blobTraffic, demoSpecTemplatePath, metricValue, renderSpec, sampleBlobs, startDtrStack, type BlobRef, type CacheCounters, type DtrStack } from "../support/dtr-stack.js";
 
@@ -172,7 +173,6 @@ async function skopeoCopy(target: string, auth: "alice" | "anonymous", via: "edg
   return { code: result.code, stderr: result.stderr };
 }
 
-const sha256 = (bytes: Buffer): string => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 
 /** Checks a `dir:` copy: the manifest's digest is the backend's and every blob file hashes to its name. */
 async function expectCopyMatchesBackend(dir: string): Promise<void> {

@@ -2,13 +2,12 @@
 // whose diff_ids match, and an OCI image layout on disk that skopeo can push. Also direct pushes
 // of raw blobs and manifests through the registry API (monolithic upload) for tests that only
 // need bytes in a repository.
-import { createHash } from "node:crypto";
+import { digestOf } from "@dtrcache/cache-server";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
-export function sha256(b: Buffer): string {
-  return `sha256:${createHash("sha256").update(b).digest("hex")}`;
-}
+/** `sha256:<hex>` of bytes: the cache-server's own digest function. */
+export const sha256 = digestOf;
 
 function tarHeader(name: string, size: number): Buffer {
   const h = Buffer.alloc(512);

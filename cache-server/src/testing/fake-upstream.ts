@@ -4,6 +4,7 @@
 // plus 429/503 with Retry-After, and DTR-style blob redirects with a signed query. Every request
 // is recorded so tests count upstream fetches.
 import { createHash } from "node:crypto";
+import { digestOf } from "../names.js";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 
@@ -37,9 +38,7 @@ export interface RecordedRequest {
   readonly ifNoneMatch: string | undefined;
 }
 
-export function digestOf(bytes: Buffer): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-}
+export { digestOf };
 
 export class FakeUpstream {
   readonly requests: RecordedRequest[] = [];
