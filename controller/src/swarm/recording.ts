@@ -1,6 +1,7 @@
 // Wraps any SwarmApi and counts calls, mutating ones apart. Tests and the benchmark use it to
 // show that a reconcile with nothing to do issues zero writes.
 import { isMutating, type SwarmApi, type SwarmCall } from "./api.js";
+import { interceptSwarmApi } from "./intercept.js";
 
 export interface CallRecord {
   readonly call: SwarmCall;
@@ -29,34 +30,12 @@ function targetOf(args: readonly unknown[]): string | undefined {
 
 export function recordSwarmApi(inner: SwarmApi): RecordingSwarmApi {
   const calls: CallRecord[] = [];
-  const record = <K extends SwarmCall>(call: K): SwarmApi[K] => {
-    const method = inner[call] as (...args: unknown[]) => Promise<unknown>;
-    const wrapped = (...args: unknown[]): Promise<unknown> => {
-      const target = targetOf(args);
-      calls.push(target === undefined ? { call, mutating: isMutating(call) } : { call, mutating: isMutating(call), target });
-      return method.apply(inner, args);
-    };
-    return wrapped as SwarmApi[K];
-  };
+  const api = interceptSwarmApi(inner, (call, args) => {
+    const target = targetOf(args);
+    calls.push(target === undefined ? { call, mutating: isMutating(call) } : { call, mutating: isMutating(call), target });
+  });
   return {
-    info: record("info"),
-    listNodes: record("listNodes"),
-    inspectNode: record("inspectNode"),
-    updateNode: record("updateNode"),
-    listConfigs: record("listConfigs"),
-    inspectConfig: record("inspectConfig"),
-    createConfig: record("createConfig"),
-    removeConfig: record("removeConfig"),
-    listSecrets: record("listSecrets"),
-    createSecret: record("createSecret"),
-    removeSecret: record("removeSecret"),
-    listServices: record("listServices"),
-    inspectService: record("inspectService"),
-    createService: record("createService"),
-    updateService: record("updateService"),
-    removeService: record("removeService"),
-    listTasks: record("listTasks"),
-    subscribeEvents: record("subscribeEvents"),
+    ...api,
     get calls() {
       return calls;
     },
