@@ -8,11 +8,8 @@ import { mkdir, readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
+import { run } from "../harness/proc.js";
 import { readAccessLog, startRegistry, type AccessLogEntry, type RegistryHandle } from "../harness/registry.js";
-
-const exec = promisify(execFile);
 
 export interface TokenRegistry {
   readonly url: string;
@@ -49,7 +46,7 @@ export async function startTokenRegistry(options: { workDir: string; tokenHost: 
   await mkdir(join(dir, "data"), { recursive: true });
   const keyFile = join(dir, "token.key");
   const certFile = join(dir, "token.crt");
-  await exec("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", "/CN=test-token-service"]);
+  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", "/CN=test-token-service"]);
   const key = createPrivateKey(await readFile(keyFile));
   const certPem = await readFile(certFile, "utf8");
   const certDer = Buffer.from(certPem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64");
