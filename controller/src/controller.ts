@@ -81,6 +81,8 @@ export interface Controller {
   /** Dry run: the plan for every cache, computed by the same planner, nothing written. */
   plan(): Promise<Plan[]>;
   status(): ControllerStatus;
+  /** The last good spec, the one being applied (undefined until one has loaded). */
+  spec(): CacheSpec | undefined;
   /** Resolves once the queue has nothing ready or running. */
   idle(): Promise<void>;
 }
@@ -576,6 +578,8 @@ export function createController(options: ControllerOptions): Controller {
       }
       return plans;
     },
+
+    spec: () => spec,
 
     status() {
       const names = new Set([...(spec?.caches.map((c) => c.name) ?? []), ...caches.keys()]);

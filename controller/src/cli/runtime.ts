@@ -81,7 +81,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   let server: StatusServer | undefined;
   try {
     await controller.start();
-    tls.start(() => controller.status(), options.specPath);
+    tls.start(controller);
     if (options.listen) {
       server = await startStatusServer(
         {

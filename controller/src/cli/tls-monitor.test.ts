@@ -79,6 +79,18 @@ describe("TLS monitor", () => {
     expect(condition).toMatchObject({ status: "True", reason: "TlsDisabled" });
   });
 
+  it("checks the controller's current spec at start and again when a new spec is loaded", async () => {
+    const m = monitor();
+    let current: CacheSpec | undefined;
+    m.start({ spec: () => current });
+    expect(m.findings().size).toBe(0);
+    current = spec("https://dtr-cache.example.com");
+    await expect.poll(() => m.findings().get("region-asia")?.findings.map((f) => f.reason), { timeout: 5_000 }).toEqual([]);
+    current = spec("https://cache.asia.example.com");
+    await expect.poll(() => m.findings().get("region-asia")?.findings.map((f) => f.reason), { timeout: 5_000 }).toEqual(["HostnameMismatch"]);
+    m.stop();
+  });
+
   it("adds no TLS condition for a cache it has not checked", () => {
     const cache = buildSnapshot(status, new Map()).caches[0];
     expect(cache?.conditions.map((c) => c.type)).toEqual(["Ready"]);

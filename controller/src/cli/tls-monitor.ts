@@ -2,15 +2,15 @@
 // every few minutes (certificates expire and upstreams change their certificates on their own).
 // Findings never block reconciling; they explain why pulls would fail.
 import { readFile } from "node:fs/promises";
-import { loadCacheSpec, type CacheSpec, type ResolvedCache } from "@dtrcache/crds";
+import type { CacheSpec, ResolvedCache } from "@dtrcache/crds";
 import type { Logger as PinoLogger } from "pino";
 import type { DtrCaProvider } from "../reconcile/materials.js";
-import type { ControllerStatus } from "../status.js";
 import { checkCacheCertificate, probeUpstreamTrust, type TlsFinding } from "../tls/checks.js";
 import type { TlsCheckResult } from "./snapshot.js";
 
 export interface TlsMonitor {
-  start(status: () => ControllerStatus, specPath: string): void;
+  /** Checks the controller's current spec now, whenever it changes, and every few minutes. */
+  start(source: { spec(): CacheSpec | undefined }): void;
   findings(): ReadonlyMap<string, TlsCheckResult>;
   /** One pass over a loaded spec (also used by `apply` before it returns). */
   checkSpec(spec: CacheSpec): Promise<void>;
@@ -83,28 +83,22 @@ export function createTlsMonitor(deps: TlsMonitorDeps): TlsMonitor {
   };
 
   return {
-    start(status, specPath) {
-      let lastLoadedAt: string | undefined;
-      const run = (): void => {
-        if (running) return;
-        running = loadCacheSpec(specPath)
-          .then((loaded) => (loaded.ok ? checkSpec(loaded.spec) : undefined))
+    start(source) {
+      // Each good load is a new spec object; the one checked last is remembered only once its
+      // check starts, so a change that arrives during a check is picked up by the next poll.
+      let checked: CacheSpec | undefined;
+      const run = (force: boolean): void => {
+        const spec = source.spec();
+        if (spec === undefined || running || (!force && spec === checked)) return;
+        checked = spec;
+        running = checkSpec(spec)
           .catch(() => undefined)
           .finally(() => {
             running = undefined;
           });
       };
-      run();
-      timers.push(
-        setInterval(() => {
-          const loadedAt = status().spec.loadedAt;
-          if (loadedAt !== lastLoadedAt) {
-            lastLoadedAt = loadedAt;
-            run();
-          }
-        }, SPEC_POLL_MS).unref(),
-        setInterval(run, RECHECK_MS).unref(),
-      );
+      run(true);
+      timers.push(setInterval(() => run(false), SPEC_POLL_MS).unref(), setInterval(() => run(true), RECHECK_MS).unref());
     },
     findings: () => results,
     checkSpec,
