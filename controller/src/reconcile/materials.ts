@@ -12,6 +12,7 @@ import type { CacheMaterials, TlsMaterial } from "./desired.js";
 import { CONFIG_REF, HASH, PUBLIC_CERT, PURPOSE, TLS_HOST, TLS_PAIR, ownerFilter } from "./labels.js";
 import type { ActualCache } from "./planner.js";
 import { generateSelfSigned } from "./selfsigned.js";
+import { hostOf } from "../tls/host.js";
 
 /** Returns DTR's CA (PEM) for `trust.fetchCA`; the DTR side implements it. undefined = none. */
 export type DtrCaProvider = (dtr: ResolvedDtr, signal: AbortSignal) => Promise<string | undefined>;
@@ -36,10 +37,6 @@ async function readMaterial(deps: MaterialDeps, path: string, field: string): Pr
   } catch (error) {
     throw new ControllerError("MATERIAL_UNREADABLE", `${field}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? "error"})`, { cause: error });
   }
-}
-
-function hostOf(url: string): string {
-  return new URL(url).hostname.replace(/^\[|\]$/g, "");
 }
 
 async function httpSecretFor(deps: MaterialDeps, actual: ActualCache): Promise<string> {

@@ -6,6 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { connect, rootCertificates } from "node:tls";
+import { hostOf } from "./host.js";
 
 export type TlsFindingReason = "HostnameMismatch" | "CertificateSelfSigned" | "CertificateExpired" | "CertificateNotYetValid" | "UpstreamUntrusted" | "UpstreamUnreachable";
 
@@ -28,7 +29,7 @@ export function checkCacheCertificate(certificatePem: string, externalURL: strin
   const [leaf] = splitCertificates(certificatePem);
   if (leaf === undefined) return [{ reason: "HostnameMismatch", blocking: true, message: "the cache certificate file holds no certificate" }];
   const findings: TlsFinding[] = [];
-  const host = new URL(externalURL).hostname.replace(/^\[|\]$/g, "");
+  const host = hostOf(externalURL);
   const matches = isIP(host) ? leaf.checkIP(host) !== undefined : leaf.checkHost(host) !== undefined;
   if (!matches) {
     findings.push({ reason: "HostnameMismatch", blocking: true, message: `externalURL host "${host}" is not a name in the cache certificate (it names ${leaf.subjectAltName ?? leaf.subject})` });
@@ -57,7 +58,7 @@ export async function probeUpstreamTrust(upstreamURL: string, caBundlePem: strin
   const url = new URL(upstreamURL);
   if (url.protocol !== "https:") return undefined;
   const port = Number(url.port || 443);
-  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const host = hostOf(url);
   const ca = caBundlePem ? [...rootCertificates, caBundlePem] : [...rootCertificates];
   return new Promise((resolve) => {
     const socket = connect({ host, port, servername: isIP(host) ? undefined : host, ca, rejectUnauthorized: false, timeout: timeoutMs });
