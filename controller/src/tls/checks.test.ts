@@ -5,7 +5,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkCacheCertificate, probeUpstreamTrust, splitCertificates } from "./checks.js";
+import { checkCertificates } from "@dtrcache/crds";
+import { checkCacheCertificate, probeUpstreamTrust } from "./checks.js";
 
 // Real certificates made with openssl: a CA, a leaf for 127.0.0.1 + cache.example signed by it,
 // and an unrelated self-signed certificate.
@@ -67,7 +68,8 @@ describe("cache certificate checks", () => {
   });
 
   it("splits a bundle leaf first", () => {
-    expect(splitCertificates(leaf + ca).map((c) => c.subject)).toEqual(["CN=cache.example", "CN=test ca"]);
+    const parsed = checkCertificates(leaf + ca);
+    expect(parsed.ok && parsed.certificates.map((c) => c.subject)).toEqual(["CN=cache.example", "CN=test ca"]);
   });
 });
 

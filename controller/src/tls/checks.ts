@@ -3,7 +3,7 @@
 //   2. the cache does not trust its upstream (wrong or missing CA bundle),
 //   3. the registered host is not a name in the cache's certificate.
 // Certificate checks are pure; the upstream probe opens one TLS connection and sends nothing.
-import { X509Certificate } from "node:crypto";
+import { checkCertificates } from "@dtrcache/crds";
 import { isIP } from "node:net";
 import { connect, rootCertificates } from "node:tls";
 import { hostOf } from "./host.js";
@@ -17,16 +17,11 @@ export interface TlsFinding {
   readonly message: string;
 }
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-/** Every certificate in a PEM bundle, leaf first. */
-export function splitCertificates(pem: string): X509Certificate[] {
-  return (pem.match(PEM_CERTIFICATE) ?? []).map((block) => new X509Certificate(block));
-}
-
 /** Checks the cache's own certificate (leaf first, intermediates appended) against the URL DTR will redirect clients to. */
 export function checkCacheCertificate(certificatePem: string, externalURL: string, now: Date): TlsFinding[] {
-  const [leaf] = splitCertificates(certificatePem);
+  // The loader's own PEM check: the certificates of the bundle in file order, leaf first.
+  const parsed = checkCertificates(certificatePem);
+  const leaf = parsed.ok ? parsed.certificates[0] : undefined;
   if (leaf === undefined) return [{ reason: "HostnameMismatch", blocking: true, message: "the cache certificate file holds no certificate" }];
   const findings: TlsFinding[] = [];
   const host = hostOf(externalURL);
