@@ -30,6 +30,22 @@ async function runningTask(): Promise<{ id: string; state: string } | undefined>
   return id ? { id, state } : undefined;
 }
 
+/** Waits until the manager has recorded the running task as Running (it answers HTTP a little earlier). */
+async function waitForRunningTask(): Promise<{ id: string; state: string } | undefined> {
+  await expect.poll(async () => (await runningTask())?.state.split(" ")[0], { timeout: 30_000, interval: 250 }).toBe("Running");
+  return runningTask();
+}
+
+/** Waits until a restarted node is Ready and a task other than `beforeId` runs on it and answers. */
+async function expectBackAfterRestart(worker: SwarmNode, beforeId: string | undefined): Promise<void> {
+  await expect.poll(() => managerCli("node", "inspect", worker.hostname, "--format", "{{.Status.State}}"), { timeout: 60_000, interval: 250 }).toBe("ready");
+  await expect.poll(async () => {
+    const task = await runningTask();
+    return task && task.id !== beforeId ? task.state.split(" ")[0] : undefined;
+  }, { timeout: 90_000, interval: 500 }).toBe("Running");
+  await expect.poll(() => healthz(worker), { timeout: 30_000, interval: 250 }).toBe(200);
+}
+
 async function healthz(node: SwarmNode): Promise<number | string> {
   try {
     return (await fetch(`http://${node.ip}:${PORT}/healthz`, { signal: AbortSignal.timeout(2_000) })).status;
@@ -59,9 +75,7 @@ describe("a node restarted with stopNode/startNode", () => {
     await managerCli("service", "create", "--detach", "--quiet", "--name", "web", "--no-resolve-image",
       "--constraint", `node.hostname==${worker.hostname}`, "--publish", `mode=host,target=8080,published=${PORT}`, harness.images.testHttp);
     await expect.poll(() => healthz(worker), { timeout: 60_000, interval: 250 }).toBe(200);
-    // The task answers before the manager has recorded it as Running: wait for the record too.
-    await expect.poll(async () => (await runningTask())?.state.split(" ")[0], { timeout: 30_000, interval: 250 }).toBe("Running");
-    const before = await runningTask();
+    const before = await waitForRunningTask();
     const oldShims = await shimSocketsOf(execRootOf(worker));
     expect(oldShims).toHaveLength(1);
     expect(oldShims.every((s) => existsSync(s))).toBe(true);
@@ -73,13 +87,8 @@ describe("a node restarted with stopNode/startNode", () => {
     const started = Date.now();
     await swarm.startNode(worker.index);
     process.stderr.write(`harness-restart: startNode answered after ${Date.now() - started} ms\n`);
-    await expect.poll(() => managerCli("node", "inspect", worker.hostname, "--format", "{{.Status.State}}"), { timeout: 60_000, interval: 250 }).toBe("ready");
     // a new task (the killed one is reported failed), running on the restarted worker and answering
-    await expect.poll(async () => {
-      const task = await runningTask();
-      return task && task.id !== before?.id ? task.state.split(" ")[0] : undefined;
-    }, { timeout: 90_000, interval: 500 }).toBe("Running");
-    await expect.poll(() => healthz(worker), { timeout: 30_000, interval: 250 }).toBe(200);
+    await expectBackAfterRestart(worker, before?.id);
     process.stderr.write(`harness-restart: task answering again ${Date.now() - started} ms after startNode was called\n`);
     const history = await managerCli("service", "ps", "web", "--no-trunc", "--format", "{{.ID}} {{.Node}} {{.DesiredState}}");
     expect(history).toContain(`${before?.id} ${worker.hostname} Shutdown`);
@@ -96,18 +105,12 @@ describe("a node restarted with stopNode/startNode", () => {
   it("boots again right after the kill, while the killed containerd may still be an unreaped zombie", async () => {
     if (!swarm) throw new Error("no swarm");
     const worker = swarm.nodes[1] as SwarmNode;
-    await expect.poll(async () => (await runningTask())?.state.split(" ")[0], { timeout: 30_000, interval: 250 }).toBe("Running");
-    const before = await runningTask();
+    const before = await waitForRunningTask();
     // no pause in between: a zombie containerd still answers kill(pid, 0), and a pidfile naming it
     // made the restarted dockerd wait for that containerd instead of starting its own
     await swarm.stopNode(worker.index);
     await swarm.startNode(worker.index);
-    await expect.poll(() => managerCli("node", "inspect", worker.hostname, "--format", "{{.Status.State}}"), { timeout: 60_000, interval: 250 }).toBe("ready");
-    await expect.poll(async () => {
-      const task = await runningTask();
-      return task && task.id !== before?.id ? task.state.split(" ")[0] : undefined;
-    }, { timeout: 90_000, interval: 500 }).toBe("Running");
-    await expect.poll(() => healthz(worker), { timeout: 30_000, interval: 250 }).toBe(200);
+    await expectBackAfterRestart(worker, before?.id);
   });
 
   it("refuses to start a node that is still running, and leaves it running", async () => {
