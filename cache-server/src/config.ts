@@ -19,8 +19,15 @@ export interface DownstreamOptions {
   readonly cas: readonly string[];
   /** Serve the last known tag manifest (X-Cache: STALE) when no upstream answers. */
   readonly serveStale: boolean;
-  /** How long an upstream authorization decision is reused for one (credential, repository). */
+  /** How long an upstream "allowed" for one (credential, repository, digest) is reused: the revocation delay. */
   readonly authTtlMs: number;
+  /**
+   * How long an allowed (credential, repository, digest) is still honoured while no upstream
+   * answers at all (connection refused/reset, timeout, 502/503/504). Never after a refusal.
+   */
+  readonly outageAllowanceMs: number;
+  /** How long an upstream 404 for one (credential, repository, digest) is remembered. */
+  readonly notFoundTtlMs: number;
   /** Optional cap on stored bytes; LRU eviction between the watermarks. */
   readonly maxSizeBytes: number | undefined;
   readonly highWatermark: number;
@@ -275,8 +282,11 @@ export function parseConfig(text: string): ConfigResult {
   };
 }
 
+const MAX_OUTAGE_ALLOWANCE_MS = 24 * 3600_000;
+const MAX_NOT_FOUND_TTL_MS = 60_000;
+
 const DOWNSTREAM_KEYS = [
-  "blobttl", "upstreams", "cas", "servestale", "authttl", "maxsize", "highwatermark", "lowwatermark", "upstreamconcurrency", "sweepinterval",
+  "blobttl", "upstreams", "cas", "servestale", "authttl", "outageallowance", "notfoundttl", "maxsize", "highwatermark", "lowwatermark", "upstreamconcurrency", "sweepinterval",
 ] as const;
 
 function readDownstream(r: Reader, root: YAMLMap): DownstreamOptions | undefined {
@@ -320,6 +330,14 @@ function readDownstream(r: Reader, root: YAMLMap): DownstreamOptions | undefined
   const cas = r.stringList(opts, "cas", `${base}.cas`).map((c) => c.value);
   const serveStale = r.boolean(opts, "servestale", `${base}.servestale`) ?? true;
   const authTtlMs = r.duration(opts, "authttl", `${base}.authttl`) ?? 30_000;
+  const outageAllowanceMs = r.duration(opts, "outageallowance", `${base}.outageallowance`) ?? 10 * 60_000;
+  if (outageAllowanceMs > MAX_OUTAGE_ALLOWANCE_MS) {
+    r.error(`${base}.outageallowance`, "must be at most 24h (it bounds how long a revoked credential can still be served during an outage)", opts.get("outageallowance", true) as YamlNode);
+  }
+  const notFoundTtlMs = r.duration(opts, "notfoundttl", `${base}.notfoundttl`) ?? 5_000;
+  if (notFoundTtlMs > MAX_NOT_FOUND_TTL_MS) {
+    r.error(`${base}.notfoundttl`, "must be at most 1m (a pushed blob must become visible quickly)", opts.get("notfoundttl", true) as YamlNode);
+  }
   const sweepIntervalMs = r.duration(opts, "sweepinterval", `${base}.sweepinterval`) ?? 60_000;
   let maxSizeBytes: number | undefined;
   const maxsize = r.scalar(opts, "maxsize");
@@ -337,7 +355,7 @@ function readDownstream(r: Reader, root: YAMLMap): DownstreamOptions | undefined
     }
     return undefined;
   }
-  return { blobTtlMs, upstreams, cas, serveStale, authTtlMs, maxSizeBytes, highWatermark, lowWatermark, upstreamConcurrency, sweepIntervalMs };
+  return { blobTtlMs, upstreams, cas, serveStale, authTtlMs, outageAllowanceMs, notFoundTtlMs, maxSizeBytes, highWatermark, lowWatermark, upstreamConcurrency, sweepIntervalMs };
 }
 
 // Two accepted shapes: the list of URLs of current caches, and the 2.3-era list of
