@@ -9,4 +9,6 @@ export * from "./store.js";
 export * from "./sweeper.js";
 export * from "./upstream.js";
 export * from "./testing/fake-upstream.js";
+export * from "./testing/config-text.js";
+export * from "./testing/http-get.js";
 export * from "./redirect.js";

@@ -17,6 +17,7 @@ export interface CacheMetrics {
   readonly fillsInFlight: Gauge;
   readonly fillFailures: Counter<"reason">;
   readonly diskFull: Counter;
+  readonly authDecisions: Counter<"source" | "result">;
 }
 
 export function createMetrics(withDefaults = true): CacheMetrics {
@@ -37,6 +38,7 @@ export function createMetrics(withDefaults = true): CacheMetrics {
     diskBlobs: new Gauge({ name: "cache_disk_blobs", help: "Blobs in the store", registers: r }),
     fillsInFlight: new Gauge({ name: "cache_fills_in_flight", help: "Upstream blob fills in progress", registers: r }),
     fillFailures: new Counter({ name: "cache_fill_failures_total", help: "Fills that kept nothing, by reason", labelNames: ["reason"], registers: r }),
+    authDecisions: new Counter({ name: "cache_auth_decisions_total", help: "Authorization answers for one (credential, repository, digest) by source (remembered, upstream, outage) and result", labelNames: ["source", "result"], registers: r }),
     diskFull: new Counter({ name: "cache_disk_full_total", help: "Fills that hit ENOSPC and were streamed straight through without keeping the blob", registers: r }),
   };
 }

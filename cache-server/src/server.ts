@@ -3,12 +3,13 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { AuthCache, credentialKey, type Decision } from "./auth.js";
+import { AuthCache, credentialOf, type Credential, type Decision } from "./auth.js";
 import type { Clock } from "./clock.js";
 import { Batcher } from "./coalesce.js";
 import type { DownstreamOptions } from "./config.js";
 import { OCI_ERRORS, ociErrorBody, type OciErrorCode, UpstreamError } from "./errors.js";
-import { FillCoordinator, type FillRefused, type FillSource } from "./fill.js";
+import { FillCoordinator, type FillSource } from "./fill.js";
+import { manifestReferences } from "./manifest-refs.js";
 import type { CacheMetrics } from "./metrics.js";
 import { digestOf, parseRegistryPath } from "./names.js";
 import type { BlobStore, StoredBlob } from "./store.js";
@@ -40,7 +41,7 @@ interface Ctx {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly log: Logger;
-  readonly cred: string;
+  readonly cred: Credential;
   readonly authorization: string | undefined;
   readonly query: string;
   xcache?: "HIT" | "MISS" | "STALE";
@@ -58,7 +59,10 @@ export class RegistryHandler {
 
   constructor(private readonly deps: RegistryHandlerDeps) {
     const { store, metrics, logger, clock } = deps;
-    this.auth = new AuthCache(clock, deps.options.authTtlMs, deps.options.serveStale ? deps.options.blobTtlMs : 0);
+    const { authTtlMs, outageAllowanceMs, notFoundTtlMs, serveStale } = deps.options;
+    this.auth = new AuthCache(clock, { ttlMs: authTtlMs, outageAllowanceMs: serveStale ? outageAllowanceMs : 0, notFoundTtlMs }, (source, result) =>
+      metrics.authDecisions.inc({ source, result }),
+    );
     this.fills = new FillCoordinator(
       store,
       {
@@ -94,7 +98,7 @@ export class RegistryHandler {
     const query = q < 0 ? "" : rawUrl.slice(q + 1);
     const authorization = headerValue(req.headers.authorization);
     const log = this.deps.logger.child({ requestId });
-    const ctx: Ctx = { req, res, log, query, authorization, cred: credentialKey(authorization, query) };
+    const ctx: Ctx = { req, res, log, query, authorization, cred: credentialOf(authorization, query) };
     res.setHeader("Docker-Distribution-API-Version", API_VERSION);
     res.setHeader("X-Request-Id", requestId);
     res.once("finish", () => {
@@ -158,11 +162,15 @@ export class RegistryHandler {
   private async blob(ctx: Ctx, name: string, digest: string, head: boolean): Promise<void> {
     const { store, metrics } = this.deps;
     const range = ctx.req.headers.range;
+    // A fresh refusal or 404 for this very (credential, repository, digest) answers without
+    // asking the upstream again; a remembered "allow" is checked below, only for cached bytes.
+    const known = this.auth.remembered(ctx.cred, name, digest);
+    if (known && known.kind !== "allow") return this.refuse(ctx, known, "BLOB_UNKNOWN");
     for (let attempt = 0; attempt < 2; attempt++) {
       const cached = store.getBlob(digest);
       const filling = this.fills.get(digest);
       if (cached || (filling && !filling.passthrough && filling.state !== "failed")) {
-        const d = await this.authorize(ctx, name, `/v2/${name}/blobs/${digest}`, undefined, true);
+        const d = await this.authorize(ctx, name, digest, `/v2/${name}/blobs/${digest}`, undefined, true);
         if (d.kind !== "allow") return this.refuse(ctx, d, "BLOB_UNKNOWN");
         const now = store.getBlob(digest);
         if (now) {
@@ -177,7 +185,7 @@ export class RegistryHandler {
         // HEAD on a miss: the upstream's own answer (and authorization) is passed on.
         const up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(`/v2/${name}/blobs/${digest}`, ctx.query), headers: this.upHeaders(ctx), followRedirect: true });
         up.body.resume();
-        if (up.status === 200) this.auth.record(ctx.cred, name, { kind: "allow" });
+        this.auth.record(ctx.cred, name, digest, decisionOf(up.status, pickHeaders(up.headers), Buffer.alloc(0)));
         ctx.xcache = "MISS";
         metrics.requests.inc({ kind: "blob", result: "miss" });
         if (up.status !== 200) return this.relay(ctx, up.status, pickHeaders(up.headers), Buffer.alloc(0));
@@ -206,7 +214,7 @@ export class RegistryHandler {
       if (!ready.ok) {
         reader.detach();
         if (started) {
-          if (ready.status === 401 || ready.status === 403) this.auth.record(ctx.cred, name, refusal(ready));
+          this.auth.record(ctx.cred, name, digest, decisionOf(ready.status, pickHeaders(ready.headers), ready.body));
           const failure = reader.fill.error;
           if (failure && (failure as { code?: string }).code === "FILL_UPSTREAM_FAILED") {
             if (isRedirectError(failure.cause)) return this.sendError(ctx, "UPSTREAM_ERROR", failure.cause.message);
@@ -216,7 +224,7 @@ export class RegistryHandler {
         }
         continue; // the starter was refused, not us: try once more with our own credentials
       }
-      if (started) this.auth.record(ctx.cred, name, { kind: "allow" });
+      if (started) this.auth.allow(ctx.cred, name, [digest]);
       ctx.xcache = "MISS";
       metrics.requests.inc({ kind: "blob", result: "miss" });
       if (range !== undefined || head) {
@@ -294,10 +302,13 @@ export class RegistryHandler {
   // --- manifests ---
   private async manifestByDigest(ctx: Ctx, name: string, digest: string, head: boolean): Promise<void> {
     const { store, metrics } = this.deps;
+    const known = this.auth.remembered(ctx.cred, name, digest);
+    if (known && known.kind !== "allow") return this.refuse(ctx, known, "MANIFEST_UNKNOWN");
     const stored = await store.getManifest(digest);
     if (stored) {
-      const d = await this.authorize(ctx, name, `/v2/${name}/manifests/${digest}`, this.accept(ctx));
+      const d = await this.authorize(ctx, name, digest, `/v2/${name}/manifests/${digest}`, this.accept(ctx));
       if (d.kind !== "allow") return this.refuse(ctx, d, "MANIFEST_UNKNOWN");
+      if (!d.stale) this.auth.allow(ctx.cred, name, manifestReferences(stored.bytes));
       metrics.requests.inc({ kind: "manifest_digest", result: "hit" });
       return this.sendManifest(ctx, stored.bytes, digest, stored.mediaType, "HIT", head);
     }
@@ -310,13 +321,13 @@ export class RegistryHandler {
     }
     const body = await readBody(up, MAX_MANIFEST);
     if (up.status !== 200) {
-      if (up.status === 401 || up.status === 403) this.auth.record(ctx.cred, name, { kind: "refuse", status: up.status, headers: pickHeaders(up.headers), body });
+      this.auth.record(ctx.cred, name, digest, decisionOf(up.status, pickHeaders(up.headers), body));
       return this.relay(ctx, up.status, pickHeaders(up.headers), body, "MANIFEST_UNKNOWN");
     }
     if (digestOf(body) !== digest) return this.sendError(ctx, "UPSTREAM_ERROR", "upstream manifest does not match its digest");
     const mediaType = headerValue(up.headers["content-type"]) ?? "application/vnd.docker.distribution.manifest.v2+json";
     await store.putManifest(digest, body, mediaType);
-    this.auth.record(ctx.cred, name, { kind: "allow" });
+    this.auth.allow(ctx.cred, name, [digest, ...manifestReferences(body)]);
     metrics.requests.inc({ kind: "manifest_digest", result: "miss" });
     return this.sendManifest(ctx, body, digest, mediaType, "MISS", head);
   }
@@ -350,7 +361,7 @@ export class RegistryHandler {
     }
     const body = await readBody(up, MAX_MANIFEST);
     if (up.status === 304 && known && knownManifest) {
-      this.auth.record(ctx.cred, name, { kind: "allow" });
+      this.auth.allow(ctx.cred, name, [known.digest, ...manifestReferences(knownManifest.bytes)]);
       return { kind: "manifest", bytes: knownManifest.bytes, digest: known.digest, mediaType: knownManifest.mediaType, xcache: "HIT" };
     }
     if (up.status === 200) {
@@ -358,19 +369,21 @@ export class RegistryHandler {
       const mediaType = headerValue(up.headers["content-type"]) ?? "application/vnd.docker.distribution.manifest.v2+json";
       await store.putManifest(digest, body, mediaType);
       await store.putTag(name, tag, { digest, mediaType });
-      this.auth.record(ctx.cred, name, { kind: "allow" });
+      this.auth.allow(ctx.cred, name, [digest, ...manifestReferences(body)]);
       return { kind: "manifest", bytes: body, digest, mediaType, xcache: "MISS" };
     }
     if (up.status >= 500 || up.status === 429) return this.staleTag(ctx, name, known, knownManifest);
     const relayed = pickHeaders(up.headers);
-    if (up.status === 401 || up.status === 403) this.auth.record(ctx.cred, name, { kind: "refuse", status: up.status, headers: relayed, body });
+    const d = decisionOf(up.status, relayed, body);
+    if (d.kind === "refuse") this.auth.refuse(ctx.cred, name, d);
     return { kind: "refused", status: up.status, headers: relayed, body };
   }
 
   private async staleTag(ctx: Ctx, name: string, known: { digest: string } | undefined, manifest: { bytes: Buffer; mediaType: string } | undefined): Promise<TagOutcome> {
     if (!this.deps.options.serveStale || !known || !manifest) return { kind: "unreachable" };
-    // Still never serve a credential the upstream has not accepted for this repository before.
-    const d = await this.auth.authorize(ctx.cred, name, async () => ({ kind: "unreachable" }));
+    // Only a credential the upstream allowed this very manifest under this name, recently and
+    // not refused since (the outage allowance in auth.ts).
+    const d = await this.auth.authorize(ctx.cred, name, known.digest, async () => ({ kind: "unreachable" }));
     if (d.kind !== "allow") return { kind: "unreachable" };
     return { kind: "manifest", bytes: manifest.bytes, digest: known.digest, mediaType: manifest.mediaType, xcache: "STALE" };
   }
@@ -389,8 +402,8 @@ export class RegistryHandler {
   }
 
   // --- authorization ---
-  private authorize(ctx: Ctx, name: string, probePath: string, accept: string | undefined, followRedirect = false): Promise<Decision> {
-    return this.auth.authorize(ctx.cred, name, async () => {
+  private authorize(ctx: Ctx, name: string, digest: string, probePath: string, accept: string | undefined, followRedirect = false): Promise<Decision> {
+    return this.auth.authorize(ctx.cred, name, digest, async () => {
       let up: UpstreamResponse;
       try {
         up = await this.deps.upstream.request({ method: "HEAD", path: withQuery(probePath, ctx.query), headers: this.upHeaders(ctx, accept), followRedirect });
@@ -402,16 +415,14 @@ export class RegistryHandler {
         throw err;
       }
       up.body.resume();
-      if (up.status >= 200 && up.status < 300) return { kind: "allow" };
-      if (up.status === 401 || up.status === 403) return { kind: "refuse", status: up.status, headers: pickHeaders(up.headers), body: Buffer.from(ociErrorBody(up.status === 401 ? "UNAUTHORIZED" : "DENIED")) };
-      if (up.status === 404) return { kind: "notfound" };
-      return { kind: "unreachable" };
+      return decisionOf(up.status, pickHeaders(up.headers), Buffer.from(ociErrorBody(up.status === 401 ? "UNAUTHORIZED" : "DENIED")));
     });
   }
 
   private refuse(ctx: Ctx, d: Decision, notFound: OciErrorCode): void {
     if (d.kind === "refuse") return this.relay(ctx, d.status, d.headers, d.body);
     if (d.kind === "notfound") return this.sendError(ctx, notFound);
+    if (d.kind === "failed") return this.relay(ctx, d.status === 429 ? 429 : 502, d.headers, Buffer.alloc(0));
     return this.staleOrUnavailable(ctx);
   }
 
@@ -462,8 +473,17 @@ function isRedirectError(err: unknown): err is UpstreamError {
   return err instanceof UpstreamError && err.code === "UPSTREAM_REDIRECT";
 }
 
-function refusal(r: FillRefused): Decision {
-  return { kind: "refuse", status: r.status, headers: pickHeaders(r.headers), body: r.body };
+/**
+ * What an upstream status says about one object for one credential. Only statuses that mean the
+ * upstream itself is not serving (502/503/504, or 500) count as "unreachable" and so may unlock
+ * the outage allowance; a refusal never does.
+ */
+function decisionOf(status: number, headers: Record<string, string>, body: Buffer): Decision {
+  if (status >= 200 && status < 300) return { kind: "allow" };
+  if (status === 401 || status === 403) return { kind: "refuse", status, headers, body };
+  if (status === 404) return { kind: "notfound" };
+  if (status === 500 || status === 502 || status === 503 || status === 504) return { kind: "unreachable" };
+  return { kind: "failed", status, headers };
 }
 
 function pickHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {

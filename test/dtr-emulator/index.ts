@@ -28,6 +28,8 @@ export interface DtrEmulatorOptions {
   readonly clock?: () => number;
   /** Repositories anonymous clients may pull. Default: none (every repository is private). */
   readonly publicRepositories?: readonly string[];
+  /** Repositories only the listed users may pull (default: every active user may pull every repository). */
+  readonly repositoryReaders?: Readonly<Record<string, readonly string[]>>;
   /** The `service` of the token challenge. Default: the emulator's host:port. */
   readonly service?: string;
   /** Lifetime of a signed blob redirect. Default 300 s. */
@@ -55,12 +57,15 @@ export interface DtrEmulator {
   seed: {
     contentCache(name: string, host: string): ContentCache;
     userSetting(username: string, contentCacheUUID: string): void;
+    /** Only these users may pull `repository` from now on (tokens already issued included). */
+    repositoryReaders(repository: string, users: readonly string[]): void;
   };
   stop(): Promise<void>;
 }
 
 export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<DtrEmulator> {
   const state = new EmulatorState(options.users);
+  for (const [repository, users] of Object.entries(options.repositoryReaders ?? {})) state.restrictRepository(repository, users);
   const clock = options.clock ?? Date.now;
   const secret = randomBytes(32);
   let baseUrl = "";
@@ -175,6 +180,7 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
         if (!state.users.has(username)) throw new Error(`seed: unknown user ${username}`);
         state.setContentCache(username, id);
       },
+      repositoryReaders: (repository, users) => state.restrictRepository(repository, users),
     },
     stop: async () => {
       for (const timer of timers) clearTimeout(timer);

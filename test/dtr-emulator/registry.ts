@@ -47,8 +47,8 @@ export function handleToken(ctx: RegistryContext, req: IncomingMessage, res: Ser
     const wantsPull = parts[2].split(",").includes("pull");
     // The emulator is read-only (images are pushed to the backend directly), so only pull is ever
     // granted. UNCONFIRMED how real DTR maps repository permissions: here every active user may
-    // pull every repository, anonymous clients only the configured public ones.
-    const allowed = wantsPull && (subject !== "" || ctx.publicRepositories.has(name));
+    // pull every repository not restricted to named readers, anonymous clients only the public ones.
+    const allowed = wantsPull && (ctx.publicRepositories.has(name) || (subject !== "" && ctx.state.mayPull(subject, name)));
     if (allowed) access.push({ type: "repository", name, actions: ["pull"] });
   }
   const issuedAt = ctx.nowSeconds();
@@ -125,13 +125,17 @@ function identify(ctx: RegistryContext, req: IncomingMessage): Identity | undefi
   if (bearer !== undefined) {
     const claims = verifyToken(ctx.secret, bearer, ctx.nowSeconds());
     if (claims === undefined || (claims.sub !== "" && !ctx.state.users.has(claims.sub))) return undefined;
-    return { user: claims.sub, canPull: (repository) => claims.access.some((entry) => entry.name === repository && entry.actions.includes("pull")) };
+    // A named user's token is also checked against the repository's readers now, so that taking a
+    // user off a repository shows at once (UNCONFIRMED whether real DTR re-checks; a cache must
+    // honour the upstream's refusal either way).
+    const granted = (repository: string): boolean => claims.access.some((entry) => entry.name === repository && entry.actions.includes("pull"));
+    return { user: claims.sub, canPull: (repository) => granted(repository) && (claims.sub === "" || ctx.state.mayPull(claims.sub, repository)) };
   }
   const credentials = parseBasic(header);
   if (credentials === undefined) return undefined;
   const user = ctx.state.authenticate(credentials.username, credentials.secret);
   if (user === undefined) return undefined;
-  return { user: user.username, canPull: () => true };
+  return { user: user.username, canPull: (repository) => ctx.state.mayPull(user.username, repository) };
 }
 
 function challenge(ctx: RegistryContext, res: ServerResponse, repository?: string, insufficient = false): void {

@@ -65,6 +65,23 @@ export class EmulatorState {
     for (const user of users) this.settings.set(user.username, "");
   }
 
+  /**
+   * Repositories readable only by the listed users; every other repository may be pulled by
+   * every active user (UNCONFIRMED how real DTR maps team and organization permissions; the
+   * emulator needs per-repository readers so that the cache's per-repository authorization is
+   * tested against an upstream that really refuses).
+   */
+  private readonly readers = new Map<string, ReadonlySet<string>>();
+
+  restrictRepository(repository: string, users: readonly string[]): void {
+    this.readers.set(repository, new Set(users));
+  }
+
+  /** May this authenticated user pull this repository (now)? */
+  mayPull(username: string, repository: string): boolean {
+    return this.users.has(username) && (this.readers.get(repository)?.has(username) ?? true);
+  }
+
   /** The user these basic-auth credentials identify (password or any of the user's tokens). */
   authenticate(username: string, secret: string): EmulatorUser | undefined {
     const user = this.users.get(username);
