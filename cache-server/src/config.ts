@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { parseDuration, DURATION_HINT } from "@dtrcache/crds";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode, type YAMLMap } from "yaml";
+import { maskCredentials } from "./mask.js";
 
 export interface UpstreamConfig {
   /** Base URL without a trailing slash, e.g. https://dtr.example:443 */
@@ -92,11 +93,12 @@ class Reader {
     const pos = this.lines.linePos(offset);
     return { line: pos.line, col: pos.col };
   }
+  // Every message is masked here, once, so no error or warning path can echo a URL's credentials.
   error(path: string, message: string, node?: YamlNode | null): void {
-    this.errors.push({ path, message, ...this.at(node) });
+    this.errors.push({ path, message: maskCredentials(message), ...this.at(node) });
   }
   warn(path: string, message: string, node?: YamlNode | null): void {
-    this.warnings.push({ path, message, ...this.at(node) });
+    this.warnings.push({ path, message: maskCredentials(message), ...this.at(node) });
   }
 
   /** Returns the map at `path` (or undefined when absent), warning about keys not in `known`. */
@@ -197,16 +199,20 @@ export function parseSize(value: unknown): number | undefined {
   return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
-function normalizeUpstreamUrl(raw: string): string | undefined {
+function normalizeUpstreamUrl(raw: string): { url: string } | { problem: string } {
+  const generic = "must be an http(s)://host[:port] URL without path or credentials";
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    return undefined;
+    return { problem: generic };
   }
-  if ((u.protocol !== "https:" && u.protocol !== "http:") || u.username || u.password || u.search || u.hash) return undefined;
-  if (u.pathname !== "/" && u.pathname !== "") return undefined;
-  return `${u.protocol}//${u.host}`;
+  if (u.username || u.password) {
+    return { problem: "must not carry credentials (user:password@): the cache forwards each client's own credentials upstream" };
+  }
+  if ((u.protocol !== "https:" && u.protocol !== "http:") || u.search || u.hash) return { problem: generic };
+  if (u.pathname !== "/" && u.pathname !== "") return { problem: generic };
+  return { url: `${u.protocol}//${u.host}` };
 }
 
 function parseAddr(addr: string): { host: string; port: number } | undefined {
@@ -225,7 +231,8 @@ export function parseConfig(text: string): ConfigResult {
   const r = new Reader(lines);
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];
-    r.errors.push({ path: "(yaml)", message: e.message.split("\n")[0] ?? e.message, ...(pos ? { line: pos.line, col: pos.col } : {}) });
+    // The parser may quote source text back (a token of a broken line): masked like every message.
+    r.errors.push({ path: "(yaml)", message: maskCredentials(e.message.split("\n")[0] ?? e.message), ...(pos ? { line: pos.line, col: pos.col } : {}) });
   }
   if (r.errors.length > 0) return { ok: false, errors: r.errors, warnings: r.warnings };
   const root = doc.contents;
@@ -370,9 +377,10 @@ function readUpstreams(r: Reader, opts: YAMLMap, path: string): UpstreamConfig[]
   }
   const out: UpstreamConfig[] = [];
   const add = (raw: unknown, p: string, n: YamlNode): void => {
-    const url = typeof raw === "string" ? normalizeUpstreamUrl(raw) : undefined;
-    if (!url) r.error(p, `must be an http(s)://host[:port] URL without path or credentials, got ${JSON.stringify(raw)}`, n);
-    else if (!out.some((u) => u.url === url)) out.push({ url });
+    const checked = typeof raw === "string" ? normalizeUpstreamUrl(raw) : { problem: "must be an http(s)://host[:port] URL" };
+    // The echoed value is masked by Reader.error (user:***@host), like every message.
+    if ("problem" in checked) r.error(p, `${checked.problem}, got ${JSON.stringify(raw)}`, n);
+    else if (!out.some((u) => u.url === checked.url)) out.push({ url: checked.url });
   };
   node.items.forEach((item, i) => {
     const p = `${path}[${i}]`;
