@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, readAccessLog, startRegistry, type RegistryHandle } from "../../harness/index.js";
 import { buildImage, getHashed, pushBlob, pushImage, putManifest, startCacheProcess, tarOf, type CacheProcess } from "../../support/index.js";
+import { measureAuthzCost, type AuthzCost } from "./authz-cost.js";
 import { startNginx, type NginxPeer } from "./nginx.js";
 import { wrk } from "./wrk.js";
 
@@ -184,6 +185,10 @@ async function main(): Promise<void> {
       say(`16 x 256 MiB via ${p.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS ${fmt(peak / 1024, 1)} MiB`);
     }
 
+    // The price of per-object authorization, on our cache only (the peers do not authorize).
+    const authz: AuthzCost = await measureAuthzCost(cache.url, upstream, `/v2/${repo}/blobs/${small}`, small, SECONDS);
+    say(`authorization cost: ${authz.upstreamHeads} upstream HEADs for ${authz.wrkRequests} requests; new-credential hit p50 ${fmt(authz.newCredentialP50Ms, 2)} ms`);
+
     // --- report ---
     const lines: string[] = table(measured, results);
     lines.push("");
@@ -192,6 +197,15 @@ async function main(): Promise<void> {
     lines.push(`| tag change seen by the request right after it | ${fresh.get("ours") ? "yes" : "no"} | ${fresh.get("proxy-registry") ? "yes" : "no"} | ${fresh.get("nginx") ? "yes" : "no"} |`);
     lines.push(`| upstream GETs for 50 concurrent cold 64 MiB requests | ${coalesce.get("ours")?.upstreamGets} (${coalesce.get("ours")?.ok}/50 ok) | ${coalesce.get("proxy-registry")?.upstreamGets} (${coalesce.get("proxy-registry")?.ok}/50 ok) | ${coalesce.get("nginx")?.upstreamGets} (${coalesce.get("nginx")?.ok}/50 ok) |`);
     lines.push(`| peak RSS, 16 concurrent 256 MiB pulls (MiB) | ${fmt(rss.get("ours") ?? 0, 1)} | ${fmt(rss.get("proxy-registry") ?? 0, 1)} | ${fmt(rss.get("nginx") ?? 0, 1)} |`);
+    lines.push("");
+    lines.push("Per-object authorization (ours; 1 MiB warm blob; the upstream is asked once per (credential, repository, digest) per authttl):");
+    lines.push("");
+    lines.push("| | value |");
+    lines.push("|---|---:|");
+    lines.push(`| upstream authorization calls per request, one credential under wrk | ${authz.upstreamHeads} / ${fmt(authz.wrkRequests)} = ${fmt(authz.upstreamHeads / Math.max(1, authz.wrkRequests), 5)} |`);
+    lines.push(`| hit latency, remembered decision (p50 / p95 ms) | ${fmt(authz.rememberedP50Ms, 2)} / ${fmt(authz.rememberedP95Ms, 2)} |`);
+    lines.push(`| hit latency, new credential each request (p50 / p95 ms) | ${fmt(authz.newCredentialP50Ms, 2)} / ${fmt(authz.newCredentialP95Ms, 2)} |`);
+    lines.push(`| upstream authorization calls per request, new credential each | ${fmt(authz.newCredentialHeadsPerRequest, 2)} |`);
     lines.push("");
     lines.push(`total bench time ${((Date.now() - started) / 1000).toFixed(0)} s`);
     process.stdout.write(`${lines.join("\n")}\n`);

@@ -5,6 +5,8 @@ import { execFile } from "node:child_process";
 export interface WrkResult {
   readonly rps: number;
   readonly bytesPerSec: number;
+  /** Requests completed in the run. */
+  readonly requests: number;
   readonly errors: number;
 }
 
@@ -17,7 +19,8 @@ export function parseWrk(out: string): WrkResult {
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? "0");
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const errors = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { rps, bytesPerSec, errors };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? "0");
+  return { rps, bytesPerSec, requests, errors };
 }
 
 export function wrk(url: string, opts: { connections: number; seconds: number; headers?: Record<string, string> }): Promise<WrkResult> {
