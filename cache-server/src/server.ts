@@ -334,7 +334,7 @@ export class RegistryHandler {
 
   private async manifestByTag(ctx: Ctx, name: string, tag: string, head: boolean): Promise<void> {
     const accept = this.accept(ctx);
-    const key = `${ctx.cred}|${name}|${tag}|${accept}`;
+    const key = `${ctx.cred.key}|${name}|${tag}|${accept}`;
     const outcome = await this.tagBatcher.run(key, () => this.revalidateTag(ctx, name, tag, accept), () => this.deps.metrics.coalescedWaiters.inc({ kind: "tag" }));
     if (outcome.kind === "refused") return this.relay(ctx, outcome.status, outcome.headers, outcome.body, "MANIFEST_UNKNOWN");
     if (outcome.kind === "unreachable") {

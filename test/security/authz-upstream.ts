@@ -44,6 +44,8 @@ export function sha256(bytes: Buffer): string {
 export class AuthzUpstream {
   readonly log: LoggedRequest[] = [];
   outage: Outage = "none";
+  /** Every answer waits this long (so that concurrent requests overlap in the cache). */
+  delayMs = 0;
   private readonly users = new Map<string, string>();
   private readonly repos = new Map<string, Repository>();
   private readonly key = randomBytes(32);
@@ -104,7 +106,10 @@ export class AuthzUpstream {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => this.handle(req, res));
+    const server = createServer((req, res) => {
+      if (this.delayMs > 0) setTimeout(() => this.handle(req, res), this.delayMs);
+      else this.handle(req, res);
+    });
     server.on("connection", (s: Socket) => {
       if (this.outage === "reset") {
         s.destroy();

@@ -65,6 +65,20 @@ describe.each([
     expect((await as(w, "alice", `/v2/team/private/blobs/${P1}`, { range: "bytes=0-9" })).status).toBe(206);
   });
 
+  it("never lets a refused credential share an allowed one's tag revalidation", async () => {
+    const w = (world = await start(OPTIONS));
+    for (const who of ["alice", "bob", "anon"] as const) await w.authorization(who, "team/private");
+    expect((await as(w, "alice", "/v2/team/private/manifests/v1")).status).toBe(200);
+    w.slow(50); // round trips overlap: requests arriving during one share the next (coalesce.ts)
+    for (let round = 0; round < 3; round++) {
+      const asked = (["alice", "bob", "anon", "alice", "bob", "anon"] as const).map(async (who) => ({ who, r: await as(w, who, "/v2/team/private/manifests/v1") }));
+      for (const { who, r } of await Promise.all(asked)) {
+        if (who === "alice") expect(r.status).toBe(200);
+        else expect([401, 403], `${who} got the private tag's manifest`).toContain(r.status);
+      }
+    }
+  });
+
   it("binds a signed URL to its own path: not another digest, not another repository", async () => {
     const w = (world = await start(OPTIONS));
     const { P1, P2, U } = w.digests;

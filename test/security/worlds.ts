@@ -29,6 +29,8 @@ export interface World {
   upstreamBlobRequests(): number;
   revoke(who: Who, repo: string): void;
   outage(kind: "none" | "503" | "reset"): void;
+  /** Makes every upstream answer take this long. */
+  slow(ms: number): void;
   stop(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export async function independentWorld(optionLines: string): Promise<World> {
     upstreamBlobRequests: () => up.log.filter((r) => r.path.includes("/blobs/")).length,
     revoke: (who, repo) => up.setReaders(repo, repo === "team/private" ? ["alice", "carol"].filter((u) => u !== who) : []),
     outage: (kind) => (up.outage = kind),
+    slow: (ms) => (up.delayMs = ms),
     stop: async () => {
       await cleanup();
       await up.stop();
@@ -136,6 +139,7 @@ export async function emulatorWorld(optionLines: string): Promise<World> {
     },
     upstreamBlobRequests: () => dtr.requestLog().filter((r) => r.path.includes("/blobs/")).length,
     revoke: (who, repo) => dtr.seed.repositoryReaders(repo, repo === "team/private" ? ["alice", "carol"].filter((u) => u !== who) : []),
+    slow: (ms) => dtr.setFaults({ delayMs: ms }),
     outage: (kind) => dtr.setFaults(kind === "503" ? { down: true, loseAnswers: 0 } : kind === "reset" ? { down: false, loseAnswers: 1_000_000 } : { down: false, loseAnswers: 0 }),
     stop: async () => {
       await cleanup();
