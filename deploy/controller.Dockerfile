@@ -1,10 +1,10 @@
 # Production image of the controller. Build from the repository root:
 #   docker build -f deploy/controller.Dockerfile -t dtrcache/controller:$(node -p 'require("./controller/package.json").version') .
-# Needs the node:20-slim base image from a registry; on machines without one, use
-# deploy/offline/build.mjs (FROM scratch with the local node binary) instead.
+# Needs the node:24-bookworm-slim base image from a registry; on machines without one, use
+# deploy/offline/build.mjs (FROM scratch with the project's own Node 24 binary) instead.
 
 # --- build: compile the workspace and bundle the service into one file (no node_modules at run time)
-FROM node:20-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
 COPY crds/package.json crds/
@@ -16,12 +16,12 @@ COPY crds crds
 COPY controller controller
 COPY cache-server cache-server
 RUN npx tsc -b controller \
- && npx esbuild controller/dist/cli/main.js --bundle --platform=node --target=node20 --format=esm --external:cpu-features "--external:*.node" \
+ && npx esbuild controller/dist/cli/main.js --bundle --platform=node --target=node24 --format=esm --external:cpu-features "--external:*.node" \
       --banner:js='import { createRequire as __createRequire } from "node:module"; import { fileURLToPath as __fileURLToPath } from "node:url"; import { dirname as __pathDirname } from "node:path"; const require = __createRequire(import.meta.url); const __filename = __fileURLToPath(import.meta.url); const __dirname = __pathDirname(__filename);' \
       --outfile=/out/main.mjs
 
 # --- run: node and the bundle, as the unprivileged "node" user
-FROM node:20-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 COPY --from=build /out/main.mjs /app/main.mjs
 COPY deploy/offline/start.sh /start.sh

