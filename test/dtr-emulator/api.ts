@@ -24,9 +24,7 @@ export async function handleApi(state: EmulatorState, req: IncomingMessage, res:
   if (cacheMatch?.[1] !== undefined) {
     const id = decodeURIComponent(cacheMatch[1]);
     if (method === "GET") {
-      // Reading one registration is admin-only like the writes (the list is open to any user).
-      // UNCONFIRMED for real DTR; the controller always reads as an admin, so either answer works.
-      if (!requireAdmin(user, res)) return;
+      // DTR's published API lets any active user read one registration, as it lets them list all.
       const cache = state.getCache(id);
       if (cache === undefined) return sendDtrError(res, 404, "NO_SUCH_CONTENT_CACHE", `no content cache with id ${id}`);
       return sendJson(res, 200, cache);

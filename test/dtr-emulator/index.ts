@@ -34,6 +34,13 @@ export interface DtrEmulatorOptions {
   readonly service?: string;
   /** Lifetime of a signed blob redirect. Default 300 s. */
   readonly redirectTtlSeconds?: number;
+  /**
+   * Redirect blob HEADs of cache users too, as distribution's registry does (default false: the
+   * emulator's first behaviour, GET only; the cache must handle both).
+   */
+  readonly redirectHead?: boolean;
+  /** `/v2` refuses basic auth and takes bearer tokens only, as real DTR does (default false). */
+  readonly bearerOnly?: boolean;
   /** Lifetime of a registry token. Default 300 s. */
   readonly tokenTtlSeconds?: number;
   /** Called with every request log entry as it is recorded (the CLI prints them). */
@@ -81,6 +88,8 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
     nowSeconds: () => Math.floor(clock() / 1000),
     tokenTtlSeconds: options.tokenTtlSeconds ?? 300,
     redirectTtlSeconds: options.redirectTtlSeconds ?? 300,
+    redirectHead: options.redirectHead ?? false,
+    bearerOnly: options.bearerOnly ?? false,
   };
   const caPem = options.tls?.ca ?? options.tls?.cert;
   const timers = new Set<NodeJS.Timeout>();

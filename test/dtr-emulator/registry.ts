@@ -22,6 +22,10 @@ export interface RegistryContext {
   readonly nowSeconds: () => number;
   readonly tokenTtlSeconds: number;
   readonly redirectTtlSeconds: number;
+  /** Redirect HEAD as well as GET, as distribution's redirect code (and so DTR) does. */
+  readonly redirectHead: boolean;
+  /** `/v2` accepts bearer tokens only, as real DTR does (basic auth is for /auth/token and the API). */
+  readonly bearerOnly: boolean;
 }
 
 const REPO_PATH = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/;
@@ -89,7 +93,7 @@ export async function handleRegistry(ctx: RegistryContext, req: IncomingMessage,
   if (who === undefined || !who.canPull(repository)) return challenge(ctx, res, repository, who !== undefined);
   notes.user = who.user || undefined;
 
-  if (kind === "blobs" && method === "GET" && who.user !== "") {
+  if (kind === "blobs" && (method === "GET" || (method === "HEAD" && ctx.redirectHead)) && who.user !== "") {
     const cacheId = ctx.state.contentCacheOf(who.user) ?? "";
     const cache = cacheId === "" ? undefined : ctx.state.getCache(cacheId);
     if (cache !== undefined) {
@@ -132,7 +136,7 @@ function identify(ctx: RegistryContext, req: IncomingMessage): Identity | undefi
     return { user: claims.sub, canPull: (repository) => granted(repository) && (claims.sub === "" || ctx.state.mayPull(claims.sub, repository)) };
   }
   const credentials = parseBasic(header);
-  if (credentials === undefined) return undefined;
+  if (credentials === undefined || ctx.bearerOnly) return undefined;
   const user = ctx.state.authenticate(credentials.username, credentials.secret);
   if (user === undefined) return undefined;
   return { user: user.username, canPull: (repository) => ctx.state.mayPull(user.username, repository) };
