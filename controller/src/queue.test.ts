@@ -37,6 +37,42 @@ describe("WorkQueue", () => {
     expect(runs).toBe(2);
   });
 
+  it("keeps a key running after an immediate retry: no second run at once, idle() waits for it (issue 10, defect 6)", async () => {
+    let active = 0;
+    let maxActive = 0;
+    let runs = 0;
+    let release: () => void = () => undefined;
+    const queue = new WorkQueue({
+      classify,
+      worker: async () => {
+        runs += 1;
+        active += 1;
+        maxActive = Math.max(maxActive, active);
+        try {
+          if (runs === 1) throw new Failure("immediate");
+          if (runs === 2) await new Promise<void>((resolve) => (release = resolve));
+          return {};
+        } finally {
+          active -= 1;
+        }
+      },
+    });
+    queue.add("k");
+    await expect.poll(() => runs).toBe(2);
+    // The retry (run 2) is in flight: idle() must not resolve and an add must wait for it.
+    let idle = false;
+    void queue.idle().then(() => (idle = true));
+    queue.add("k");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(idle).toBe(false);
+    expect(maxActive).toBe(1);
+    release();
+    await queue.idle();
+    expect(idle).toBe(true);
+    expect(runs).toBe(3);
+    expect(maxActive).toBe(1);
+  });
+
   it("retries a conflict at once, backs off on a transient error, and stops on a terminal one", async () => {
     const seen: string[] = [];
     const outcomes: Record<string, ErrorClass[]> = { c: ["immediate"], t: ["backoff"], x: ["terminal"] };

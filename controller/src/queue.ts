@@ -144,11 +144,16 @@ export class WorkQueue {
 
   private async run(key: string): Promise<void> {
     const s = this.stateOf(key);
+    // What happens after this run is decided here and done once, in `finally`, after the key is
+    // released: re-adding from inside the catch would start the next run while this one still
+    // held the key, and the release that follows would then free the new run's key (two runs of
+    // one key at once, idle() resolving while one is in flight).
+    let next: { readonly afterMs: number } | undefined;
     try {
       const result = await this.options.worker(key, this.controller.signal);
       s.failures = 0;
       s.immediate = 0;
-      if (result.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
+      if (result.requeueAfterMs !== undefined) next = { afterMs: result.requeueAfterMs };
     } catch (error) {
       let klass = this.options.classify(error);
       if (klass === "immediate" && s.immediate >= (this.options.maxImmediate ?? 5)) klass = "backoff";
@@ -165,12 +170,12 @@ export class WorkQueue {
         retryIn = Math.round(exp / 2 + Math.random() * (exp / 2)) + this.takeToken();
       }
       this.options.onError?.(key, error, klass, retryIn);
-      this.running.delete(key);
-      if (retryIn === 0) this.add(key);
-      else if (retryIn !== undefined) this.addAfter(key, retryIn);
+      if (retryIn !== undefined) next = { afterMs: retryIn };
     } finally {
+      // The one place a key is released.
       this.running.delete(key);
-      if (this.dirty.delete(key)) this.add(key);
+      if (this.dirty.delete(key) || next?.afterMs === 0) this.add(key);
+      else if (next !== undefined) this.addAfter(key, next.afterMs);
       this.pump();
     }
   }
