@@ -1,11 +1,13 @@
 import js from "@eslint/js";
+import { defineConfig } from "eslint/config";
 import globals from "globals";
 import tseslint from "typescript-eslint";
 
-export default tseslint.config(
+// ESLint's own defineConfig (typescript-eslint deprecated its config() helper in its favour).
+export default defineConfig(
   { ignores: ["**/dist/**", "**/node_modules/**", ".harness/**"] },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  tseslint.configs.recommended,
   {
     languageOptions: { globals: { ...globals.node } },
     rules: {

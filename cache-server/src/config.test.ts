@@ -49,7 +49,7 @@ describe("config.yml loader", () => {
 
   it("accepts the seed file from the shared runbook when it is present", () => {
     const dir = "/work/shared/seeds";
-    let files: string[] = [];
+    let files: string[];
     try {
       files = readdirSync(dir).filter((f) => f.endsWith(".txt"));
     } catch {

@@ -56,7 +56,7 @@ export function renderCacheConfig(cache: ResolvedCache, options: RenderOptions):
 
 /** Plain when YAML reads it back as the same string, else double-quoted. */
 function scalar(value: string): string {
-  let plain = false;
+  let plain: boolean;
   try {
     plain = !/[\n#]/.test(value) && parse(value) === value;
   } catch {

@@ -70,7 +70,7 @@ export async function ownedByUs(record: InstanceRecord): Promise<boolean> {
 export async function cgroupDirs(relative: string): Promise<string[]> {
   const base = "/sys/fs/cgroup";
   if (existsSync(join(base, "cgroup.controllers"))) return [join(base, relative)];
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = await readdir(base);
   } catch {
