@@ -1,6 +1,6 @@
 // Builds a running cache server from a validated config. Used by the entry file and by tests
 // (which pass their own clock, logger and port 0).
-import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
@@ -8,6 +8,8 @@ import type { Logger } from "pino";
 import { type Clock, systemClock } from "./clock.js";
 import type { CacheConfig } from "./config.js";
 import { createMetrics, type CacheMetrics } from "./metrics.js";
+import { parseRegistryPath } from "./names.js";
+import { opsMetrics } from "./ops-metrics.js";
 import { RegistryHandler } from "./server.js";
 import { BlobStore } from "./store.js";
 import { sweep } from "./sweeper.js";
@@ -31,6 +33,9 @@ export interface RunningCache {
   readonly upstream: UpstreamClient;
   /** Runs one expiry/eviction pass now (the timer runs it every sweepinterval). */
   sweepNow(): ReturnType<typeof sweep>;
+  /** Resolves when the background verification after an unclean stop is over (at once after a clean one). */
+  readonly verified: Promise<void>;
+  /** Graceful close: stops listening, lets fills commit, marks the store as cleanly stopped. */
   close(): Promise<void>;
 }
 
@@ -38,16 +43,25 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
   const metrics = opts.metrics ?? createMetrics();
-  const store = new BlobStore(config.rootDirectory, clock);
+  const ops = opsMetrics(metrics.registry);
+  const store = new BlobStore(config.rootDirectory, clock, {
+    onVerified: (digest, result, size) => {
+      ops.blobsVerified.inc({ result });
+      ops.blobsUnverified.set(store.unverifiedCount);
+      if (result !== "ok") logger.warn({ digest, size, result }, "stored blob failed verification after an unclean stop; deleted (refetched on next request)");
+    },
+  });
   await store.open();
   metrics.diskBytes.set(store.totalBytes);
   metrics.diskBlobs.set(store.blobCount);
-  logger.info({ blobs: store.blobCount, bytes: store.totalBytes, root: config.rootDirectory }, "store index rebuilt");
+  ops.blobsUnverified.set(store.unverifiedCount);
+  logger.info({ blobs: store.blobCount, bytes: store.totalBytes, root: config.rootDirectory, cleanStart: store.startedClean }, "store index rebuilt");
+  if (store.unverifiedCount > 0) logger.warn({ blobs: store.unverifiedCount }, "no clean-shutdown marker: every blob is hashed before it is served again");
   const d = config.downstream;
   const upstream = new UpstreamClient({ urls: d.upstreams.map((u) => u.url), caFiles: d.cas, concurrency: d.upstreamConcurrency, clock, metrics, selfUrl: config.publicHost });
   const handler = new RegistryHandler({ store, upstream, metrics, logger, clock, options: d });
 
-  const onRequest = (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const path = req.url ?? "/";
     if (path === "/healthz") {
       const body = JSON.stringify({ ok: true, upstreams: upstream.health(), blobs: store.blobCount, bytes: store.totalBytes });
@@ -70,6 +84,18 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
         },
       );
       return;
+    }
+    // After an unclean stop a blob is hashed before its first answer (a torn one is deleted and
+    // the handler then fills it again). After a clean start this is one integer comparison.
+    if (store.unverifiedCount > 0) {
+      const digest = blobDigest(req.url);
+      if (digest && store.isUnverified(digest)) {
+        store.verifyBlob(digest).then(
+          () => handler.handle(req, res),
+          () => handler.handle(req, res),
+        );
+        return;
+      }
     }
     handler.handle(req, res);
   };
@@ -96,6 +122,16 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
   const url = `${config.tls ? "https" : "http"}://${shownHost}:${addr.port}`;
   logger.info({ url, upstreams: upstream.upstreamUrls }, "listening");
 
+  const verification = new AbortController();
+  const verified =
+    store.unverifiedCount === 0
+      ? Promise.resolve()
+      : (async () => {
+          const started = performance.now();
+          const r = await store.verifyAll(verification.signal);
+          logger.info({ ...r, ms: Math.round(performance.now() - started), remaining: store.unverifiedCount }, "store verification after an unclean stop finished");
+        })().catch((err: unknown) => logger.warn({ err: { message: (err as Error).message } }, "store verification stopped"));
+
   const sweepOpts = { blobTtlMs: d.blobTtlMs, deleteEnabled: config.deleteEnabled, maxSizeBytes: d.maxSizeBytes, highWatermark: d.highWatermark, lowWatermark: d.lowWatermark };
   let sweeping = false;
   let closed = false;
@@ -121,16 +157,34 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
     metrics,
     upstream,
     sweepNow,
+    verified,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(timer);
+      verification.abort();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
       await upstream.close();
+      // Fills may still be committing: let them land, then say the store is clean.
+      await handler.fills.settled();
+      await verified;
+      const marked = await store.markClean().catch((err: unknown) => {
+        logger.warn({ err: { message: (err as Error).message } }, "could not write the clean-shutdown marker; the next start verifies every blob");
+        return false;
+      });
+      if (!marked && store.unverifiedCount > 0) logger.info({ unverified: store.unverifiedCount }, "stopped before every blob was verified; the next start verifies again");
       store.closeHandles();
     },
   };
+}
+
+/** The digest of a blob request, or undefined for any other path. */
+function blobDigest(rawUrl: string | undefined): string | undefined {
+  const url = rawUrl ?? "/";
+  const q = url.indexOf("?");
+  const route = parseRegistryPath(q < 0 ? url : url.slice(0, q));
+  return route.kind === "blob" ? route.digest : undefined;
 }

@@ -1,8 +1,10 @@
 // Fill once, stream to all. The first miss for a digest opens ONE upstream fetch into a temp
 // file; every concurrent requester tails that file as bytes arrive. sha256 and length are checked
-// while streaming and the blob becomes visible (atomic rename) only when both match. Readers
-// never receive the last byte before verification, so a bad fill can only end in a cut-off
-// connection, never a clean end. Readers detaching (client aborts) never cancel the fill.
+// while streaming and the blob becomes visible (durable rename: fsync file, rename, fsync dir, see
+// store.commitBlob) only when both match. Readers never receive the last byte before the commit,
+// so a bad fill can only end in a cut-off connection, never a clean end, and a client that got
+// the whole blob finds it stored on its next request. Readers detaching (client aborts) never
+// cancel the fill.
 //
 // Disk full: when a temp write fails with ENOSPC, the fill keeps going in pass-through mode:
 // bytes already on disk are read from the file, later bytes are queued in memory per attached
@@ -233,6 +235,8 @@ async function readLimited(body: Readable, limit: number): Promise<Buffer> {
 /** One fill per digest at a time. */
 export class FillCoordinator {
   private readonly fills = new Map<string, Fill>();
+  /** Every run not yet finished, pass-through ones included (they are not in `fills`). */
+  private readonly running = new Set<Promise<void>>();
   private diskFullUntil = 0;
 
   constructor(
@@ -247,6 +251,11 @@ export class FillCoordinator {
 
   get(digest: string): Fill | undefined {
     return this.fills.get(digest);
+  }
+
+  /** Resolves when every fill started so far has finished (graceful shutdown: commits land first). */
+  async settled(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
   /**
@@ -269,9 +278,11 @@ export class FillCoordinator {
         this.events.onDiskFull?.(f, err);
       },
     };
-    void fill.run(source, this.store, events).finally(() => {
+    const run = fill.run(source, this.store, events).finally(() => {
       if (this.fills.get(digest) === fill) this.fills.delete(digest);
+      this.running.delete(run);
     });
+    this.running.add(run);
     return { reader, started: true };
   }
 }

@@ -5,14 +5,23 @@
 //   <root>/manifests/sha256/ab/<hex>.type     its Content-Type (written before the bytes)
 //   <root>/tags/<repository>/<tag>            JSON {digest, mediaType} (temp + rename)
 //   <root>/tmp/                               fills in progress; emptied at start
+//   <root>/clean-shutdown                     written by a graceful close, removed at start
 //
 // The last-access time of every blob is kept in memory (for TTL and LRU) and persisted cheaply
 // as the file's mtime, throttled, so a restart rebuilds both the index and the access order from
 // a directory walk.
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile, type FileHandle } from "node:fs/promises";
+//
+// Durability: every commit is fsync(file) → rename → fsync(dir) (durable.ts). A start that finds
+// no clean-shutdown marker (host crash, SIGKILL, or a store written by a version without fsync)
+// trusts names but not contents: every blob is "unverified" until it has been hashed against its
+// digest (verifyBlob: on demand before its first serve, and by a background pass); a mismatch is
+// deleted. A clean start verifies nothing, so the warm path costs the same as before.
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readFile, readdir, rm, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "./clock.js";
+import { renameDurable, syncDir, syncFile, writeFileDurable } from "./durable.js";
 import { digestHex, digestOf, isValidDigest, isValidName, isValidTag } from "./names.js";
 
 export interface StoredBlob {
@@ -43,6 +52,15 @@ interface SharedHandle {
 /** Manifests are small and hot (every pull asks for them): a bounded in-memory copy. */
 const MANIFEST_MEMORY_BYTES = 8 * 1024 * 1024;
 
+const CLEAN_MARKER = "clean-shutdown";
+
+export type VerifyResult = "ok" | "mismatch" | "unreadable";
+
+export interface StoreEvents {
+  /** A blob doubted after an unclean stop was hashed; anything but "ok" has been deleted. */
+  onVerified?(digest: string, result: VerifyResult, size: number): void;
+}
+
 export class BlobStore {
   readonly root: string;
   readonly tmpDir: string;
@@ -52,8 +70,12 @@ export class BlobStore {
   private readonly handles = new Map<string, SharedHandle>();
   private readonly manifestMemory = new Map<string, { bytes: Buffer; mediaType: string }>();
   private manifestMemoryBytes = 0;
+  /** Blobs whose bytes are not trusted yet (after an unclean stop). */
+  private readonly unverified = new Set<string>();
+  private readonly verifying = new Map<string, Promise<boolean>>();
+  private cleanStart = false;
 
-  constructor(root: string, private readonly clock: Clock) {
+  constructor(root: string, private readonly clock: Clock, private readonly events: StoreEvents = {}) {
     this.root = root;
     this.tmpDir = join(root, "tmp");
   }
@@ -71,13 +93,18 @@ export class BlobStore {
     return join(this.root, "tags", name, tag);
   }
 
-  /** Empties the temp dir (fills interrupted by a crash are never trusted) and rebuilds the index. */
+  /**
+   * Empties the temp dir (fills interrupted by a crash are never trusted) and rebuilds the index.
+   * Consumes the clean-shutdown marker: without it every blob starts unverified.
+   */
   async open(): Promise<void> {
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
     await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
     await mkdir(join(this.root, "manifests", "sha256"), { recursive: true });
+    this.cleanStart = await this.consumeCleanMarker();
     this.blobs.clear();
+    this.unverified.clear();
     this.bytes = 0;
     for (const prefix of await readdir(join(this.root, "blobs", "sha256"))) {
       const dir = join(this.root, "blobs", "sha256", prefix);
@@ -88,10 +115,116 @@ export class BlobStore {
         if (!st?.isFile()) continue;
         this.blobs.set(digest, { digest, size: st.size, lastAccess: st.mtimeMs, persistedAccess: st.mtimeMs, readers: 0 });
         this.bytes += st.size;
+        if (!this.cleanStart) this.unverified.add(digest);
       }
     }
     this.tags.clear();
     await this.loadTags(join(this.root, "tags"), []);
+  }
+
+  /**
+   * Removes the marker durably before anything else is written: should this run end in a crash,
+   * the next start must not find a marker left over from the previous clean stop.
+   */
+  private async consumeCleanMarker(): Promise<boolean> {
+    const marker = join(this.root, CLEAN_MARKER);
+    try {
+      await unlink(marker);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+    await syncDir(this.root);
+    return true;
+  }
+
+  /** Whether the last stop was clean (the marker was found at open). */
+  get startedClean(): boolean {
+    return this.cleanStart;
+  }
+
+  /**
+   * Writes the clean-shutdown marker (graceful close). Every committed blob is already durable;
+   * the marker says no blob needs hashing at the next start. Not written while some blobs are
+   * still unverified: they would be trusted unhashed next time. Returns whether it was written.
+   */
+  async markClean(): Promise<boolean> {
+    if (this.unverified.size > 0) return false;
+    await writeFileDurable(join(this.tmpDir, `${CLEAN_MARKER}.part`), join(this.root, CLEAN_MARKER), `${new Date(this.clock.now()).toISOString()}\n`);
+    return true;
+  }
+
+  get unverifiedCount(): number {
+    return this.unverified.size;
+  }
+
+  isUnverified(digest: string): boolean {
+    return this.unverified.has(digest);
+  }
+
+  /**
+   * Hashes an unverified blob against its digest; a mismatch or an unreadable file is deleted.
+   * Concurrent calls share one pass. Resolves true when the blob is (now) trusted or was never
+   * doubted, false when it is gone.
+   */
+  verifyBlob(digest: string): Promise<boolean> {
+    if (!this.unverified.has(digest)) return Promise.resolve(this.blobs.has(digest));
+    let running = this.verifying.get(digest);
+    if (!running) {
+      running = this.runVerify(digest).finally(() => this.verifying.delete(digest));
+      this.verifying.set(digest, running);
+    }
+    return running;
+  }
+
+  private async runVerify(digest: string): Promise<boolean> {
+    const entry = this.blobs.get(digest);
+    if (!entry) {
+      this.unverified.delete(digest);
+      return false;
+    }
+    // Pinned while hashing, so the sweeper does not delete the file under us.
+    entry.readers++;
+    let result: VerifyResult;
+    try {
+      result = (await hashFile(this.blobPath(digest))) === digest ? "ok" : "mismatch";
+    } catch {
+      result = "unreadable";
+    } finally {
+      entry.readers--;
+    }
+    // A fill may have replaced the entry meanwhile (a fresh, verified commit): that one stands.
+    if (this.blobs.get(digest) !== entry) return this.blobs.has(digest);
+    this.unverified.delete(digest);
+    this.events.onVerified?.(digest, result, entry.size);
+    if (result === "ok") return true;
+    this.forget(digest, entry);
+    await unlink(this.blobPath(digest)).catch(() => undefined);
+    return false;
+  }
+
+  /**
+   * The background pass after an unclean stop: verifies every doubted blob, most recently used
+   * first (the likeliest to be asked for next), one at a time so serving keeps its share.
+   */
+  async verifyAll(signal: AbortSignal): Promise<{ ok: number; removed: number }> {
+    let ok = 0;
+    let removed = 0;
+    const order = [...this.unverified].sort((a, b) => (this.blobs.get(b)?.lastAccess ?? 0) - (this.blobs.get(a)?.lastAccess ?? 0));
+    for (const digest of order) {
+      if (signal.aborted) break;
+      if (!this.unverified.has(digest)) continue;
+      if (await this.verifyBlob(digest)) ok++;
+      else removed++;
+    }
+    return { ok, removed };
+  }
+
+  private forget(digest: string, entry: StoredBlob): void {
+    this.blobs.delete(digest);
+    this.unverified.delete(digest);
+    this.bytes -= entry.size;
+    this.dropHandle(digest);
   }
 
   private async loadTags(dir: string, parts: string[]): Promise<void> {
@@ -140,16 +273,18 @@ export class BlobStore {
     return join(this.tmpDir, `${randomBytes(12).toString("hex")}.part`);
   }
 
-  /** Makes a verified temp file visible under its digest. */
+  /** Makes a verified temp file visible under its digest, durably (bytes, then name). */
   async commitBlob(tempPath: string, digest: string, size: number): Promise<StoredBlob> {
     const final = this.blobPath(digest);
-    await mkdir(join(final, ".."), { recursive: true });
     const now = this.clock.now();
     const when = new Date(now);
     await utimes(tempPath, when, when);
-    await rename(tempPath, final);
+    await syncFile(tempPath);
+    await renameDurable(tempPath, final);
     const existing = this.blobs.get(digest);
-    if (existing) return existing;
+    // An entry still doubted was just overwritten by verified bytes: the new entry replaces it.
+    if (existing && !this.unverified.has(digest)) return existing;
+    if (existing) this.forget(digest, existing);
     const blob: StoredBlob = { digest, size, lastAccess: now, persistedAccess: now, readers: 0 };
     this.blobs.set(digest, blob);
     this.bytes += size;
@@ -214,9 +349,7 @@ export class BlobStore {
   async deleteBlob(digest: string): Promise<boolean> {
     const blob = this.blobs.get(digest);
     if (!blob || blob.readers > 0) return false;
-    this.blobs.delete(digest);
-    this.bytes -= blob.size;
-    this.dropHandle(digest);
+    this.forget(digest, blob);
     await unlink(this.blobPath(digest)).catch(() => undefined);
     return true;
   }
@@ -267,17 +400,11 @@ export class BlobStore {
 
   async putManifest(digest: string, bytes: Buffer, mediaType: string): Promise<void> {
     const path = this.manifestPath(digest);
-    await mkdir(join(path, ".."), { recursive: true });
     const tmp = this.tempPath();
-    await writeFile(`${tmp}.type`, mediaType);
-    await rename(`${tmp}.type`, `${path}.type`);
-    const fh = await open(tmp, "w");
-    try {
-      await fh.writeFile(bytes);
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    // The type first, so a manifest never exists without its Content-Type; both durable (a
+    // manifest is also re-hashed when read, so a torn one would only be treated as absent).
+    await writeFileDurable(`${tmp}.type`, `${path}.type`, mediaType);
+    await writeFileDurable(tmp, path, bytes);
     this.remember(digest, { bytes, mediaType });
   }
 
@@ -290,10 +417,12 @@ export class BlobStore {
     const prev = this.tags.get(key);
     this.tags.set(key, entry);
     if (prev && prev.digest === entry.digest && prev.mediaType === entry.mediaType) return;
-    const path = this.tagPath(name, tag);
-    await mkdir(join(path, ".."), { recursive: true });
-    const tmp = this.tempPath();
-    await writeFile(tmp, JSON.stringify(entry));
-    await rename(tmp, path);
+    await writeFileDurable(this.tempPath(), this.tagPath(name, tag), JSON.stringify(entry));
   }
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) hash.update(chunk);
+  return `sha256:${hash.digest("hex")}`;
 }
