@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { freePort, readAccessLog, startRegistry, type RegistryHandle } from "../../harness/index.js";
 import { buildImage, getHashed, pushBlob, pushImage, putManifest, startCacheProcess, tarOf, type CacheProcess } from "../../support/index.js";
 import { measureAuthzCost, type AuthzCost } from "./authz-cost.js";
+import { measureDtrPath, type DtrPathResult } from "./dtr-path.js";
 import { startNginx, type NginxPeer } from "./nginx.js";
 import { wrk } from "./wrk.js";
 
@@ -189,6 +190,9 @@ async function main(): Promise<void> {
     const authz: AuthzCost = await measureAuthzCost(cache.url, upstream, `/v2/${repo}/blobs/${small}`, small, SECONDS);
     say(`authorization cost: ${authz.upstreamHeads} upstream HEADs for ${authz.wrkRequests} requests; new-credential hit p50 ${fmt(authz.newCredentialP50Ms, 2)} ms`);
 
+    const dtrPath: DtrPathResult = await measureDtrPath(work, upstream.url, repo, small);
+    say(`DTR-redirected requests, a new signed URL each: ${fmt(dtrPath.newUrlRps)} req/s`);
+
     // --- report ---
     const lines: string[] = table(measured, results);
     lines.push("");
@@ -206,6 +210,16 @@ async function main(): Promise<void> {
     lines.push(`| hit latency, remembered decision (p50 / p95 ms) | ${fmt(authz.rememberedP50Ms, 2)} / ${fmt(authz.rememberedP95Ms, 2)} |`);
     lines.push(`| hit latency, new credential each request (p50 / p95 ms) | ${fmt(authz.newCredentialP50Ms, 2)} / ${fmt(authz.newCredentialP95Ms, 2)} |`);
     lines.push(`| upstream authorization calls per request, new credential each | ${fmt(authz.newCredentialHeadsPerRequest, 2)} |`);
+    lines.push("");
+    lines.push(`Blob requests redirected by the DTR emulator (1 MiB, warm cache, ${dtrPath.clients} clients, each request its own signed URL; DTR round trip emulated at ${dtrPath.dtrRoundTripMs} ms):`);
+    lines.push("");
+    lines.push("| | value |");
+    lines.push("|---|---:|");
+    lines.push(`| req/s, a new signed URL per request | ${fmt(dtrPath.newUrlRps)} |`);
+    lines.push(`| latency p50 / p95, new signed URL (ms) | ${fmt(dtrPath.newUrlP50Ms, 1)} / ${fmt(dtrPath.newUrlP95Ms, 1)} |`);
+    lines.push(`| latency p50 / p95, plain hit, remembered URL (ms) | ${fmt(dtrPath.plainP50Ms, 1)} / ${fmt(dtrPath.plainP95Ms, 1)} |`);
+    lines.push(`| added latency over a plain hit (p50, ms) | ${fmt(dtrPath.newUrlP50Ms - dtrPath.plainP50Ms, 1)} |`);
+    lines.push(`| DTR calls per request (authorization) | ${fmt(dtrPath.dtrCallsPerRequest, 2)} |`);
     lines.push("");
     lines.push(`total bench time ${((Date.now() - started) / 1000).toFixed(0)} s`);
     process.stdout.write(`${lines.join("\n")}\n`);
