@@ -23,3 +23,4 @@ export { FakeSwarm } from "./swarm/fake.js";
 export type { DtrSync, DtrCacheStatus, DtrRemoval, UserAssignment } from "./dtr/sync.js";
 export { startRuntime, assembleController, type Runtime, type RuntimeOptions } from "./cli/runtime.js";
 export { formatStatusTable } from "./cli/format.js";
+export { registerControllerMetrics, type ControllerMetrics } from "./cli/metrics.js";

@@ -24,6 +24,8 @@ export const ALL_PACKAGES: readonly SystemPackage[] = [
   { name: "nginx-light", binary: "nginx" },
   { name: "wrk", binary: "wrk" },
   { name: "tmux", binary: "tmux" },
+  // promtool checks the alert rules and the example scrape config in deploy/monitoring
+  { name: "prometheus", binary: "promtool" },
   // tests make throwaway CAs and certificates with the openssl CLI (unit tests too: every
   // project's global setup runs before any test file)
   { name: "openssl", binary: "openssl" },
