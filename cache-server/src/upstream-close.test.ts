@@ -21,9 +21,9 @@ const FILLS = 1000;
 const CONCURRENCY = 16;
 /** Past this many crashes the run stops: the verdict is already clear. */
 const MAX_CRASHES = 20;
-/** Blob sizes 16 KiB .. ~400 KiB: several socket reads each, so the parser pauses mid-body. */
+/** Blob sizes 16 KiB .. 144 KiB: several socket reads each, so the parser pauses mid-body. */
 const MIN_SIZE = 16 * 1024;
-const SIZE_SPAN = 384 * 1024;
+const SIZE_SPAN = 128 * 1024;
 /** Slow readers take a break of SLOW_PAUSE_MS after every SLOW_STEP bytes. */
 const SLOW_STEP = 64 * 1024;
 const SLOW_PAUSE_MS = 3;
