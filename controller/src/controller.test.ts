@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { loadCacheSpecFromText, type LoadResult } from "@dtrcache/crds";
 import { createController, type ControllerOptions } from "./controller.js";
 import { memoryLogger } from "./logger.js";
-import { CACHE, OWNER, PURPOSE, ROLLOUT_HASH, USERS, nodeLabelMarker } from "./reconcile/labels.js";
+import { CACHE, CONFIG_REF, LEGACY_USERS, OWNER, PURPOSE, ROLLOUT_HASH, nodeLabelMarker } from "./reconcile/labels.js";
 import { staticSpecSource } from "./source.js";
 import { conditionOf } from "./status.js";
 import type { DtrSync } from "./dtr/sync.js";
@@ -42,7 +42,8 @@ describe("controller on a fake Swarm", () => {
     expect(service?.spec.EndpointSpec?.Ports).toEqual([{ Protocol: "tcp", TargetPort: 443, PublishedPort: 443, PublishMode: "host" }]);
     expect(service?.spec.UpdateConfig).toMatchObject({ Order: "stop-first", FailureAction: "rollback" });
     expect(service?.spec.TaskTemplate.RestartPolicy?.Condition).toBe("on-failure");
-    expect(service?.spec.Labels[USERS]).toBe('["admin"]');
+    // The users are the DTR reconciler's record, not a label of the Swarm step (issue 10, defect 2).
+    expect(service?.spec.Labels[LEGACY_USERS]).toBeUndefined();
     const config = [...fake.configs.values()][0];
     expect(config?.data.toString()).toContain("blobttl: 24h");
     expect(config?.data.toString()).toContain("- /run/secrets/dtr.cert.pem");
@@ -185,13 +186,13 @@ describe("controller on a fake Swarm", () => {
     const calls: string[] = [];
     const fake0 = new FakeSwarm(["node-1"]);
     const dtrSync: DtrSync = {
-      apply: (cache, previous) => {
-        calls.push(`apply ${cache.name} services=${fake0.services.size} previous=${previous.join(",")}`);
+      apply: (cache, request) => {
+        calls.push(`apply ${cache.name} services=${fake0.services.size} reset=${request.reset.join(",")}`);
         return Promise.resolve({ registrationId: "id-1", users: [{ username: "admin", state: "assigned" }] });
       },
       remove: (removal) => {
         calls.push(`remove ${removal.cacheName} services=${fake0.services.size} users=${removal.users.join(",")}`);
-        return Promise.resolve();
+        return Promise.resolve({ foreign: [] });
       },
     };
     const source = staticSpecSource(load(runbookText()));
@@ -201,21 +202,21 @@ describe("controller on a fake Swarm", () => {
     expect(controller.status().caches[0]?.dtr).toEqual({ registrationId: "id-1", users: [{ username: "admin", state: "assigned" }] });
     source.set(load(runbookText().split("---")[0] ?? ""));
     await controller.reconcileOnce();
-    expect(calls).toEqual(["apply region-asia services=1 previous=", "remove region-asia services=1 users=admin"]);
+    expect(calls).toEqual(["apply region-asia services=1 reset=", "remove region-asia services=1 users=admin"]);
   });
 
   it("keeps converging the Swarm side when DtrSync fails, and reports DtrSynced False", async () => {
-    const dtrSync: DtrSync = { apply: () => Promise.reject(new Error("DTR unreachable")), remove: () => Promise.resolve() };
+    const dtrSync: DtrSync = { apply: () => Promise.reject(new Error("DTR unreachable")), remove: () => Promise.resolve({ foreign: [] }) };
     const { fake, controller } = setup(load(runbookText()), { dtrSync });
     await controller.reconcileOnce();
     expect(fake.services.size).toBe(1);
-    expect(conditionOf(controller.status().caches[0], "DtrSynced")).toMatchObject({ status: "False", reason: "DtrError", message: "DTR unreachable" });
+    expect(conditionOf(controller.status().caches[0], "DtrSynced")).toMatchObject({ status: "False", reason: "DTR_UNEXPECTED", message: "DTR unreachable" });
   });
 
   it("verifies the DTR side again after dtrResyncMs even when the spec did not change (DTR drift)", async () => {
     let now = Date.parse("2026-11-26T12:00:00Z");
     let applies = 0;
-    const dtrSync: DtrSync = { apply: () => Promise.resolve({ registrationId: `id-${++applies}`, users: [] }), remove: () => Promise.resolve() };
+    const dtrSync: DtrSync = { apply: () => Promise.resolve({ registrationId: `id-${++applies}`, users: [] }), remove: () => Promise.resolve({ foreign: [] }) };
     const { controller } = setup(load(runbookText()), { dtrSync, dtrResyncMs: 60_000, clock: { now: () => new Date(now) } });
     await controller.reconcileOnce();
     await controller.reconcileOnce();
@@ -228,7 +229,7 @@ describe("controller on a fake Swarm", () => {
 
   it("retries a failed DTR pass on its own back-off and reports DtrSynced True once DTR answers", async () => {
     let down = true;
-    const dtrSync: DtrSync = { apply: () => (down ? Promise.reject(new Error("DTR answered 503")) : Promise.resolve({ registrationId: "id-1", users: [] })), remove: () => Promise.resolve() };
+    const dtrSync: DtrSync = { apply: () => (down ? Promise.reject(new Error("DTR answered 503")) : Promise.resolve({ registrationId: "id-1", users: [] })), remove: () => Promise.resolve({ foreign: [] }) };
     const { controller } = setup(load(runbookText()), { dtrSync, rolloutPollMs: 50, resyncIntervalMs: 3_600_000 });
     await controller.start();
     await expect.poll(() => conditionOf(controller.status().caches[0], "DtrSynced")?.status).toBe("False");
@@ -341,15 +342,18 @@ describe("controller on a fake Swarm", () => {
       recording.reset();
       await controller.reconcileOnce();
       expect(recording.mutatingCalls()).toEqual([]);
-      // A users edit changes service labels only: one update, the TaskTemplate (no hash yet) and the tasks stay.
+      // A service-label repair replaces no task: one update, the TaskTemplate (no hash yet) and the
+      // tasks stay. (A users edit no longer touches the service at all: users are the DTR
+      // reconciler's record, issue 10.)
       const tasksBefore = (await fake.listTasks(service.id)).map((t) => t.id);
-      source.set(load(runbookText({ users: ["admin", "ops"] })));
+      const { [CONFIG_REF]: _ref, ...labelsWithoutRef } = service.spec.Labels;
+      service.spec = { ...service.spec, Labels: labelsWithoutRef };
       await controller.reconcileOnce();
       expect(recording.mutatingCalls().map((c) => c.call)).toEqual(["updateService"]);
       expect(service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH]).toBeUndefined();
       expect((await fake.listTasks(service.id)).map((t) => t.id)).toEqual(tasksBefore);
       // The next change that replaces tasks anyway writes it.
-      source.set(load(runbookText({ users: ["admin", "ops"], blobTTL: "1h" })));
+      source.set(load(runbookText({ blobTTL: "1h" })));
       await controller.reconcileOnce();
       expect(service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH]).toMatch(/^[0-9a-f]{64}$/);
       expect(service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH]).not.toBe(hash);

@@ -3,20 +3,20 @@
 // touches comes in through createController's options, so tests run it against a fake or a
 // recording wrapper and the CLI wires the real engine.
 import { randomUUID } from "node:crypto";
-import { CONTAINER_PATHS, formatIssue, generateHttpSecret, renderCacheConfig, type CacheSpec, type LoadResult, type ResolvedCache, type ResolvedDtr } from "@dtrcache/crds";
-import type { DtrCacheStatus, DtrSync } from "./dtr/sync.js";
+import { CONTAINER_PATHS, formatIssue, generateHttpSecret, renderCacheConfig, type CacheSpec, type LoadResult, type ResolvedCache } from "@dtrcache/crds";
+import type { DtrSync } from "./dtr/sync.js";
+import { DtrReconciler, legacyDtrLabels, type DtrConditionFields } from "./dtr-reconcile/reconciler.js";
 import { ControllerError } from "./errors.js";
 import { silentLogger, type Logger } from "./logger.js";
 import { WorkQueue, type ErrorClass, type WorkResult } from "./queue.js";
 import { applyPlan, type ApplyOutcome } from "./reconcile/apply.js";
 import { computeConditions, runningTasks } from "./reconcile/conditions.js";
 import { buildDesired, placementOf, specGeneration, type ContainerOptions, type ContainerPaths } from "./reconcile/desired.js";
-import { DTR, USERS } from "./reconcile/labels.js";
 import { gatherMaterials, type DtrCaProvider } from "./reconcile/materials.js";
 import { observeCache, observeOwnedCaches } from "./reconcile/observe.js";
 import { labelUseKey, planCache, planTeardown, type Plan, type PlanContext } from "./reconcile/planner.js";
 import type { SpecSource } from "./source.js";
-import { setCondition, type CacheStatus, type Condition, type ControllerStatus, type SpecStatus } from "./status.js";
+import { setCondition, type CacheStatus, type ControllerStatus, type SpecStatus } from "./status.js";
 import type { EventSubscription, SwarmApi, SwarmEvent } from "./swarm/api.js";
 import { isSwarmError, SwarmError } from "./swarm/errors.js";
 
@@ -92,17 +92,8 @@ interface CacheState {
   terminalGeneration?: string;
   pushedGeneration?: string;
   rolledBackGeneration?: string;
-  dtrSyncedGeneration?: string;
-  /** When the DTR side was last verified in sync (ms since epoch). */
-  dtrSyncedAt?: number;
-  /** DTR passes failed in a row; drives the DTR retry back-off. */
-  dtrFailures?: number;
-  dtr?: DtrCacheStatus;
 }
 
-/** Back-off of a failed DTR pass: 1 s, 2 s, 4 s ... up to 60 s. */
-const DTR_RETRY_BASE_MS = 1_000;
-const DTR_RETRY_MAX_MS = 60_000;
 const SERVICE_TERMINAL_CODES = new Set(["INVALID", "NAME_TAKEN"]);
 const BLOB_NAME = /^(.+)-(config|cert|key|ca)-[0-9a-f]{8}$/;
 
@@ -131,9 +122,9 @@ export function createController(options: ControllerOptions): Controller {
   const paths: ContainerPaths = CONTAINER_PATHS;
   const httpSecrets = new Map<string, string>();
   const caches = new Map<string, CacheState>();
-  const knownDtrs = new Map<string, ResolvedDtr>();
   const knownOwned = new Set<string>();
   const locks = new Map<string, Promise<unknown>>();
+  const dtrReconciler = options.dtrSync ? new DtrReconciler({ swarm, owner, dtrSync: options.dtrSync, logger, now: () => clock.now().getTime(), verifyEveryMs: dtrResyncMs }) : undefined;
 
   let spec: CacheSpec | undefined;
   let specStatus: SpecStatus = { path: options.specSource.description, loaded: false, files: [], errors: [] };
@@ -211,6 +202,8 @@ export function createController(options: ControllerOptions): Controller {
       return { result: {}, outcomes: [] };
     }
     const startedAt = Date.now();
+    // Until the DTR side has had its pass for this generation, its condition says nothing true.
+    if (dtrReconciler && !dtrReconciler.passed(name, generation)) setDtrCondition(state, { status: "Unknown", reason: "Syncing", message: "the DTR side of this spec has not been applied yet" });
     const [nodes, actual] = await Promise.all([swarm.listNodes(), observeCache(swarm, owner, name)]);
     const updateState = actual.service?.updateStatus?.state;
     if ((updateState === "rollback_completed" || updateState === "rollback_paused") && state.pushedGeneration === generation) state.rolledBackGeneration = generation;
@@ -241,27 +234,14 @@ export function createController(options: ControllerOptions): Controller {
     knownOwned.add(name);
     finishStatus(state, { generation, plan, actual, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
 
-    // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm.
-    // DTR changes on its own too (a registration deleted by hand, a user re-pointed, DTR restored
-    // without its data), so a synced cache is verified again every dtrResyncMs — reads only when
-    // nothing differs. A failed pass is retried with its own back-off, independent of the Swarm side.
+    // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm. It
+    // has its own record, back-off per user and periodic verification (dtr-reconcile/).
     let dtrRetryMs: number | undefined;
-    const dtrDue = state.dtrSyncedGeneration !== generation || state.dtrSyncedAt === undefined || clock.now().getTime() - state.dtrSyncedAt >= dtrResyncMs;
-    if (options.dtrSync && dtrDue && plan.rollout !== "rolled-back") {
-      const previousUsers = parseUsers(actual.service?.labels[USERS]);
-      try {
-        state.dtr = await options.dtrSync.apply(cache, previousUsers, signal);
-        state.dtrSyncedGeneration = generation;
-        state.dtrSyncedAt = clock.now().getTime();
-        state.dtrFailures = 0;
-        setDtrCondition(state, { status: "True", reason: "Synced", message: state.dtr.registrationId ? `registered as ${state.dtr.registrationId}` : "" });
-      } catch (error) {
-        state.dtrFailures = (state.dtrFailures ?? 0) + 1;
-        dtrRetryMs = Math.min(DTR_RETRY_MAX_MS, DTR_RETRY_BASE_MS * 2 ** (state.dtrFailures - 1));
-        setDtrCondition(state, { status: "False", reason: "DtrError", message: errorMessage(error) });
-        log.warn({ err: errorMessage(error), retryInMs: dtrRetryMs }, "DTR sync failed; the Swarm side is unaffected");
-      }
-    } else if (!options.dtrSync) {
+    if (dtrReconciler && plan.rollout !== "rolled-back") {
+      const dtr = await dtrReconciler.reconcile(cache, generation, legacyDtrLabels(actual.service?.labels), signal);
+      setDtrCondition(state, dtr.condition, dtr.status);
+      dtrRetryMs = dtr.requeueAfterMs;
+    } else if (!dtrReconciler) {
       setDtrCondition(state, { status: "Unknown", reason: "NotConfigured", message: "no DTR client is wired" });
     }
 
@@ -274,8 +254,8 @@ export function createController(options: ControllerOptions): Controller {
     return { result: requeueAfterMs === undefined ? {} : { requeueAfterMs }, outcomes };
   }
 
-  function setDtrCondition(state: CacheState, c: { status: Condition["status"]; reason: string; message: string }): void {
-    state.status = { ...state.status, conditions: setCondition(state.status.conditions, { type: "DtrSynced", ...c }, clock.now()), dtr: { ...(state.dtr?.registrationId ? { registrationId: state.dtr.registrationId } : {}), users: (state.dtr?.users ?? []).map((u) => ({ username: u.username, state: u.state })) } };
+  function setDtrCondition(state: CacheState, c: DtrConditionFields, dtr?: CacheStatus["dtr"]): void {
+    state.status = { ...state.status, conditions: setCondition(state.status.conditions, { type: "DtrSynced", ...c }, clock.now()), dtr: dtr ?? state.status.dtr };
   }
 
   function finishStatus(
@@ -318,18 +298,15 @@ export function createController(options: ControllerOptions): Controller {
     const state = stateOf(name);
     state.status = { ...state.status, terminating: true, conditions: setCondition(setCondition(state.status.conditions, { type: "Progressing", status: "True", reason: "Terminating", message: "the cache left the spec; removing its objects" }, clock.now()), { type: "Ready", status: "False", reason: "Terminating", message: "" }, clock.now()) };
     const outcomes: ApplyOutcome[] = [];
+    // DTR first (users reset, registration deleted) while the service still answers, from the
+    // DTR reconciler's record: an empty spec names neither the cache nor its DTR (defect 4). A
+    // failure does not stop the Swarm side; the record stays and the teardown is retried.
+    const dtrTeardown = dtrReconciler ? await dtrReconciler.teardown(name, signal) : { done: true };
+    if (dtrTeardown.condition) {
+      setDtrCondition(state, dtrTeardown.condition);
+      log.warn({ reason: dtrTeardown.condition.reason, err: dtrTeardown.condition.message }, "DTR removal failed; continuing with the Swarm side");
+    }
     if (actual.service) {
-      // DTR first (users reset, registration deleted) while the service still answers.
-      const dtrName = actual.service.labels[DTR];
-      const dtr = dtrName ? (knownDtrs.get(dtrName) ?? spec?.dtrs.find((d) => d.name === dtrName)) : undefined;
-      if (options.dtrSync && dtr) {
-        try {
-          await options.dtrSync.remove({ cacheName: name, dtr, users: parseUsers(actual.service.labels[USERS]) }, signal);
-        } catch (error) {
-          setDtrCondition(state, { status: "False", reason: "DtrError", message: errorMessage(error) });
-          log.warn({ err: errorMessage(error) }, "DTR removal failed; continuing with the Swarm side");
-        }
-      }
       const serviceOnly: Plan = { ...planTeardown(actual, nodes, ctx), actions: [{ type: "remove-service", serviceId: actual.service.id, name }] };
       outcomes.push(...(await applyPlan(swarm, owner, serviceOnly, undefined, actual, log)));
       await waitTasksGone(actual.service.id, options.teardownWaitMs ?? 30_000);
@@ -341,6 +318,7 @@ export function createController(options: ControllerOptions): Controller {
     if (left.service || left.configs.length > 0 || left.secrets.length > 0) {
       throw new ControllerError("TEARDOWN_PENDING", `cache ${name}: ${left.configs.length + left.secrets.length} config(s)/secret(s) still in use; retrying`);
     }
+    if (!dtrTeardown.done) throw new ControllerError("TEARDOWN_PENDING", `cache ${name}: the DTR side is not removed yet (${dtrTeardown.condition?.message ?? "pending"}); retrying`);
     caches.delete(name);
     knownOwned.delete(name);
     log.info({ actions: outcomes.length }, "cache removed");
@@ -402,15 +380,6 @@ export function createController(options: ControllerOptions): Controller {
     },
   });
 
-  function parseUsers(text: string | undefined): string[] {
-    try {
-      const parsed: unknown = JSON.parse(text ?? "[]");
-      return Array.isArray(parsed) ? parsed.filter((u): u is string => typeof u === "string") : [];
-    } catch {
-      return [];
-    }
-  }
-
   /** Loads the spec; a bad or accidentally empty spec keeps the last good one. Returns changed names. */
   async function loadSpec(): Promise<boolean> {
     let result: LoadResult;
@@ -436,7 +405,6 @@ export function createController(options: ControllerOptions): Controller {
     }
     const previous = new Map((spec?.caches ?? []).map((c) => [c.name, specGeneration(c)]));
     spec = next;
-    for (const d of next.dtrs) knownDtrs.set(d.name, d);
     specStatus = { path: options.specSource.description, loaded: true, files: next.files, loadedAt: now, errors: [] };
     const names = new Set<string>([...previous.keys(), ...next.caches.map((c) => c.name), ...knownOwned]);
     for (const c of next.caches) {

@@ -25,7 +25,9 @@ function unready(status: RuntimeSnapshot): string[] {
     const ready = cache.conditions.find((c) => c.type === "Ready");
     const dtr = cache.conditions.find((c) => c.type === "DtrSynced");
     if (ready?.status !== "True" || cache.observedGeneration !== cache.generation) reasons.push(`${cache.name}: ${ready ? `${ready.reason}: ${ready.message}` : "not reconciled yet"}`);
-    else if (dtr && dtr.status === "False") reasons.push(`${cache.name}: DTR ${dtr.reason}: ${dtr.message}`);
+    // DTR must say True: False names failed or unknown users, Unknown means its pass has not run
+    // for this spec yet. Only a controller without a DTR client (NotConfigured) is exempt.
+    else if (dtr && dtr.status !== "True" && dtr.reason !== "NotConfigured") reasons.push(`${cache.name}: DTR ${dtr.reason}: ${dtr.message}`);
   }
   return reasons;
 }

@@ -7,9 +7,10 @@ import type { ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
 import { mapBounded } from "./bounded.js";
 import { DtrClient, type ContentCacheRecord, type RetryPolicy } from "./client.js";
 import { DtrError, isDtrError } from "./errors.js";
+import { KeyedLock } from "./keyed-lock.js";
 import { silentLogger, type DtrLogger } from "./logger.js";
 import { readSecretRef } from "./secret.js";
-import type { DtrCacheStatus, DtrRemoval, DtrSync, UserAssignment, UserReset } from "./sync.js";
+import type { DtrApplyRequest, DtrCacheStatus, DtrRemoval, DtrRemovalResult, DtrSync, UserAssignment, UserReset } from "./sync.js";
 import { establishTrust, type DtrTrust } from "./trust.js";
 
 export interface DtrSyncOptions {
@@ -41,6 +42,9 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
   // One trust (connection pool, fetched CA) per DTR and trust setting; the password is read
   // again on every pass so a rotated secret file takes effect without a restart.
   const trusts = new Map<string, Promise<DtrTrust>>();
+  // One "GET then PATCH" per (DTR, user) at a time across every cache this process reconciles.
+  const userLock = new KeyedLock();
+  const locked = <T>(dtr: ResolvedDtr, username: string, work: () => Promise<T>): Promise<T> => userLock.run(`${dtr.spec.url}\n${username}`, work);
 
   const trustFor = (dtr: ResolvedDtr): Promise<DtrTrust> => {
     const key = createHash("sha256").update(JSON.stringify([dtr.name, dtr.spec.url, dtr.spec.trust])).digest("hex");
@@ -61,34 +65,39 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
   };
 
   return {
-    async apply(cache: ResolvedCache, previousUsers: readonly string[], signal: AbortSignal): Promise<DtrCacheStatus> {
+    async apply(cache: ResolvedCache, request: DtrApplyRequest, signal: AbortSignal): Promise<DtrCacheStatus> {
       const client = await clientFor(cache.dtr);
       const host = cache.spec.externalURL;
       const log = { cache: cache.name, dtr: cache.dtr.name };
-      const { registration, formerIds } = await ensureRegistration(client, cache.name, host, signal, logger, log);
-      const ours = new Set([registration.id, ...formerIds]);
+      const { registration, formerIds, foreign } = await ensureRegistration(client, cache.name, host, request, signal, logger, log);
+      const ours = new Set([registration.id, ...formerIds, ...request.owned]);
       const concurrency = cache.dtr.spec.userConcurrency;
-
-      const listed = [...new Set(cache.spec.users)];
-      const users = await mapBounded(listed, concurrency, (username) => assignUser(client, username, registration.id, signal, logger, log));
-      const dropped = [...new Set(previousUsers)].filter((username) => !listed.includes(username));
-      const resets = await mapBounded(dropped, concurrency, (username) => resetUser(client, username, ours, signal, logger, log));
-      return { registrationId: registration.id, host: registration.host, users, resets };
+      const listed = new Set(cache.spec.users);
+      // Resets first: a user this cache drops is never re-pointed by this cache in the same pass.
+      const dropped = [...new Set(request.reset)].filter((username) => !listed.has(username));
+      const resets = await mapBounded(dropped, concurrency, (username) => locked(cache.dtr, username, () => resetUser(client, username, ours, signal, logger, log)));
+      const assign = [...new Set(request.assign)].filter((username) => listed.has(username));
+      const users = await mapBounded(assign, concurrency, (username) => locked(cache.dtr, username, () => assignUser(client, username, registration.id, signal, logger, log)));
+      return { registrationId: registration.id, host: registration.host, users, resets, foreign };
     },
 
     async caPem(dtr: ResolvedDtr): Promise<string | undefined> {
       return (await trustFor(dtr)).caPem;
     },
 
-    async remove(removal: DtrRemoval, signal: AbortSignal): Promise<void> {
+    async remove(removal: DtrRemoval, signal: AbortSignal): Promise<DtrRemovalResult> {
       const client = await clientFor(removal.dtr);
       const log = { cache: removal.cacheName, dtr: removal.dtr.name };
-      const registrations = (await client.listContentCaches(signal)).filter((entry) => entry.name === removal.cacheName);
-      const ours = new Set(registrations.map((entry) => entry.id));
+      const owned = new Set(removal.owned);
+      const named = (await client.listContentCaches(signal)).filter((entry) => entry.name === removal.cacheName);
+      const registrations = named.filter((entry) => owned.has(entry.id));
+      const foreign = named.filter((entry) => !owned.has(entry.id));
+      for (const entry of foreign) logger.warn({ ...log, registrationId: entry.id, host: entry.host }, "DTR registration of this name is not ours; left alone");
       // Users first: deleting the registration first would leave them pointing at an id that no
-      // longer exists, and their reset could then never tell "ours" from "someone else's".
-      if (ours.size > 0) {
-        const resets = await mapBounded([...new Set(removal.users)], removal.dtr.spec.userConcurrency, (username) => resetUser(client, username, ours, signal, logger, log));
+      // longer exists, and their reset could then never tell "ours" from "someone else's". Users
+      // are checked against every recorded id, also one already deleted by hand.
+      if (owned.size > 0) {
+        const resets = await mapBounded([...new Set(removal.users)], removal.dtr.spec.userConcurrency, (username) => locked(removal.dtr, username, () => resetUser(client, username, owned, signal, logger, log)));
         const failed = resets.filter((reset) => reset.state === "failed");
         if (failed.length > 0) {
           throw new DtrError("DTR_USERS_NOT_RESET", `could not reset ${failed.length} user(s) of cache ${removal.cacheName}: ${failed.map((reset) => `${reset.username} (${reset.message ?? "failed"})`).join(", ")}; registration kept until they are reset`, true);
@@ -98,6 +107,7 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
         await client.deleteContentCache(entry.id, signal);
         logger.info({ ...log, registrationId: entry.id }, "DTR registration deleted");
       }
+      return { foreign };
     },
 
     async close(): Promise<void> {
@@ -110,17 +120,26 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
 
 interface Registration {
   readonly registration: ContentCacheRecord;
-  /** Ids this cache was registered under before this pass (deleted now); users on them are ours. */
+  /** Owned ids this cache was registered under before this pass (deleted now); users on them are ours. */
   readonly formerIds: readonly string[];
+  /** Registrations of this name that are not ours. */
+  readonly foreign: readonly ContentCacheRecord[];
 }
 
 /**
- * List; keep one registration of this name whose host matches; delete the others (a host change,
- * or duplicates if DTR allows them: name uniqueness is UNCONFIRMED); create when none is left.
- * Deleting before creating works whether or not DTR enforces unique names.
+ * List; of the registrations of this name, only recorded ones (or the one being created, see
+ * adoptHost) are ours. Keep one of ours whose host matches, delete our others (a host change, or
+ * duplicates), create when none is left. A registration of the name that is not ours is never
+ * deleted: another controller (another swarm) may use the same cache name. While one exists and
+ * none of ours does, nothing is created (DTR's name uniqueness is UNCONFIRMED) and the pass fails
+ * with DTR_NOT_OWNED so the condition names it.
  */
-async function ensureRegistration(client: DtrClient, name: string, host: string, signal: AbortSignal, logger: DtrLogger, log: object): Promise<Registration> {
-  const mine = (await client.listContentCaches(signal)).filter((entry) => entry.name === name);
+async function ensureRegistration(client: DtrClient, name: string, host: string, request: DtrApplyRequest, signal: AbortSignal, logger: DtrLogger, log: object): Promise<Registration> {
+  const owned = new Set(request.owned);
+  const named = (await client.listContentCaches(signal)).filter((entry) => entry.name === name);
+  const isOurs = (entry: ContentCacheRecord): boolean => owned.has(entry.id) || (request.adoptHost !== undefined && sameHost(entry.host, request.adoptHost));
+  const mine = named.filter(isOurs);
+  const foreign = named.filter((entry) => !isOurs(entry));
   const keep = mine.find((entry) => sameHost(entry.host, host));
   const stale = mine.filter((entry) => entry !== keep);
   for (const entry of stale) {
@@ -128,11 +147,14 @@ async function ensureRegistration(client: DtrClient, name: string, host: string,
     logger.info({ ...log, registrationId: entry.id, oldHost: entry.host, host }, "DTR registration deleted (host changed or duplicate)");
   }
   const formerIds = stale.map((entry) => entry.id);
-  if (keep !== undefined) return { registration: keep, formerIds };
+  if (keep !== undefined) return { registration: keep, formerIds, foreign };
+  if (foreign.length > 0) {
+    throw new DtrError("DTR_NOT_OWNED", `DTR already has a content cache named ${name} that this controller did not create (${foreign.map((entry) => `${entry.id} ${entry.host}`).join(", ")}); left alone — rename the cache or remove that registration`, false);
+  }
   try {
     const created = await client.createContentCache(name, host, signal);
     logger.info({ ...log, registrationId: created.id, host }, "DTR registration created");
-    return { registration: created, formerIds };
+    return { registration: created, formerIds, foreign };
   } catch (error) {
     // The POST may have succeeded even though its answer was lost; adopt it rather than
     // leaving a duplicate behind. Only a transient failure can hide a success.
@@ -145,7 +167,7 @@ async function ensureRegistration(client: DtrClient, name: string, host: string,
     }
     if (again === undefined) throw error;
     logger.info({ ...log, registrationId: again.id, host }, "DTR registration adopted after an unanswered create");
-    return { registration: again, formerIds };
+    return { registration: again, formerIds, foreign };
   }
 }
 
@@ -212,10 +234,17 @@ export function summarizeDtrStatus(status: DtrCacheStatus): DtrSyncSummary {
   const failed = status.users.filter((user) => user.state === "failed");
   const unknown = status.users.filter((user) => user.state === "unknown-user");
   const resetFailed = (status.resets ?? []).filter((reset) => reset.state === "failed");
-  const names = (list: readonly { username: string }[]): string => list.map((user) => user.username).join(", ");
-  if (failed.length > 0) return { synced: false, reason: "UserUpdateFailed", message: `could not set the content cache of: ${names(failed)}`, retryable: true };
-  if (resetFailed.length > 0) return { synced: false, reason: "UserResetFailed", message: `could not reset the content cache of: ${names(resetFailed)}`, retryable: true };
-  if (unknown.length > 0) return { synced: false, reason: "UnknownUsers", message: `DTR has no user(s): ${names(unknown)}`, retryable: false };
+  const names = (list: readonly { username: string; message?: string }[]): string => list.map((user) => (user.message ? `${user.username} (${user.message})` : user.username)).join(", ");
+  // Every failed or unknown user is named, whatever the reason says first.
+  const parts = [
+    ...(failed.length > 0 ? [`could not set the content cache of: ${names(failed)}`] : []),
+    ...(resetFailed.length > 0 ? [`could not reset the content cache of: ${names(resetFailed)}`] : []),
+    ...(unknown.length > 0 ? [`DTR has no user(s): ${unknown.map((user) => user.username).join(", ")}`] : []),
+  ];
+  const message = parts.join("; ");
+  if (failed.length > 0) return { synced: false, reason: "UserUpdateFailed", message, retryable: true };
+  if (resetFailed.length > 0) return { synced: false, reason: "UserResetFailed", message, retryable: true };
+  if (unknown.length > 0) return { synced: false, reason: "UnknownUsers", message, retryable: false };
   return { synced: true, reason: "Synced", message: `registered as ${status.registrationId ?? "?"}; ${status.users.length} user(s) assigned`, retryable: false };
 }
 

@@ -12,7 +12,8 @@ export type DtrErrorCode =
   | "DTR_PROTOCOL"
   | "DTR_CREDENTIALS"
   | "DTR_TRUST"
-  | "DTR_USERS_NOT_RESET";
+  | "DTR_USERS_NOT_RESET"
+  | "DTR_NOT_OWNED";
 
 export class DtrError extends Error {
   override readonly name: string = "DtrError";

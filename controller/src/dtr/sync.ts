@@ -1,8 +1,8 @@
-// The seam between the Swarm reconciler and the DTR side (registration + user settings).
-// The reconciler calls `apply` after the Swarm objects are in place and `remove` before it tears
-// the service down; a failure here marks the cache's DTR condition Degraded but never stops the
-// Swarm side from converging.
+// The seam between the controller's DTR reconciler (controller/src/dtr-reconcile) and DTR itself:
+// one pass of registration + the user settings the reconciler asks for. What is owned and which
+// users are due is decided by the reconciler from its own record; this side only talks to DTR.
 import type { ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
+import type { ContentCacheRecord } from "./client.js";
 
 export interface UserAssignment {
   readonly username: string;
@@ -18,11 +18,26 @@ export interface DtrCacheStatus {
   readonly host?: string;
   readonly users: readonly UserAssignment[];
   /**
-   * Users dropped from the list since the last pass (previousUsers minus users) and what happened
-   * to them. Optional so that older producers stay valid; a "failed" entry means the reset must be
-   * retried, so the caller should keep passing that user in previousUsers.
+   * The requested resets and what happened to them; a "failed" entry means the reset must be
+   * retried, so the reconciler keeps that user in its record.
    */
   readonly resets?: readonly UserReset[];
+  /** Registrations of this name that are not ours: reported, never deleted (issue 10, defect 10). */
+  readonly foreign?: readonly ContentCacheRecord[];
+}
+
+export interface DtrApplyRequest {
+  /** Registration ids this controller recorded as its own; only these are ever deleted. */
+  readonly owned: readonly string[];
+  /**
+   * Adopt a registration of this name with exactly this host although its id is not recorded:
+   * set while a create is in flight (the answer may be lost after DTR made it).
+   */
+  readonly adoptHost?: string;
+  /** Users to point at the registration (a subset of the listed users: those due). */
+  readonly assign: readonly string[];
+  /** Users to reset, each only if it still points at one of our registrations. */
+  readonly reset: readonly string[];
 }
 
 export interface UserReset {
@@ -36,13 +51,23 @@ export interface UserReset {
 export interface DtrRemoval {
   readonly cacheName: string;
   readonly dtr: ResolvedDtr;
-  /** Users last assigned to the cache; each is reset only if it still points at the cache. */
+  /** Users that may point at the cache (the reconciler's record); each is reset only if it does. */
   readonly users: readonly string[];
+  /** Registration ids recorded as ours; registrations of the name with other ids are left alone. */
+  readonly owned: readonly string[];
+}
+
+export interface DtrRemovalResult {
+  /** Registrations of the name that are not ours (reported, not deleted). */
+  readonly foreign: readonly ContentCacheRecord[];
 }
 
 export interface DtrSync {
-  /** Ensure the registration (create, or delete + re-create on a host change) and user settings. */
-  apply(cache: ResolvedCache, previousUsers: readonly string[], signal: AbortSignal): Promise<DtrCacheStatus>;
-  /** Reset the users that still point at the cache, then delete the registration. Idempotent. */
-  remove(removal: DtrRemoval, signal: AbortSignal): Promise<void>;
+  /**
+   * Ensure the registration (create, or delete an owned one + re-create on a host change), then
+   * the requested user settings. Throws when a registration of the name is not ours and none is.
+   */
+  apply(cache: ResolvedCache, request: DtrApplyRequest, signal: AbortSignal): Promise<DtrCacheStatus>;
+  /** Reset the users that still point at an owned registration, then delete the owned ones. Idempotent. */
+  remove(removal: DtrRemoval, signal: AbortSignal): Promise<DtrRemovalResult>;
 }

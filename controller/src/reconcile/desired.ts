@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import type { ResolvedCache } from "@dtrcache/crds";
 import type { HealthConfig, ServiceConfigRef, ServiceMount, ServiceSecretRef, ServiceSpec } from "../swarm/api.js";
-import { CACHE, CONFIG_REF, DTR, HASH, OWNER, PUBLIC_CERT, PURPOSE, ROLLOUT_HASH, TLS_HOST, TLS_PAIR, USERS, type BlobPurpose } from "./labels.js";
+import { CACHE, CONFIG_REF, HASH, OWNER, PUBLIC_CERT, PURPOSE, ROLLOUT_HASH, TLS_HOST, TLS_PAIR, type BlobPurpose } from "./labels.js";
 
 /** In-container paths: the runbook's names, shared with the renderer (crds CONTAINER_PATHS). */
 export interface ContainerPaths {
@@ -156,7 +156,7 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
 
   const unhashed: ServiceSpec = {
     Name: name,
-    Labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "service", [USERS]: JSON.stringify(users), [DTR]: cache.dtr.name, [CONFIG_REF]: blobs[0]?.name ?? "" },
+    Labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "service", [CONFIG_REF]: blobs[0]?.name ?? "" },
     TaskTemplate: {
       ContainerSpec: {
         Image: cache.spec.image,

@@ -7,10 +7,11 @@ export const OWNER = "io.dtrcache.owner";
 export const CACHE = "io.dtrcache.cache";
 export const PURPOSE = "io.dtrcache.purpose";
 export const HASH = "io.dtrcache.hash";
-/** On the service: JSON list of users last assigned, so teardown after a restart knows whom to reset. */
-export const USERS = "io.dtrcache.users";
-/** On the service: the DTR document name the cache was registered with. */
-export const DTR = "io.dtrcache.dtr";
+/**
+ * Written on the service by older versions: the JSON list of users last assigned. No longer
+ * written (the DTR reconciler keeps its own record, dtr-reconcile/record.ts); read once to adopt.
+ */
+export const LEGACY_USERS = "io.dtrcache.users";
 /** On the service: the config revision that holds http.secret (read back so the secret stays stable). */
 export const CONFIG_REF = "io.dtrcache.config";
 /** On generated cert secrets: the host the certificate was made for, and the public PEM (base64). */
