@@ -164,7 +164,7 @@ describe("a DTR content cache end to end", () => {
       await stack.writeSpec(specOptions);
       await expect.poll(() => conditionState("DtrSynced"), { timeout: 60_000, interval: 250 }).toBe("False");
       const dtrCondition = conditionOf(cacheStatus(), "DtrSynced");
-      expect(dtrCondition?.reason).toBe("DtrError");
+      expect(dtrCondition?.reason).toBe("DTR_UNAVAILABLE"); // the error's stable code (issue 10: describeDtrFailure)
       expect(dtrCondition?.message).toMatch(/503|unavailable/i);
       // the Swarm side converged on the edited spec all the same
       await expect.poll(() => conditionState("Ready") === "True" && cacheStatus()?.observedGeneration === cacheStatus()?.generation, { timeout: 60_000, interval: 250 }).toBe(true);
