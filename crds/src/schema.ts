@@ -28,6 +28,12 @@ export const metadataSchema = z
   .strictObject({
     name: resourceName,
     labels: z.record(z.string(), z.string()).optional().describe("Free-form labels; copied to nothing, for the user's bookkeeping."),
+    generation: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("Set by the in-swarm store (`dtrcache get -o yaml` shows it). When present in an applied document, the write succeeds only if it is still the stored generation (optimistic concurrency); ignored by file-mode loading."),
   })
   .describe("Standard object metadata.");
 

@@ -204,6 +204,11 @@ export interface SwarmApi {
   listConfigs(filter: LabelFilter): Promise<SwarmConfig[]>;
   inspectConfig(id: string): Promise<SwarmConfig>;
   createConfig(request: CreateBlobRequest): Promise<string>;
+  /**
+   * Replaces a config's labels (the only part of a config Swarm lets change). Sends `version`: a
+   * stale version fails with code CONFLICT, which is what makes a config usable as a lease record.
+   */
+  updateConfigLabels(id: string, version: ObjectVersion, name: string, labels: Labels): Promise<void>;
   removeConfig(id: string): Promise<void>;
 
   listSecrets(filter: LabelFilter): Promise<SwarmSecret[]>;
@@ -222,7 +227,7 @@ export interface SwarmApi {
 }
 
 /** Method names that change the Swarm; the recording wrapper counts these separately. */
-export const MUTATING_CALLS = ["updateNode", "createConfig", "removeConfig", "createSecret", "removeSecret", "createService", "updateService", "removeService"] as const satisfies readonly (keyof SwarmApi)[];
+export const MUTATING_CALLS = ["updateNode", "createConfig", "updateConfigLabels", "removeConfig", "createSecret", "removeSecret", "createService", "updateService", "removeService"] as const satisfies readonly (keyof SwarmApi)[];
 
 export type SwarmCall = Exclude<keyof SwarmApi, never>;
 

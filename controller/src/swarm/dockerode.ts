@@ -9,6 +9,7 @@ import type {
   EventHandlers,
   EventSubscription,
   LabelFilter,
+  Labels,
   NodeSpec,
   ObjectVersion,
   ServiceSpec,
@@ -203,6 +204,11 @@ export class DockerodeSwarmApi implements SwarmApi {
   async createConfig(request: CreateBlobRequest): Promise<string> {
     const body = { Name: request.name, Labels: request.labels, Data: request.data.toString("base64") };
     return str(obj(await this.dial("createConfig", { path: "/configs/create?", method: "POST", options: { _body: body } }))["ID"]);
+  }
+
+  async updateConfigLabels(id: string, v: ObjectVersion, name: string, labels: Labels): Promise<void> {
+    // Swarm refuses any change but Labels, and a Data field at all ("only updates to Labels are allowed").
+    await this.dial("updateConfigLabels", { path: `/configs/${encodeURIComponent(id)}/update?`, method: "POST", options: { _query: { version: v.index }, _body: { Name: name, Labels: labels } } });
   }
 
   async removeConfig(id: string): Promise<void> {

@@ -9,6 +9,7 @@ import type {
   EventHandlers,
   EventSubscription,
   LabelFilter,
+  Labels,
   NodeSpec,
   ObjectVersion,
   ServiceSpec,
@@ -199,6 +200,17 @@ export class FakeSwarm implements SwarmApi {
 
   removeConfig(id: string): Promise<void> {
     return this.removeBlob("config", this.configs, id);
+  }
+
+  updateConfigLabels(id: string, version: ObjectVersion, name: string, labels: Labels): Promise<void> {
+    const b = this.configs.get(id);
+    if (!b) return Promise.reject(new SwarmError("NOT_FOUND", "updateConfigLabels", `config ${id} not found`, 404));
+    if (b.version !== version.index) return Promise.reject(new SwarmError("CONFLICT", "updateConfigLabels", "update out of sequence", 500));
+    if (b.name !== name) return Promise.reject(new SwarmError("INVALID", "updateConfigLabels", "only updates to Labels are allowed", 400));
+    b.labels = { ...labels };
+    b.version += 1;
+    this.emit({ type: "config", action: "update", id, name, labels: {} });
+    return Promise.resolve();
   }
 
   listSecrets(filter: LabelFilter): Promise<SwarmSecret[]> {

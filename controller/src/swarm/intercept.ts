@@ -11,6 +11,7 @@ const ALL_CALLS: Readonly<Record<SwarmCall, true>> = {
   listConfigs: true,
   inspectConfig: true,
   createConfig: true,
+  updateConfigLabels: true,
   removeConfig: true,
   listSecrets: true,
   createSecret: true,
