@@ -56,14 +56,16 @@ describe("cache server (against an in-process upstream)", () => {
     expect(up.count("GET", `/blobs/${digest}`)).toBe(1);
   });
 
-  it("fetches a cold blob once for 50 concurrent requests and gives each the right bytes", async () => {
+  it("fetches a cold blob once for 50 concurrent requests and gives each the right bytes", { timeout: 60_000 }, async () => {
     const { up, cache } = await setup();
     let release!: () => void;
     const bytes = randomBytes(8 * 1024 * 1024);
     const digest = up.addBlob("library/app", bytes);
     up.faults.set(digest, { kind: "pause", afterBytes: 1024 * 1024, release: new Promise((r) => (release = r)) });
     const all = Array.from({ length: 50 }, () => httpGet(`${cache.url}/v2/library/app/blobs/${digest}`));
-    await expect.poll(() => cache.handler.fills.get(digest)?.readers.size ?? 0).toBe(50);
+    // Generous bound: 50 connections are accepted slowly on a loaded 2-core machine; what is
+    // asserted is one upstream GET, not speed.
+    await expect.poll(() => cache.handler.fills.get(digest)?.readers.size ?? 0, { timeout: 20_000 }).toBe(50);
     release();
     const results = await Promise.all(all);
     for (const r of results) expect(digestOf(r.body)).toBe(digest);
