@@ -7,6 +7,8 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { type Clock, systemClock } from "./clock.js";
 import type { CacheConfig } from "./config.js";
+import { startDebugServer, type DebugServer } from "./debug-server.js";
+import { applyLimits, serverOptions, StallGuard, type LimitEvents } from "./limits.js";
 import { createMetrics, type CacheMetrics } from "./metrics.js";
 import { parseRegistryPath } from "./names.js";
 import { opsMetrics } from "./ops-metrics.js";
@@ -27,6 +29,8 @@ export interface CacheServerOptions {
 export interface RunningCache {
   readonly url: string;
   readonly port: number;
+  /** The debug listener (/metrics, /healthz); undefined when its default address was taken. */
+  readonly debugUrl: string | undefined;
   readonly store: BlobStore;
   readonly handler: RegistryHandler;
   readonly metrics: CacheMetrics;
@@ -61,30 +65,13 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
   const upstream = new UpstreamClient({ urls: d.upstreams.map((u) => u.url), caFiles: d.cas, concurrency: d.upstreamConcurrency, clock, metrics, selfUrl: config.publicHost });
   const handler = new RegistryHandler({ store, upstream, metrics, logger, clock, options: d });
 
+  const limitEvents: LimitEvents = {
+    onRefused: () => ops.connectionsRefused.inc(),
+    onStalled: () => ops.stalledResponses.inc(),
+  };
+  const stallGuard = new StallGuard(config.limits.stallTimeoutMs, limitEvents);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = req.url ?? "/";
-    if (path === "/healthz") {
-      const body = JSON.stringify({ ok: true, upstreams: upstream.health(), blobs: store.blobCount, bytes: store.totalBytes });
-      res.writeHead(200, { "Content-Type": "application/json", "Docker-Distribution-API-Version": "registry/2.0" });
-      res.end(body);
-      return;
-    }
-    if (path === "/metrics") {
-      metrics.diskBytes.set(store.totalBytes);
-      metrics.diskBlobs.set(store.blobCount);
-      metrics.fillsInFlight.set(handler.fills.inFlight);
-      metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { "Content-Type": metrics.registry.contentType, "Docker-Distribution-API-Version": "registry/2.0" });
-          res.end(text);
-        },
-        () => {
-          res.writeHead(500);
-          res.end();
-        },
-      );
-      return;
-    }
+    stallGuard.track(res);
     // After an unclean stop a blob is hashed before its first answer (a torn one is deleted and
     // the handler then fills it again). After a clean start this is one integer comparison.
     if (store.unverifiedCount > 0) {
@@ -100,14 +87,15 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
     handler.handle(req, res);
   };
 
+  const limits = serverOptions(config.limits);
   let server: Server;
   if (config.tls) {
     const [cert, key] = await Promise.all([readFile(config.tls.certificate), readFile(config.tls.key)]);
-    server = createHttpsServer({ cert, key }, onRequest);
+    server = createHttpsServer({ cert, key, ...limits }, onRequest);
   } else {
-    server = createHttpServer(onRequest);
+    server = createHttpServer(limits, onRequest);
   }
-  server.keepAliveTimeout = 65_000;
+  applyLimits(server, config.limits, limitEvents);
   const host = opts.listen?.host ?? config.listenHost;
   const port = opts.listen?.port ?? config.listenPort;
   await new Promise<void>((resolve, reject) => {
@@ -120,7 +108,30 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
   const url = `${config.tls ? "https" : "http"}://${shownHost}:${addr.port}`;
-  logger.info({ url, upstreams: upstream.upstreamUrls }, "listening");
+
+  // Started once the registry port answers, so a healthy /healthz means the registry is up.
+  let debug: DebugServer | undefined;
+  try {
+    debug = await startDebugServer(config.debug.host, config.debug.port, {
+      healthz: () => ({ ok: true, upstreams: upstream.health(), blobs: store.blobCount, bytes: store.totalBytes, unverified: store.unverifiedCount }),
+      metrics: async () => {
+        metrics.diskBytes.set(store.totalBytes);
+        metrics.diskBlobs.set(store.blobCount);
+        metrics.fillsInFlight.set(handler.fills.inFlight);
+        return { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
+      },
+    });
+  } catch (err) {
+    // An address the operator chose must work; the default one is best effort (another cache
+    // process on the same host may hold it).
+    if (config.debug.explicit) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await upstream.close();
+      throw err;
+    }
+    logger.warn({ err: { message: (err as Error).message } }, "debug listener not started (/metrics and /healthz unavailable)");
+  }
+  logger.info({ url, debugUrl: debug?.url, upstreams: upstream.upstreamUrls, limits: config.limits }, "listening");
 
   const verification = new AbortController();
   const verified =
@@ -152,6 +163,7 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
   return {
     url,
     port: addr.port,
+    debugUrl: debug?.url,
     store,
     handler,
     metrics,
@@ -167,6 +179,7 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      stallGuard.stop();
       await upstream.close();
       // Fills may still be committing: let them land, then say the store is clean.
       await handler.fills.settled();
@@ -177,6 +190,7 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
       });
       if (!marked && store.unverifiedCount > 0) logger.info({ unverified: store.unverifiedCount }, "stopped before every blob was verified; the next start verifies again");
       store.closeHandles();
+      await debug?.close();
     },
   };
 }

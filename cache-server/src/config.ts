@@ -39,12 +39,38 @@ export interface DownstreamOptions {
   readonly sweepIntervalMs: number;
 }
 
+/** Connection limits of the registry listener (downstream options; see docs/cache-server.md, Limits). */
+export interface ConnectionLimits {
+  /** Open connections above this are refused (closed at accept), not queued. */
+  readonly maxConnections: number;
+  /** Time a client has to send a complete request head, from its first byte (slowloris). */
+  readonly headerTimeoutMs: number;
+  /** Time a client has to send a complete request, head and body. */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection (no request in progress) is closed after this. */
+  readonly idleTimeoutMs: number;
+  /** A response whose client takes no bytes for this long is destroyed (and its blob released). */
+  readonly stallTimeoutMs: number;
+}
+
+/** `http.debug.addr`: the listener of /metrics and /healthz, kept off the registry port. */
+export interface DebugListen {
+  readonly host: string;
+  readonly port: number;
+  /** false when the address is the default (a bind failure is then a warning, not fatal). */
+  readonly explicit: boolean;
+}
+
+export const DEFAULT_DEBUG_ADDR = "127.0.0.1:5001";
+
 export interface CacheConfig {
   readonly logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal";
   readonly rootDirectory: string;
   readonly deleteEnabled: boolean;
   readonly listenHost: string;
   readonly listenPort: number;
+  readonly debug: DebugListen;
+  readonly limits: ConnectionLimits;
   readonly secret: string | undefined;
   readonly publicHost: string | undefined;
   readonly tls: { readonly certificate: string; readonly key: string } | undefined;
@@ -255,10 +281,18 @@ export function parseConfig(text: string): ConfigResult {
   const del = r.map(storage, "delete", "storage.delete", ["enabled"]);
   const deleteEnabled = r.boolean(del, "enabled", "storage.delete.enabled") ?? false;
 
-  const http = r.map(root, "http", "http", ["addr", "secret", "host", "tls"], new Set(["net", "prefix", "headers", "relativeurls", "debug", "http2", "draintimeout"]));
+  const http = r.map(root, "http", "http", ["addr", "secret", "host", "tls", "debug"], new Set(["net", "prefix", "headers", "relativeurls", "http2", "draintimeout"]));
   const addrText = r.string(http, "addr", "http.addr") ?? ":5000";
   const addr = parseAddr(addrText);
   if (!addr) r.error("http.addr", `must be host:port, got ${JSON.stringify(addrText)}`, http?.get("addr", true) as YamlNode);
+  // distribution's debug server: /metrics and /healthz live there, never on the registry port.
+  const debugNode = r.map(http, "debug", "http.debug", ["addr"], new Set(["prometheus", "pprof", "tls"]));
+  const debugText = r.string(debugNode, "addr", "http.debug.addr");
+  const debugAddr = parseAddr(debugText ?? DEFAULT_DEBUG_ADDR);
+  if (!debugAddr) r.error("http.debug.addr", `must be host:port, got ${JSON.stringify(debugText)}`, debugNode?.get("addr", true) as YamlNode);
+  else if (addr && debugAddr.port !== 0 && debugAddr.port === addr.port && (debugAddr.host === addr.host || debugAddr.host === "0.0.0.0" || addr.host === "0.0.0.0")) {
+    r.error("http.debug.addr", "must not be the registry's own address (http.addr)", debugNode?.get("addr", true) as YamlNode);
+  }
   const secret = r.string(http, "secret", "http.secret");
   const publicHost = r.string(http, "host", "http.host");
   const tlsNode = r.map(http, "tls", "http.tls", ["certificate", "key"], new Set(["clientcas", "minimumtls", "ciphersuites", "letsencrypt"]));
@@ -268,9 +302,10 @@ export function parseConfig(text: string): ConfigResult {
     r.error("http.tls", "certificate and key must be given together", tlsNode);
   }
 
-  const downstream = readDownstream(r, root);
+  const { options: downstream, map: downstreamMap, base: downstreamBase } = readDownstream(r, root);
+  const limits = readLimits(r, downstreamMap, downstreamBase);
 
-  if (r.errors.length > 0 || !logLevel || !addr || !downstream) return { ok: false, errors: r.errors, warnings: r.warnings };
+  if (r.errors.length > 0 || !logLevel || !addr || !debugAddr || !downstream) return { ok: false, errors: r.errors, warnings: r.warnings };
   if (!deleteEnabled) r.warn("storage.delete.enabled", "is false: blobs past blobttl are kept (no expiry)");
   return {
     ok: true,
@@ -281,6 +316,8 @@ export function parseConfig(text: string): ConfigResult {
       deleteEnabled,
       listenHost: addr.host,
       listenPort: addr.port,
+      debug: { ...debugAddr, explicit: debugText !== undefined },
+      limits,
       secret,
       publicHost,
       tls: certificate && key ? { certificate, key } : undefined,
@@ -294,14 +331,58 @@ const MAX_NOT_FOUND_TTL_MS = 60_000;
 
 const DOWNSTREAM_KEYS = [
   "blobttl", "upstreams", "cas", "servestale", "authttl", "outageallowance", "notfoundttl", "maxsize", "highwatermark", "lowwatermark", "upstreamconcurrency", "sweepinterval",
+  "maxconnections", "headertimeout", "requesttimeout", "idletimeout", "stalltimeout",
 ] as const;
 
-function readDownstream(r: Reader, root: YAMLMap): DownstreamOptions | undefined {
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxConnections: 1000,
+  headerTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
+  stallTimeoutMs: 60_000,
+};
+const MAX_LIMIT_MS = 3600_000;
+
+// Limits are read from the same downstream options (the runbook's format has no place for them
+// under http:); keys are checked there by readDownstream, values here.
+function readLimits(r: Reader, opts: YAMLMap | undefined, base: string): ConnectionLimits {
+  const timeout = (key: string, fallback: number): number => {
+    const ms = r.duration(opts, key, `${base}.${key}`);
+    if (ms === undefined) return fallback;
+    if (ms <= 0 || ms > MAX_LIMIT_MS) {
+      r.error(`${base}.${key}`, "must be greater than zero and at most 1h", opts?.get(key, true) as YamlNode);
+      return fallback;
+    }
+    return ms;
+  };
+  const maxConnections = r.number(opts, "maxconnections", `${base}.maxconnections`, 1, 1_000_000, true) ?? DEFAULT_LIMITS.maxConnections;
+  const headerTimeoutMs = timeout("headertimeout", DEFAULT_LIMITS.headerTimeoutMs);
+  const requestTimeoutMs = timeout("requesttimeout", Math.max(DEFAULT_LIMITS.requestTimeoutMs, headerTimeoutMs));
+  if (requestTimeoutMs < headerTimeoutMs) {
+    r.error(`${base}.requesttimeout`, "must be at least headertimeout (the head is part of the request)", opts?.get("requesttimeout", true) as YamlNode);
+  }
+  return {
+    maxConnections,
+    headerTimeoutMs,
+    requestTimeoutMs,
+    idleTimeoutMs: timeout("idletimeout", DEFAULT_LIMITS.idleTimeoutMs),
+    stallTimeoutMs: timeout("stalltimeout", DEFAULT_LIMITS.stallTimeoutMs),
+  };
+}
+
+interface DownstreamRead {
+  readonly options: DownstreamOptions | undefined;
+  /** The options map itself (undefined when absent), and its path for messages. */
+  readonly map: YAMLMap | undefined;
+  readonly base: string;
+}
+
+function readDownstream(r: Reader, root: YAMLMap): DownstreamRead {
   const mw = r.map(root, "middleware", "middleware", ["registry"], new Set(["repository", "storage"]));
   const list = mw?.get("registry", true) as YamlNode | undefined;
   if (!list || !isSeq(list)) {
     r.error("middleware.registry", "must be a list containing the `downstream` middleware", list ?? mw ?? root);
-    return undefined;
+    return { options: undefined, map: undefined, base: "" };
   }
   let found: YAMLMap | undefined;
   let base = "";
@@ -322,12 +403,12 @@ function readDownstream(r: Reader, root: YAMLMap): DownstreamOptions | undefined
   });
   if (!found) {
     r.error("middleware.registry", "no middleware named `downstream`", list);
-    return undefined;
+    return { options: undefined, map: undefined, base };
   }
   const opts = r.map(found, "options", base, DOWNSTREAM_KEYS);
   if (!opts) {
     r.error(base, "is required (blobttl, upstreams)", found);
-    return undefined;
+    return { options: undefined, map: undefined, base };
   }
   const blobTtlMs = r.duration(opts, "blobttl", `${base}.blobttl`);
   if (blobTtlMs === undefined && !r.errors.some((e) => e.path === `${base}.blobttl`)) r.error(`${base}.blobttl`, "is required", opts);
@@ -360,9 +441,10 @@ function readDownstream(r: Reader, root: YAMLMap): DownstreamOptions | undefined
     if (upstreams.length === 0 && !r.errors.some((e) => e.path.startsWith(`${base}.upstreams`))) {
       r.error(`${base}.upstreams`, "needs at least one upstream URL", opts);
     }
-    return undefined;
+    return { options: undefined, map: opts, base };
   }
-  return { blobTtlMs, upstreams, cas, serveStale, authTtlMs, outageAllowanceMs, notFoundTtlMs, maxSizeBytes, highWatermark, lowWatermark, upstreamConcurrency, sweepIntervalMs };
+  const options = { blobTtlMs, upstreams, cas, serveStale, authTtlMs, outageAllowanceMs, notFoundTtlMs, maxSizeBytes, highWatermark, lowWatermark, upstreamConcurrency, sweepIntervalMs };
+  return { options, map: opts, base };
 }
 
 // Two accepted shapes: the list of URLs of current caches, and the 2.3-era list of

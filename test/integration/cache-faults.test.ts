@@ -141,6 +141,43 @@ describe("cache faults", () => {
     expect(r.digest).toBe(digest);
   });
 
+  it("never serves a blob torn by a host crash as clean (SIGKILL, file truncated while stopped, restart)", async () => {
+    const up = new FakeUpstream();
+    await up.start();
+    stops.push(() => up.stop());
+    const bytes = randomBytes(8 * 1024 * 1024);
+    const digest = up.addBlob("faults/torn", bytes);
+    const port = await freePort("127.0.0.1");
+    const dir = join(workDir, "torn-cache");
+    const first = await startCacheProcess({ workDir: dir, upstreams: [up.url], port });
+    stops.push(() => first.stop());
+    expect((await getHashed(`${first.url}/v2/faults/torn/blobs/${digest}`)).digest).toBe(digest);
+    // SIGKILL leaves no clean-shutdown marker, as a host crash would; the rename that reached the
+    // disk before the bytes is simulated by cutting the file.
+    await first.kill();
+    const file = join(first.rootDirectory, "blobs", "sha256", digest.slice(7, 9), digest.slice(7));
+    await truncate(file, 3 * 1024 * 1024);
+    const second = await startCacheProcess({ workDir: dir, upstreams: [up.url], port });
+    stops.push(() => second.stop());
+    const r = await getHashed(`${second.url}/v2/faults/torn/blobs/${digest}`);
+    expect(r.status).toBe(200);
+    expect(r.bytes).toBe(bytes.length);
+    expect(r.digest).toBe(digest);
+    expect(up.count("GET", `/blobs/${digest}`)).toBe(2);
+    expect((await stat(file)).size).toBe(bytes.length);
+    expect(metricValue(await second.metrics(), "cache_store_verified_total")).toBe(1);
+
+    // With the upstream gone too, the torn copy is an error, never a clean short 200.
+    await second.kill();
+    await truncate(file, 1024);
+    await up.stop();
+    const third = await startCacheProcess({ workDir: dir, upstreams: [up.url], port });
+    stops.push(() => third.stop());
+    const refused = await fetch(`${third.url}/v2/faults/torn/blobs/${digest}`).then(async (res) => ({ status: res.status, body: Buffer.from(await res.arrayBuffer()) }), () => ({ status: 0, body: Buffer.alloc(0) }));
+    expect(refused.status).not.toBe(200);
+    await expect(stat(file)).rejects.toThrow();
+  });
+
   it("streams straight through and keeps nothing when the disk is full", async () => {
     const up = await registry("full-reg");
     const bytes = randomBytes(24 * 1024 * 1024);
@@ -175,7 +212,7 @@ describe("cache faults", () => {
     expect(result.stderr).toContain("middleware.registry[0].options.blobttl");
     expect(result.stderr).toMatch(/line 16/);
     expect(result.stderr).not.toContain("test-secret-not-logged");
-    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+    await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
   });
 
   it("rejects path traversal and malformed names or digests without touching the disk", async () => {

@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, closeSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-
 
 function findMain(): string {
   // Works both from test/support (vitest, sources) and test/dist/support (compiled bench).
@@ -22,6 +22,8 @@ export interface CacheProcessOptions {
   readonly upstreams: readonly string[];
   readonly listenHost?: string;
   readonly port: number;
+  /** Port of the debug listener (/metrics, /healthz) on listenHost; a free one when absent. */
+  readonly debugPort?: number;
   /** Defaults to <workDir>/root */
   readonly rootDirectory?: string;
   readonly blobttl?: string;
@@ -37,6 +39,8 @@ export interface CacheProcessOptions {
 export interface CacheProcess {
   readonly url: string;
   readonly hostPort: string;
+  /** The debug listener: /metrics and /healthz are served there, not on `url`. */
+  readonly debugUrl: string;
   readonly rootDirectory: string;
   readonly logFile: string;
   readonly child: ChildProcess;
@@ -48,6 +52,7 @@ export interface CacheProcess {
 
 export function renderCacheConfig(o: CacheProcessOptions, root: string): string {
   const q = (v: string): string => JSON.stringify(v);
+  const host = o.listenHost ?? "127.0.0.1";
   return [
     "version: 0.1",
     "log:",
@@ -58,9 +63,10 @@ export function renderCacheConfig(o: CacheProcessOptions, root: string): string 
     "  filesystem:",
     `    rootdirectory: ${q(root)}`,
     "http:",
-    `  addr: ${q(`${o.listenHost ?? "127.0.0.1"}:${o.port}`)}`,
+    `  addr: ${q(`${host}:${o.port}`)}`,
     "  secret: test-secret-not-logged",
     ...(o.httpHost ? [`  host: ${q(o.httpHost)}`] : []),
+    ...(o.debugPort !== undefined ? ["  debug:", `    addr: ${q(`${host}:${o.debugPort}`)}`] : []),
     "middleware:",
     "  registry:",
     "    - name: downstream",
@@ -73,8 +79,18 @@ export function renderCacheConfig(o: CacheProcessOptions, root: string): string 
   ].join("\n");
 }
 
-export async function startCacheProcess(o: CacheProcessOptions): Promise<CacheProcess> {
+/** A port nothing listens on right now (the kernel's pick for port 0). */
+async function freeTcpPort(host: string): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => probe.once("error", reject).listen(0, host, () => resolve()));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+export async function startCacheProcess(options: CacheProcessOptions): Promise<CacheProcess> {
   const main = findMain();
+  const o: CacheProcessOptions = { ...options, debugPort: options.debugPort ?? (await freeTcpPort(options.listenHost ?? "127.0.0.1")) };
   const root = o.rootDirectory ?? join(o.workDir, "root");
   await mkdir(o.workDir, { recursive: true });
   const configFile = join(o.workDir, "config.yml");
@@ -85,13 +101,15 @@ export async function startCacheProcess(o: CacheProcessOptions): Promise<CachePr
   closeSync(fd);
   const hostPort = `${o.listenHost ?? "127.0.0.1"}:${o.port}`;
   const url = `http://${hostPort}`;
+  const debugUrl = `http://${o.listenHost ?? "127.0.0.1"}:${o.debugPort}`;
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once("exit", () => ((exited = true), resolve())));
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (exited) throw new Error(`cache-server exited at start: ${(await readFile(logFile, "utf8")).slice(-2000)}`);
     try {
-      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      // /healthz answers once the registry port listens (the debug listener starts after it).
+      const r = await fetch(`${debugUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
       await r.arrayBuffer();
       if (r.ok) break;
     } catch {
@@ -115,11 +133,12 @@ export async function startCacheProcess(o: CacheProcessOptions): Promise<CachePr
   return {
     url,
     hostPort,
+    debugUrl,
     rootDirectory: root,
     logFile,
     child,
     async metrics() {
-      const r = await fetch(`${url}/metrics`);
+      const r = await fetch(`${debugUrl}/metrics`);
       return r.text();
     },
     kill: () => signal("SIGKILL"),

@@ -1,6 +1,7 @@
 // The config.yml text unit tests start caches with: the runbook's shape, listening on a free
-// loopback port, with the test's storage root and upstreams. Extra `http:` lines (e.g. tls) and
-// extra downstream options (e.g. cas, servestale) are appended where they belong.
+// loopback port (the debug listener too), with the test's storage root and upstreams. Extra
+// `http:` lines (e.g. tls) and extra downstream options (e.g. cas, servestale) are appended where
+// they belong.
 export interface TestConfigOptions {
   readonly root: string;
   readonly upstreams: readonly string[];
@@ -23,6 +24,8 @@ storage:
 http:
   addr: 127.0.0.1:0
   secret: s3cret
+  debug:
+    addr: 127.0.0.1:0
 ${options.httpLines ?? ""}
 middleware:
   registry:
