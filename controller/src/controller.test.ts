@@ -16,7 +16,8 @@ function setup(initial: LoadResult, extra: Partial<ControllerOptions> = {}, host
   const recording = recordSwarmApi(fake);
   const source = staticSpecSource(initial);
   const logger = memoryLogger();
-  const controller = createController({ docker: recording, specSource: source, logger, id: "test", ...extra });
+  // settleMs 0: these tests are not about the settle time (ready-settle.test.ts is).
+  const controller = createController({ docker: recording, specSource: source, logger, id: "test", settleMs: 0, ...extra });
   return { fake, recording, source, controller, logger };
 }
 

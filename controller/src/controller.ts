@@ -15,6 +15,7 @@ import { buildDesired, placementOf, specGeneration, type ContainerOptions, type 
 import { gatherMaterials, type DtrCaProvider } from "./reconcile/materials.js";
 import { observeCache, observeOwnedCaches } from "./reconcile/observe.js";
 import { labelUseKey, planCache, planTeardown, type Plan, type PlanContext } from "./reconcile/planner.js";
+import { SettleTracker, type SettleState } from "./reconcile/settle.js";
 import type { SpecSource } from "./source.js";
 import { setCondition, type CacheStatus, type ControllerStatus, type SpecStatus } from "./status.js";
 import type { EventSubscription, SwarmApi, SwarmEvent } from "./swarm/api.js";
@@ -45,6 +46,11 @@ export interface ControllerOptions {
   readonly concurrency?: number;
   /** How often an unfinished rollout is looked at again. */
   readonly rolloutPollMs?: number;
+  /**
+   * How long a new task must stay running (seen by this controller, on `clock`) before the cache is
+   * Ready (default 10 s): a cache that exits at start is running for an instant only.
+   */
+  readonly settleMs?: number;
   /** Bound on waiting for a removed service's tasks to disappear during teardown. */
   readonly teardownWaitMs?: number;
   /** How often a cache already in sync with DTR is verified again (default 60 s). */
@@ -120,6 +126,7 @@ export function createController(options: ControllerOptions): Controller {
   const rolloutPollMs = options.rolloutPollMs ?? 1000;
   const dtrResyncMs = options.dtrResyncMs ?? 60_000;
   const paths: ContainerPaths = CONTAINER_PATHS;
+  const settle = new SettleTracker(options.settleMs ?? 10_000);
   const httpSecrets = new Map<string, string>();
   const caches = new Map<string, CacheState>();
   const knownOwned = new Set<string>();
@@ -205,6 +212,7 @@ export function createController(options: ControllerOptions): Controller {
     // Until the DTR side has had its pass for this generation, its condition says nothing true.
     if (dtrReconciler && !dtrReconciler.passed(name, generation)) setDtrCondition(state, { status: "Unknown", reason: "Syncing", message: "the DTR side of this spec has not been applied yet" });
     const [nodes, actual] = await Promise.all([swarm.listNodes(), observeCache(swarm, owner, name)]);
+    const settled = settle.observe(name, actual.tasks, clock.now().getTime());
     const updateState = actual.service?.updateStatus?.state;
     if ((updateState === "rollback_completed" || updateState === "rollback_paused") && state.pushedGeneration === generation) state.rolledBackGeneration = generation;
     const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, spec as CacheSpec, actual, signal);
@@ -219,10 +227,10 @@ export function createController(options: ControllerOptions): Controller {
       if (error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code)) {
         state.terminalGeneration = generation;
         problem = { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message };
-        finishStatus(state, { generation, plan, actual, outcomes, problem, startedAt, error });
+        finishStatus(state, { generation, plan, actual, settled, outcomes, problem, startedAt, error });
         log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
       } else {
-        finishStatus(state, { generation, plan, actual, outcomes, problem: { reason: "ReconcileError", message: errorMessage(error) }, startedAt, error });
+        finishStatus(state, { generation, plan, actual, settled, outcomes, problem: { reason: "ReconcileError", message: errorMessage(error) }, startedAt, error });
       }
       throw error;
     }
@@ -232,7 +240,7 @@ export function createController(options: ControllerOptions): Controller {
       delete state.rolledBackGeneration;
     }
     knownOwned.add(name);
-    finishStatus(state, { generation, plan, actual, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
+    finishStatus(state, { generation, plan, actual, settled, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
 
     // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm. It
     // has its own record, back-off per user and periodic verification (dtr-reconcile/).
@@ -246,7 +254,8 @@ export function createController(options: ControllerOptions): Controller {
     }
 
     const wrote = outcomes.some((o) => o.result === "done");
-    const unsettled = wrote || plan.rollout !== "converged";
+    // Tasks still inside their settle time are looked at again like a rollout in progress.
+    const unsettled = wrote || plan.rollout !== "converged" || settled.waitMs > 0;
     // A rolled-back or paused update waits for a spec change (or the resync), not for polling.
     const hopeless = plan.rollout === "rolled-back" || plan.rollout === "paused";
     const swarmRequeue = unsettled && !hopeless ? rolloutPollMs : plan.blocked ? 10_000 : undefined;
@@ -264,6 +273,7 @@ export function createController(options: ControllerOptions): Controller {
       generation: string;
       plan: Plan;
       actual: Awaited<ReturnType<typeof observeCache>>;
+      settled: SettleState;
       outcomes: readonly ApplyOutcome[];
       problem: { reason: string; message: string } | undefined;
       startedAt: number;
@@ -274,7 +284,7 @@ export function createController(options: ControllerOptions): Controller {
   ): void {
     const replicas = spec?.caches.find((c) => c.name === state.status.name)?.spec.replicas ?? 0;
     const wroteService = input.outcomes.some((o) => o.result === "done" && (o.action.type === "create-service" || o.action.type === "update-service"));
-    const conditions = computeConditions(state.status.conditions, { rollout: input.plan.rollout, ...(input.actual.service ? { service: input.actual.service } : {}), tasks: input.actual.tasks, replicas, wroteService, ...(input.problem ? { problem: input.problem } : {}) }, clock.now());
+    const conditions = computeConditions(state.status.conditions, { rollout: input.plan.rollout, ...(input.actual.service ? { service: input.actual.service } : {}), tasks: input.actual.tasks, replicas, wroteService, settle: input.settled, ...(input.problem ? { problem: input.problem } : {}) }, clock.now());
     const mounted = input.actual.service?.spec.TaskTemplate.ContainerSpec;
     const revisions = input.desiredRevisions ?? [...(mounted?.Configs ?? []).map((c) => ({ purpose: "config", name: c.ConfigName })), ...(mounted?.Secrets ?? []).map((s) => ({ purpose: "secret", name: s.SecretName }))];
     state.status = {
@@ -320,6 +330,7 @@ export function createController(options: ControllerOptions): Controller {
     }
     if (!dtrTeardown.done) throw new ControllerError("TEARDOWN_PENDING", `cache ${name}: the DTR side is not removed yet (${dtrTeardown.condition?.message ?? "pending"}); retrying`);
     caches.delete(name);
+    settle.forget(name);
     knownOwned.delete(name);
     log.info({ actions: outcomes.length }, "cache removed");
     return { result: {}, outcomes };

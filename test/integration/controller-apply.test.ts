@@ -38,7 +38,7 @@ let variant: RunbookVariant;
 
 const cacheName = `asia-${suffix}`;
 const newController = (): Controller =>
-  createController({ docker: recording, specSource: fileSpecSource(specFile, { debounceMs: 50 }), logger: memoryLogger(), id: owner, allowEmpty: true, resyncIntervalMs: 3_000, rolloutPollMs: 250 });
+  createController({ docker: recording, specSource: fileSpecSource(specFile, { debounceMs: 50 }), logger: memoryLogger(), id: owner, allowEmpty: true, resyncIntervalMs: 3_000, rolloutPollMs: 250, settleMs: 0 }); // the settle time has its own test (controller-settle)
 
 async function answers(port: number): Promise<number> {
   try {

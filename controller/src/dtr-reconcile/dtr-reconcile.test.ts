@@ -42,7 +42,7 @@ function rig(initial: LoadResult, extra: { allowEmpty?: boolean; fake?: FakeSwar
   const fake = extra.fake ?? new FakeSwarm(["node-1", "node-2"]);
   const source = staticSpecSource(initial);
   const sync = createDtrSync({ env: { DTR_TEST_PASSWORD: PASSWORD }, timeoutMs: 2_000, retry: { retries: 0, minTimeoutMs: 10, maxTimeoutMs: 20 } });
-  const controller = createController({ docker: fake, specSource: source, dtrSync: sync, id: extra.id ?? "test", allowEmpty: extra.allowEmpty ?? false, rolloutPollMs: 50, resyncIntervalMs: 3_600_000, dtrResyncMs: 3_600_000 });
+  const controller = createController({ docker: fake, specSource: source, dtrSync: sync, id: extra.id ?? "test", allowEmpty: extra.allowEmpty ?? false, rolloutPollMs: 50, resyncIntervalMs: 3_600_000, dtrResyncMs: 3_600_000, settleMs: 0 });
   const r = { fake, source, sync, controller };
   rigs.push(r);
   return r;

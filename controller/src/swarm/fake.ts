@@ -44,6 +44,8 @@ interface Service {
   previousSpec?: ServiceSpec;
   /** Tasks no longer wanted (replaced by an update, failed in one), as Swarm keeps them for a while. */
   history: SwarmTask[];
+  /** Set by crashAtStart: how many times the current tasks have been replaced after exiting. */
+  crashes?: number;
 }
 
 function matches(labels: Readonly<Record<string, string>>, filter: LabelFilter): boolean {
@@ -125,6 +127,25 @@ export class FakeSwarm implements SwarmApi {
     s.version += 1;
     s.updatedAt = at;
     s.updateState = "rollback_completed";
+  }
+
+  /**
+   * The service's tasks exit right after starting and Swarm's restart policy replaces them, as a
+   * cache whose config.yml it rejects does: every listTasks sees a new task running (new id), the
+   * one before it failed in the history. `false` lets the current task keep running.
+   */
+  crashAtStart(serviceName: string, crashing = true): void {
+    const s = [...this.services.values()].find((x) => x.spec.Name === serviceName);
+    if (!s) throw new Error(`no service ${serviceName}`);
+    if (crashing) s.crashes = s.crashes ?? 0;
+    else delete s.crashes;
+  }
+
+  /** Sets the service's UpdateStatus.State, e.g. "updating" while Swarm still monitors the new tasks. */
+  setUpdateState(serviceName: string, state: string): void {
+    const s = [...this.services.values()].find((x) => x.spec.Name === serviceName);
+    if (!s) throw new Error(`no service ${serviceName}`);
+    s.updateState = state;
   }
 
   info(): Promise<EngineInfo> {
@@ -302,6 +323,10 @@ export class FakeSwarm implements SwarmApi {
   /** Live tasks are derived (each replica runs if a node satisfies the constraints, else it is pending), plus the history. */
   listTasks(serviceIdOrName: string): Promise<SwarmTask[]> {
     const s = this.findService(serviceIdOrName);
+    if (s?.crashes !== undefined) {
+      s.history.push(...this.liveTasks(s).map((t) => ({ ...t, state: "failed", desiredState: "shutdown", error: "task: non-zero exit (1)", updatedAt: this.now() })));
+      s.crashes += 1;
+    }
     return Promise.resolve(s ? [...this.liveTasks(s), ...s.history.map((t) => structuredClone(t))] : []);
   }
 
@@ -317,7 +342,7 @@ export class FakeSwarm implements SwarmApi {
     const c = s.spec.TaskTemplate.ContainerSpec;
     const replicas = s.spec.Mode?.Replicated?.Replicas ?? 1;
     return Array.from({ length: replicas }, (_, i): SwarmTask => {
-      const base = { id: `${s.id}-task${i}`, serviceId: s.id, desiredState: "running", configNames: (c.Configs ?? []).map((r) => r.ConfigName), secretNames: (c.Secrets ?? []).map((r) => r.SecretName), containerLabels: { ...(c.Labels ?? {}) }, updatedAt: s.updatedAt };
+      const base = { id: `${s.id}-task${i}${s.crashes ? `-r${s.crashes}` : ""}`, serviceId: s.id, desiredState: "running", configNames: (c.Configs ?? []).map((r) => r.ConfigName), secretNames: (c.Secrets ?? []).map((r) => r.SecretName), containerLabels: { ...(c.Labels ?? {}) }, updatedAt: s.updatedAt };
       const node = fits[0];
       return node ? { ...base, nodeId: node.id, state: "running", message: "started" } : { ...base, state: "pending", message: "pending task scheduling", error: `no suitable node (scheduling constraints not satisfied on ${this.nodes.size} node${this.nodes.size === 1 ? "" : "s"})` };
     });
