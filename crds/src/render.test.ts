@@ -47,6 +47,14 @@ describe("renderCacheConfig", () => {
     expect(rendered).toBe(seed);
   });
 
+  it("renders spec.debugPort as http.debug.addr on all interfaces, after tls", () => {
+    const withDebug = { ...runbook, spec: { ...runbook.spec, debugPort: 5001 } };
+    const rendered = renderCacheConfig(withDebug, { httpSecret: SECRET, caBundle: true });
+    const http = (parse(rendered) as { http: Record<string, unknown> }).http;
+    expect(http.debug).toEqual({ addr: "0.0.0.0:5001" });
+    expect(Object.keys(http)).toEqual(["addr", "secret", "host", "tls", "debug"]);
+  });
+
   it("gives the same text for the same cache and secret, every time", () => {
     const first = renderCacheConfig(runbook, { httpSecret: SECRET, caBundle: true });
     const again = renderCacheConfig(structuredClone(runbook), { httpSecret: SECRET, caBundle: true });

@@ -44,6 +44,10 @@ export function renderCacheConfig(cache: ResolvedCache, options: RenderOptions):
   if (!("disabled" in spec.tls)) {
     lines.push("  tls:", `    certificate: ${scalar(CONTAINER_PATHS.cacheCert)}`, `    key: ${scalar(CONTAINER_PATHS.cacheKey)}`);
   }
+  // distribution's debug listener (/metrics, /healthz), on all interfaces so the published port
+  // reaches it; absent, the cache keeps it on the container's loopback, and the runbook example
+  // renders exactly as the runbook.
+  if (spec.debugPort !== undefined) lines.push("  debug:", `    addr: ${scalar(`0.0.0.0:${spec.debugPort}`)}`);
   // The runbook indents the middleware list by six; kept so the file reads like the runbook.
   lines.push("middleware:", "  registry:", "      - name: downstream", "        options:", `          blobttl: ${scalar(spec.blobTTL)}`, "          upstreams:");
   for (const url of cache.upstreamUrls) lines.push(`            - ${scalar(url)}`);

@@ -104,6 +104,13 @@ function nodeText(cache: Cache): string {
   return "hostname" in cache.spec.node ? `node ${quote(cache.spec.node.hostname)}` : `nodes labelled ${quote(cache.spec.node.existingLabel)}`;
 }
 
+/** The ports a cache publishes, with the field that names each. */
+function publishedPorts(cache: Cache): [field: "port" | "debugPort", port: number][] {
+  const ports: [field: "port" | "debugPort", port: number][] = [["port", cache.spec.port]];
+  if (cache.spec.debugPort !== undefined) ports.push(["debugPort", cache.spec.debugPort]);
+  return ports;
+}
+
 export function checkPlacement(caches: readonly Cache[]): SpecIssue[] {
   const issues: SpecIssue[] = [];
   for (const cache of caches) {
@@ -128,12 +135,17 @@ export function checkPlacement(caches: readonly Cache[]): SpecIssue[] {
         issues.push(issueAt(cache, "LABEL_CONFLICT", ["spec", "node", "existingLabel"], `${quote(label)} is the nodeLabel the controller sets for cache ${quote(other.name)} on ${nodeText(other)}; this cache would run there too`));
         continue;
       }
-      if (cache.spec.port !== other.spec.port) continue;
       const sameNode = sameLabel || (cacheHost !== undefined && cacheHost === otherHost);
       const ingress = cache.spec.publishMode === "ingress" || other.spec.publishMode === "ingress";
-      if (sameNode || ingress) {
-        const why = ingress && !sameNode ? "an ingress port is published on every node" : `both run on ${nodeText(cache)}`;
-        issues.push(issueAt(cache, "PORT_CLASH", ["spec", "port"], `port ${cache.spec.port} is also used by cache ${quote(other.name)}; ${why}`));
+      if (!sameNode && !ingress) continue;
+      const why = ingress && !sameNode ? "an ingress port is published on every node" : `both run on ${nodeText(cache)}`;
+      // Every published port counts: the registry port and the debug listener's.
+      const theirs = publishedPorts(other);
+      for (const [field, port] of publishedPorts(cache)) {
+        const clash = theirs.find(([, p]) => p === port);
+        if (!clash) continue;
+        const as = clash[0] === "port" ? "" : ` (as its ${clash[0]})`;
+        issues.push(issueAt(cache, "PORT_CLASH", ["spec", field], `port ${port} is also used by cache ${quote(other.name)}${as}; ${why}`));
       }
     }
   });

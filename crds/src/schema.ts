@@ -153,6 +153,15 @@ export const contentCacheSpecSchema = z
     replicas: z.number().int().min(1).max(16).default(1).describe("Number of cache tasks; more than one needs a label on several nodes and shared storage."),
     image: z.string().min(1).default("dtrcache/cache-server:0.1.0").describe("Cache image; its entrypoint must accept `/start.sh /config.yml`."),
     port: z.number().int().min(1).max(65535).default(443).describe("Port the cache listens on and publishes."),
+    debugPort: z
+      .number()
+      .int()
+      .min(1)
+      .max(65535)
+      .optional()
+      .describe(
+        "Port of the cache's debug listener (/metrics, /healthz): rendered as http.debug.addr 0.0.0.0:PORT and published like `port` (same publishMode). Unset: the listener stays on the container's loopback (127.0.0.1:5001), unpublished. Plain HTTP; keep it off public networks.",
+      ),
     publishMode: z.enum(["host", "ingress"]).default("host").describe("Swarm publish mode: host (bound on the cache's node) or ingress (routing mesh)."),
     externalURL: originUrl.describe("The URL clients and DTR use to reach this cache; registered with DTR as `host`."),
     tls: tlsSchema.default({ generate: true }),
@@ -163,6 +172,7 @@ export const contentCacheSpecSchema = z
     users: z.array(z.string().min(1)).default([]).describe("DTR users whose Content Cache setting points at this cache."),
     logLevel: z.enum(["error", "warn", "info", "debug"]).default("info").describe("The cache's log.level."),
   })
+  .refine((s) => s.debugPort === undefined || s.debugPort !== s.port, { message: "must differ from port (the registry port never serves /metrics)", path: ["debugPort"] })
   .describe("One content cache: where it runs, how it is reached, and whom it serves.");
 
 export const contentCacheDocumentSchema = z

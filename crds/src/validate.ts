@@ -180,7 +180,7 @@ function suggestion(key: string): string {
 
 const KNOWN_FIELD_NAMES = [
   "apiVersion", "kind", "metadata", "spec", "name", "labels", "generation", "url", "trust", "caFile", "fetchCA", "admin", "username", "password",
-  "userConcurrency", "env", "file", "dtr", "node", "hostname", "existingLabel", "nodeLabel", "replicas", "image", "port",
+  "userConcurrency", "env", "file", "dtr", "node", "hostname", "existingLabel", "nodeLabel", "replicas", "image", "port", "debugPort",
   "publishMode", "externalURL", "tls", "certFile", "keyFile", "generate", "disabled", "storage", "path", "volume", "bind",
   "maxSize", "blobTTL", "upstreams", "cache", "extraCAFiles", "users", "logLevel",
 ];

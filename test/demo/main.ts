@@ -19,6 +19,8 @@ import { describeChanges } from "./progress.js";
 
 const CACHE_NAME = "demo-cache";
 const CACHE_PORT = 5000;
+/** The cache's debug listener (/metrics, read for the counters the demo prints); not 5001, the port docs/demo.md suggests moving the cache to. */
+const CACHE_DEBUG_PORT = 5051;
 const READY_TIMEOUT_MS = 180_000;
 const ANSWER_TIMEOUT_MS = 60_000;
 const TEARDOWN_STEP_TIMEOUT_MS = 30_000;
@@ -254,7 +256,8 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], exitAfterPull: boo
   checkpoint(signal);
 
   const cacheUrl = `http://${node.ip}:${CACHE_PORT}`;
-  const specPath = await stack.writeSpec({ cacheName: CACHE_NAME, nodeHostname: node.hostname, port: CACHE_PORT, externalURL: cacheUrl, users: ["alice"], image, passwordRef: "file", path: join(dir, "cachespec.yaml") });
+  const debugUrl = `http://${node.ip}:${CACHE_DEBUG_PORT}`;
+  const specPath = await stack.writeSpec({ cacheName: CACHE_NAME, nodeHostname: node.hostname, port: CACHE_PORT, debugPort: CACHE_DEBUG_PORT, externalURL: cacheUrl, users: ["alice"], image, passwordRef: "file", path: join(dir, "cachespec.yaml") });
   const logFile = join(dir, "controller.log");
   say(`CacheSpec written: ${specPath}`);
   say(`  -> edit this file while the demo runs; the controller applies each change (controller log: ${logFile})`);
@@ -287,13 +290,13 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], exitAfterPull: boo
   const ref = stack.sampleImage.ref;
   const pullOnce = async (label: string): Promise<{ before: CacheCounters; after: CacheCounters }> => {
     stack.emulator.clearRequestLog();
-    const before = await readCacheCounters(cacheUrl);
+    const before = await readCacheCounters(debugUrl);
     say(`${label}: docker -H ${dockerHost} pull ${ref} (logged in as alice)`);
     await alice.pull(ref);
     const digests = await alice.repoDigests(ref);
     const expected = `${stack.emulator.hostPort}/${stack.sampleImage.repository}@${stack.sampleImage.digest}`;
     if (!digests.includes(expected)) throw new DemoError("PULL_MISMATCH", `pulled image has digests ${JSON.stringify(digests)}, expected ${expected}`);
-    return { before, after: await readCacheCounters(cacheUrl) };
+    return { before, after: await readCacheCounters(debugUrl) };
   };
   await alice.login();
   checkpoint(signal);

@@ -3,7 +3,8 @@
 // certificates the controller generated, and the edge trusts the parent only because the
 // controller put the parent's certificate into the edge's CA bundle. skopeo pulls through the
 // edge, trusting nothing but the edge's generated certificate. What happened is read from each
-// party's own records: the caches' /metrics (over HTTPS) and the DTR emulator's request log.
+// party's own records: the caches' /metrics (their debug listeners, spec.debugPort, plain HTTP)
+// and the DTR emulator's request log.
 import { randomBytes, X509Certificate } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -30,20 +31,23 @@ const node = ((): NonNullable<(typeof harness.nodes)[number]> => {
 interface ChainCache {
   readonly name: string;
   readonly port: number;
+  /** spec.debugPort: /metrics is published there, never on the registry port. */
+  readonly debugPort: number;
   readonly url: string;
   readonly nodeLabel: string;
 }
 // Host-mode publishing on the node's own address; two distinct ports picked away from other files' range.
 const basePort = 35_000 + Math.floor(Math.random() * 4_000);
-const chainCache = (role: "parent" | "edge", port: number): ChainCache => ({
+const chainCache = (role: "parent" | "edge", port: number, debugPort: number): ChainCache => ({
   name: `chain-${role}-${suffix}`,
   port,
+  debugPort,
   url: `https://${node.ip}:${port}`,
   // Each cache its own label key: two caches sharing a key=value would both be placed by it.
   nodeLabel: `dtr.cache.chain${role}${suffix}=true`,
 });
-const parent = chainCache("parent", basePort);
-const edge = chainCache("edge", basePort + 1);
+const parent = chainCache("parent", basePort, basePort + 2);
+const edge = chainCache("edge", basePort + 1, basePort + 3);
 
 let workDir = "";
 let stack: DtrStack;
@@ -77,9 +81,11 @@ async function writeChainedSpec(image: string, edgeUsers: readonly string[] = []
   const parentDoc: Document | undefined = docs.find((d) => d.get("kind") === "ContentCache");
   if (!parentDoc) throw new Error("rendered spec: no ContentCache document");
   parentDoc.setIn(["spec", "tls"], parentDoc.createNode({ generate: true }));
+  parentDoc.setIn(["spec", "debugPort"], parent.debugPort);
   const edgeDoc = parentDoc.clone();
   edgeDoc.setIn(["metadata", "name"], edge.name);
   edgeDoc.setIn(["spec", "port"], edge.port);
+  edgeDoc.setIn(["spec", "debugPort"], edge.debugPort);
   edgeDoc.setIn(["spec", "externalURL"], edge.url);
   edgeDoc.setIn(["spec", "nodeLabel"], edge.nodeLabel);
   edgeDoc.setIn(["spec", "upstreams"], edgeDoc.createNode([{ cache: parent.name }]));
@@ -116,9 +122,9 @@ function trusting(cache: ChainCache): Agent {
   return agent;
 }
 
-/** The cache-server's own counters, over HTTPS verified against its generated certificate. */
+/** The cache-server's own counters, from its debug listener (plain HTTP, like distribution's). */
 async function counters(cache: ChainCache): Promise<CacheCounters> {
-  const response = await request(`${cache.url}/metrics`, { dispatcher: trusting(cache), headersTimeout: 5_000, bodyTimeout: 5_000 });
+  const response = await request(`http://${node.ip}:${cache.debugPort}/metrics`, { headersTimeout: 5_000, bodyTimeout: 5_000 });
   const text = await response.body.text();
   if (response.statusCode !== 200) throw new Error(`${cache.name} metrics: HTTP ${response.statusCode}`);
   return {

@@ -21,6 +21,9 @@ if (!node) throw new Error("the harness has no node");
 // host-mode publishing on the node's own address: pick a port unlikely to be taken by other files
 const port = 30_000 + Math.floor(Math.random() * 5_000);
 const cacheUrl = `http://${node.ip}:${port}`;
+// The cache's debug listener (/metrics), published beside the registry port.
+const debugPort = port + 1;
+const debugUrl = `http://${node.ip}:${debugPort}`;
 
 let workDir = "";
 let stack: DtrStack;
@@ -48,7 +51,7 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(harness.workDir, "e2e-dtr-"));
   stack = await startDtrStack({ workDir: join(workDir, "stack"), hostIp: harness.hostIp, dockerHost: harness.dockerHost, repository: `e2e/web-${suffix}` });
   blobs = await sampleBlobs(stack);
-  specOptions = { cacheName, nodeHostname: node.hostname, port, externalURL: cacheUrl, users: ["alice"], image, nodeLabel: `dtr.cache.e2e${suffix}=true` };
+  specOptions = { cacheName, nodeHostname: node.hostname, port, debugPort, externalURL: cacheUrl, users: ["alice"], image, nodeLabel: `dtr.cache.e2e${suffix}=true` };
   specPath = await stack.writeSpec(specOptions);
   logFile = join(workDir, "controller.log");
   runtime = await startRuntime({
@@ -95,7 +98,7 @@ describe("a DTR content cache end to end", () => {
 
   it("alice's docker pull gets every blob redirected to the cache, which fetches each once and serves the bytes; digests equal the backend's", async () => {
     stack.emulator.clearRequestLog();
-    const before = await readCacheCounters(cacheUrl);
+    const before = await readCacheCounters(debugUrl);
     await alice.login();
     await alice.pull(stack.sampleImage.ref);
     expect(await alice.repoDigests(stack.sampleImage.ref)).toContain(`${stack.emulator.hostPort}/${stack.sampleImage.repository}@${stack.sampleImage.digest}`);
@@ -114,7 +117,7 @@ describe("a DTR content cache end to end", () => {
     expect(fills).toEqual(digests);
 
     // The cache's record: misses for every blob, and it sent at least the blobs' bytes to the client.
-    const after = await readCacheCounters(cacheUrl);
+    const after = await readCacheCounters(debugUrl);
     const total = blobs.reduce((sum, b) => sum + b.size, 0);
     expect(after.blobMisses - before.blobMisses).toBeGreaterThanOrEqual(blobs.length);
     expect(after.bytesServed - before.bytesServed).toBeGreaterThanOrEqual(total);
@@ -125,14 +128,14 @@ describe("a DTR content cache end to end", () => {
     await alice.removeImage(stack.sampleImage.ref);
     expect(await alice.repoDigests(stack.sampleImage.ref)).toEqual([]);
     stack.emulator.clearRequestLog();
-    const before = await readCacheCounters(cacheUrl);
+    const before = await readCacheCounters(debugUrl);
     await alice.pull(stack.sampleImage.ref);
     expect(await alice.repoDigests(stack.sampleImage.ref)).toContain(`${stack.emulator.hostPort}/${stack.sampleImage.repository}@${stack.sampleImage.digest}`);
 
     const traffic = blobTraffic(stack.emulator.requestLog(), stack.sampleImage.repository);
     expect(traffic.redirected.length).toBeGreaterThanOrEqual(blobs.length);
     expect(traffic.signed.filter((s) => s.method === "GET")).toEqual([]);
-    const after = await readCacheCounters(cacheUrl);
+    const after = await readCacheCounters(debugUrl);
     expect(after.blobHits - before.blobHits).toBeGreaterThanOrEqual(blobs.length);
     expect(after.bytesFetched).toBe(before.bytesFetched);
     expect(after.bytesServed - before.bytesServed).toBeGreaterThanOrEqual(blobs.reduce((sum, b) => sum + b.size, 0));
@@ -141,7 +144,7 @@ describe("a DTR content cache end to end", () => {
   it("bob, whose setting names no cache, pulls straight from DTR: no redirect, the emulator serves the bytes, the cache sees nothing", async () => {
     await alice.removeImage(stack.sampleImage.ref);
     stack.emulator.clearRequestLog();
-    const before = await readCacheCounters(cacheUrl);
+    const before = await readCacheCounters(debugUrl);
     await bob.login();
     await bob.pull(stack.sampleImage.ref);
     expect(await bob.repoDigests(stack.sampleImage.ref)).toContain(`${stack.emulator.hostPort}/${stack.sampleImage.repository}@${stack.sampleImage.digest}`);
@@ -151,7 +154,7 @@ describe("a DTR content cache end to end", () => {
     expect(traffic.signed).toEqual([]);
     expect([...new Set(traffic.servedDirect.map((s) => s.digest))].sort()).toEqual(blobs.map((b) => b.digest).sort());
     expect(traffic.servedDirect.every((s) => s.user === "bob")).toBe(true);
-    const after = await readCacheCounters(cacheUrl);
+    const after = await readCacheCounters(debugUrl);
     expect([after.blobHits, after.blobMisses, after.bytesServed]).toEqual([before.blobHits, before.blobMisses, before.bytesServed]);
   });
 

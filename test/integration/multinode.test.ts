@@ -22,6 +22,8 @@ const owner = `mn-${suffix}`;
 const cacheName = `mn-${suffix}`;
 // Each node is its own network namespace, so a fixed port collides with nothing.
 const PORT = 5000;
+/** The cache's debug listener (/metrics), published like PORT. */
+const DEBUG_PORT = 5001;
 const LABEL_KEY = "dtr.cache";
 const LABEL_VALUE = "true";
 
@@ -41,6 +43,7 @@ let workDir = "";
 let docker = "";
 
 const cacheUrl = (n: SwarmNode): string => `http://${n.ip}:${PORT}`;
+const debugUrl = (n: SwarmNode): string => `http://${n.ip}:${DEBUG_PORT}`;
 const status = (): CacheStatus | undefined => runtime?.controller.status().caches.find((c) => c.name === cacheName);
 const ready = (): string | undefined => conditionOf(status(), "Ready")?.status;
 /**
@@ -59,6 +62,7 @@ async function writeSpecFor(target: SwarmNode): Promise<void> {
     cacheName,
     nodeHostname: target.hostname,
     port: PORT,
+    debugPort: DEBUG_PORT,
     externalURL: cacheUrl(target),
     users: [stack.users.alice.username],
     image: harness.images.cacheServer ?? "",
@@ -173,7 +177,7 @@ describe("a cache on a 3-node swarm", () => {
     const t = Date.now();
     await viaDtr.login();
     emulator.clearRequestLog();
-    const before = await readCacheCounters(cacheUrl(n2));
+    const before = await readCacheCounters(debugUrl(n2));
     const backendBefore = await backendBlobGets();
     await viaDtr.pull(sampleImage.ref);
     mark("first pull via DTR redirect (cold cache)", t);
@@ -185,7 +189,7 @@ describe("a cache on a 3-node swarm", () => {
       expect(r.location.startsWith(`${cacheUrl(n2)}/`)).toBe(true);
     }
     expect(traffic.servedDirect).toEqual([]);
-    const cold = await readCacheCounters(cacheUrl(n2));
+    const cold = await readCacheCounters(debugUrl(n2));
     expect(cold.blobMisses - before.blobMisses).toBe(blobs.length);
     const backendCold = await backendBlobGets();
     for (const digest of blobs) expect((backendCold[digest] ?? 0) - (backendBefore[digest] ?? 0)).toBe(1);
@@ -195,7 +199,7 @@ describe("a cache on a 3-node swarm", () => {
     expect(await viaDtr.repoDigests(sampleImage.ref)).toEqual([]);
     await viaDtr.pull(sampleImage.ref);
     expect(await viaDtr.repoDigests(sampleImage.ref)).toContain(expectedDigest);
-    const warm = await readCacheCounters(cacheUrl(n2));
+    const warm = await readCacheCounters(debugUrl(n2));
     expect(warm.blobMisses).toBe(cold.blobMisses);
     expect(warm.blobHits - cold.blobHits).toBe(blobs.length);
     expect(await backendBlobGets()).toEqual(backendCold);
@@ -208,7 +212,7 @@ describe("a cache on a 3-node swarm", () => {
     await direct.login();
     await direct.pull(directRef);
     expect(await direct.repoDigests(directRef)).toContain(`${cacheHostPort}/${sampleImage.repository}@${sampleImage.digest}`);
-    const afterDirect = await readCacheCounters(cacheUrl(n2));
+    const afterDirect = await readCacheCounters(debugUrl(n2));
     expect(afterDirect.blobMisses).toBe(cold.blobMisses);
     expect(afterDirect.blobHits - warm.blobHits).toBe(blobs.length);
     expect(await backendBlobGets()).toEqual(backendCold);

@@ -58,6 +58,8 @@ export interface WriteSpecOptions {
   readonly cacheName: string;
   readonly nodeHostname: string;
   readonly port: number;
+  /** spec.debugPort: where the cache's /metrics and /healthz are published (readCacheCounters reads them there). */
+  readonly debugPort?: number;
   /** How clients and DTR reach the cache, e.g. http://NODE_IP:PORT (TLS is disabled in the spec). */
   readonly externalURL: string;
   /** DTR users whose setting the controller points at this cache. */
@@ -242,6 +244,7 @@ export function renderSpec(template: string, dtrUrl: string, password: { env: st
   cache.setIn(["spec", "nodeLabel"], o.nodeLabel ?? "dtr.cache=true");
   cache.setIn(["spec", "image"], o.image);
   cache.setIn(["spec", "port"], o.port);
+  if (o.debugPort !== undefined) cache.setIn(["spec", "debugPort"], o.debugPort);
   cache.setIn(["spec", "externalURL"], o.externalURL);
   if (o.blobTTL !== undefined) cache.setIn(["spec", "blobTTL"], o.blobTTL);
   cache.setIn(["spec", "users"], cache.createNode([...o.users]));
@@ -322,9 +325,12 @@ export function metricValue(text: string, name: string, want: Readonly<Record<st
   return total;
 }
 
-/** The cache-server's own records: its Prometheus /metrics (http://NODE_IP:PORT/metrics). */
-export async function readCacheCounters(cacheUrl: string): Promise<CacheCounters> {
-  const response = await fetch(`${cacheUrl.replace(/\/+$/, "")}/metrics`, { signal: AbortSignal.timeout(5_000) });
+/**
+ * The cache-server's own records: its Prometheus /metrics on the debug listener
+ * (http://NODE_IP:DEBUG_PORT/metrics, published when the spec sets debugPort; never the registry port).
+ */
+export async function readCacheCounters(debugUrl: string): Promise<CacheCounters> {
+  const response = await fetch(`${debugUrl.replace(/\/+$/, "")}/metrics`, { signal: AbortSignal.timeout(5_000) });
   if (!response.ok) throw new Error(`cache metrics: HTTP ${response.status}`);
   const text = await response.text();
   return {

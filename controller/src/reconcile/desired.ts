@@ -3,7 +3,7 @@
 // service spec. No I/O here; materials.ts gathers the inputs.
 import { createHash } from "node:crypto";
 import type { ResolvedCache } from "@dtrcache/crds";
-import type { HealthConfig, ServiceConfigRef, ServiceMount, ServiceSecretRef, ServiceSpec } from "../swarm/api.js";
+import type { HealthConfig, PortConfig, ServiceConfigRef, ServiceMount, ServiceSecretRef, ServiceSpec } from "../swarm/api.js";
 import { CACHE, CONFIG_REF, HASH, OWNER, PUBLIC_CERT, PURPOSE, ROLLOUT_HASH, TLS_HOST, TLS_PAIR, type BlobPurpose } from "./labels.js";
 
 /** In-container paths: the runbook's names, shared with the renderer (crds CONTAINER_PATHS). */
@@ -176,10 +176,20 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
     // stop-first: a host-mode published port cannot be bound by two tasks on one node at once.
     UpdateConfig: { Parallelism: 1, Order: "stop-first", FailureAction: "rollback", Monitor: ROLLOUT_MONITOR_NS },
     RollbackConfig: { Parallelism: 1, Order: "stop-first" },
-    EndpointSpec: { Ports: [{ Protocol: "tcp", TargetPort: cache.spec.port, PublishedPort: cache.spec.port, PublishMode: cache.spec.publishMode }] },
+    EndpointSpec: { Ports: publishedPorts(cache) },
   };
   const service = withRolloutHash(unhashed);
   return { name, generation: specGeneration(cache), placement, blobs, service, users };
+}
+
+/**
+ * The registry port and, when the spec asks for one, the debug listener's (/metrics, /healthz),
+ * published the same way. Without debugPort the service spec is exactly what it was before the
+ * field existed, so running caches are not rolled.
+ */
+function publishedPorts(cache: ResolvedCache): PortConfig[] {
+  const publish = (port: number): PortConfig => ({ Protocol: "tcp", TargetPort: port, PublishedPort: port, PublishMode: cache.spec.publishMode });
+  return cache.spec.debugPort === undefined ? [publish(cache.spec.port)] : [publish(cache.spec.port), publish(cache.spec.debugPort)];
 }
 
 /** The ROLLOUT_HASH of a spec: TaskTemplate (our hash label left out) and EndpointSpec. */
