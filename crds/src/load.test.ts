@@ -120,9 +120,9 @@ const cases: Case[] = [
   { name: "an upstream that is a number", text: cache(NODE + URL_LINE + "  upstreams: [5]\n"), code: "INVALID_FIELD", at: "18:15", path: "spec.upstreams[0]", says: "5 must be a URL or {cache: NAME}" },
   { name: "an upstream cache name with capitals", text: cache(NODE + URL_LINE + "  upstreams: [{cache: EU}]\n"), code: "INVALID_FIELD", at: "18:23", path: "spec.upstreams[0].cache", says: '"EU" must be lower-case' },
   // secrets
-  { name: "an inline admin password", text: DTR.replace("{env: DTR_PASSWORD}", "hunter2") + CACHE_HEAD + NODE + URL_LINE, code: "INLINE_SECRET", at: "9:15", path: "spec.admin.password", says: "inline secrets are not allowed; use {env: NAME} or {file: PATH}" },
+  { name: "an inline admin password", text: DTR.replace("{env: DTR_PASSWORD}", "hunter2") + CACHE_HEAD + NODE + URL_LINE, code: "INLINE_SECRET", at: "9:15", path: "spec.admin.password", says: "inline secrets are not allowed; use {env: NAME}, {file: PATH} or {secret: NAME}" },
   { name: "an inline token beside the admin", text: DTR.replace("    username: admin", "    username: admin\n    token: abc123") + CACHE_HEAD + NODE + URL_LINE, code: "INLINE_SECRET", at: "9:12", path: "spec.admin.token", says: "inline secrets are not allowed" },
-  { name: "a password reference of an unknown form", text: DTR.replace("{env: DTR_PASSWORD}", "{value: hunter2}") + CACHE_HEAD + NODE + URL_LINE, code: "INVALID_FIELD", at: "9:15", path: "spec.admin.password", says: "must be {env: NAME} or {file: PATH}" },
+  { name: "a password reference of an unknown form", text: DTR.replace("{env: DTR_PASSWORD}", "{value: hunter2}") + CACHE_HEAD + NODE + URL_LINE, code: "INVALID_FIELD", at: "9:15", path: "spec.admin.password", says: "must be {env: NAME}, {file: PATH} or {secret: NAME}" },
   { name: "a password env name that is not a variable", text: DTR.replace("{env: DTR_PASSWORD}", '{env: "hunter 2"}') + CACHE_HEAD + NODE + URL_LINE, code: "INVALID_FIELD", at: "9:21", path: "spec.admin.password.env", says: "the given value must be an environment variable name" },
   { name: "a certificate pasted inline", text: cache(NODE + URL_LINE + '  tls: {certFile: "-----BEGIN CERTIFICATE-----\\nMIIB", keyFile: certs/cache.key.pem}\n'), code: "INLINE_SECRET", at: "18:19", path: "spec.tls.certFile", says: "inline PEM material is not allowed" },
   // referenced files

@@ -25,7 +25,7 @@ function absolute(baseDir: string, file: string): string {
 }
 
 function absoluteSecret(baseDir: string, ref: SecretRef): SecretRef {
-  return "file" in ref ? { file: absolute(baseDir, ref.file) } : ref;
+  return "file" in ref ? { ...ref, file: absolute(baseDir, ref.file) } : ref;
 }
 
 export function normalizeDtr(name: string, spec: DtrSpec, source: SourceDocument): Normalized<DtrSpec> {

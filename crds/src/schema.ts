@@ -61,8 +61,17 @@ export const secretRef = z
   .union([
     z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").describe("Environment variable that holds the value.") }),
     z.strictObject({ file: z.string().min(1).describe("Path of a file that holds the value (e.g. a Swarm secret under /run/secrets).") }),
-  ], { error: "must be {env: NAME} or {file: PATH}" })
-  .describe("A reference to a secret value: {env: NAME} or {file: PATH}. Inline values are refused.");
+    z
+      .strictObject({
+        secret: z
+          .string()
+          .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, "must be a Swarm secret name")
+          .describe("Name of an existing Swarm secret that the controller's service mounts (read at /run/secrets/NAME); `dtrcache apply` checks that it exists."),
+      })
+      // Read like {file}: the controller's service mounts the secret at /run/secrets/NAME.
+      .transform((ref) => ({ file: `/run/secrets/${ref.secret}`, secret: ref.secret })),
+  ], { error: "must be {env: NAME}, {file: PATH} or {secret: NAME}" })
+  .describe("A reference to a secret value: {env: NAME}, {file: PATH} or {secret: NAME} (a Swarm secret). Inline values are refused.");
 
 export const pemFile = z.string().min(1).describe("Path of a PEM file, relative to the spec file's directory or absolute.");
 

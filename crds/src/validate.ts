@@ -26,7 +26,7 @@ type Path = readonly PropertyKey[];
  * their values are never quoted, wherever they appear (also as unknown fields).
  */
 const SECRET_KEY = /(^|[^a-z])pass$|passw(or)?d|passphrase|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credentials?$/i;
-const INLINE_SECRET_MESSAGE = "inline secrets are not allowed; use {env: NAME} or {file: PATH}";
+const INLINE_SECRET_MESSAGE = "inline secrets are not allowed; use {env: NAME}, {file: PATH} or {secret: NAME}";
 const INLINE_PEM_MESSAGE = "inline PEM material is not allowed; put it in a file and give the file's path";
 
 export function validateDocument(source: SourceDocument): ValidateResult {
@@ -86,7 +86,9 @@ function findInlineSecrets(value: unknown, path: PropertyKey[]): FoundSecret[] {
   for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
     const childPath = [...path, key];
     const scalar = typeof child === "string" || typeof child === "number" || typeof child === "boolean";
-    if (scalar && SECRET_KEY.test(key) && !(typeof child === "string" && child.includes("-----BEGIN "))) found.push({ path: childPath, pem: false });
+    // `{secret: NAME}` alone in a mapping names a Swarm secret (a reference), it is not one.
+    const swarmSecretRef = key === "secret" && Object.keys(value as object).length === 1;
+    if (scalar && !swarmSecretRef && SECRET_KEY.test(key) && !(typeof child === "string" && child.includes("-----BEGIN "))) found.push({ path: childPath, pem: false });
     else found.push(...findInlineSecrets(child, childPath));
   }
   return found;
@@ -179,7 +181,7 @@ function suggestion(key: string): string {
 }
 
 const KNOWN_FIELD_NAMES = [
-  "apiVersion", "kind", "metadata", "spec", "name", "labels", "generation", "url", "trust", "caFile", "fetchCA", "admin", "username", "password",
+  "apiVersion", "kind", "metadata", "spec", "name", "labels", "generation", "secret", "url", "trust", "caFile", "fetchCA", "admin", "username", "password",
   "userConcurrency", "env", "file", "dtr", "node", "hostname", "existingLabel", "nodeLabel", "replicas", "image", "port", "debugPort",
   "publishMode", "externalURL", "tls", "certFile", "keyFile", "generate", "disabled", "storage", "path", "volume", "bind",
   "maxSize", "blobTTL", "upstreams", "cache", "extraCAFiles", "users", "logLevel",

@@ -2,7 +2,7 @@
 // `docker stack deploy`, the offline controller image, the CacheSpec as a Swarm config and the DTR
 // admin password as a Swarm secret. The controller runs as a Swarm task on the manager, talks to
 // the engine through the mounted socket, deploys the cache and registers it with the DTR emulator;
-// its status endpoint answers on the published port. Afterwards `dtrcache apply --allow-empty`
+// its status endpoint answers on the published port. Afterwards `dtrcache reconcile --once --allow-empty`
 // run from the host tears the cache down in order (users reset, registration deleted, objects gone).
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
@@ -128,7 +128,7 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     expect(cli.stdout).toMatch(new RegExp(`${cacheName}\\s+True\\s+1/1`));
   });
 
-  it("tears the cache down in order with `dtrcache apply --allow-empty` once the controller is gone", async () => {
+  it("tears the cache down in order with `dtrcache reconcile --once --allow-empty` once the controller is gone", async () => {
     await run(docker, ["stack", "rm", stackName], { env: dockerEnv() });
     await expect.poll(async () => (await swarm.listServices({ labels: [`com.docker.stack.namespace=${stackName}`] })).length, { timeout: 30_000 }).toBe(0);
 
@@ -141,12 +141,12 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     const env = { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost };
 
     // Without the opt-in the controller refuses to remove every cache.
-    const refused = await run(process.execPath, [cli, "apply", "-f", emptied, "--id", owner, "--timeout", "3s"], { env, allowFailure: true });
+    const refused = await run(process.execPath, [cli, "reconcile", "--once", "-f", emptied, "--id", owner, "--timeout", "3s"], { env, allowFailure: true });
     expect(refused.code, refused.stderr + refused.stdout).toBe(1);
     expect(refused.stderr + refused.stdout).toContain("refusing to remove them all");
     expect((await swarm.listServices(labels.ownerFilter(owner))).length).toBe(1);
 
-    const applied = await run(process.execPath, [cli, "apply", "-f", emptied, "--id", owner, "--allow-empty", "--timeout", "60s"], { env, allowFailure: true });
+    const applied = await run(process.execPath, [cli, "reconcile", "--once", "-f", emptied, "--id", owner, "--allow-empty", "--timeout", "60s"], { env, allowFailure: true });
     expect(applied.stderr + applied.stdout).not.toContain(stack.users.admin.password);
     expect(applied.code).toBe(0);
 

@@ -37,6 +37,7 @@ export function formatStatusTable(status: RuntimeSnapshot): string {
     ];
   });
   const lines = [status.caches.length === 0 ? "no caches" : table([header, ...rows])];
+  if (status.lease && status.lease.role !== "leader") lines.unshift(`controller ${status.lease.identity}: ${status.lease.message ?? status.lease.role}`);
   for (const cache of status.caches) {
     const problems = cache.conditions.filter((c) => (c.type === "Degraded" || c.type === "Progressing" ? c.status === "True" : c.status !== "True"));
     for (const c of problems) lines.push(`  ${cache.name}: ${c.type}=${c.status} ${c.reason}: ${c.message}`);

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // dtrcache: the controller's command line. One binary, docker/kubectl conventions:
-//   run       the reconcile loop and the status endpoint (what the Swarm service runs)
-//   apply     one convergence pass; exits non-zero if the caches are not Ready in time
-//   plan      dry run: what apply would change, field by field; writes nothing
-//   validate  check a spec file or directory; writes nothing, needs no engine
-//   status    ask a running controller's status endpoint
-// Exit codes are listed in EXIT below and in `dtrcache --help`.
+//   run              the reconcile loop and the status endpoint (what the Swarm service runs); the
+//                    spec comes from the in-swarm store, or from a file with -f; one leader per id
+//   reconcile --once one convergence pass from a shell; refused while a controller holds the lease
+//   plan             dry run: what a converge would change, field by field; writes nothing
+//   validate         check a spec file or directory; writes nothing, needs no engine
+//   status           ask a running controller's status endpoint
+//   apply, get, describe, edit, delete, history, rollback, diff: the store (store-commands.ts)
+// Exit codes are listed in exit.ts and in `dtrcache --help`.
 import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -19,37 +21,28 @@ import { createLogger, type LogLevel } from "./logger.js";
 import { assembleController, startRuntime } from "./runtime.js";
 import type { RuntimeSnapshot } from "./snapshot.js";
 import { waitForConvergence } from "./wait.js";
+import { CliError, EXIT } from "./exit.js";
+import { registerStoreCommands } from "./store-commands.js";
+import { LeaderElector, LeaseHeldError } from "../lease/elector.js";
+import { createDockerClient, resolveDockerConnection } from "../swarm/connection.js";
+import { DockerodeSwarmApi } from "../swarm/dockerode.js";
 
-export const EXIT = {
-  ok: 0,
-  /** Not converged in time, or a runtime failure. */
-  notReady: 1,
-  /** Bad command line or an invalid spec: nothing was changed. */
-  invalid: 2,
-  /** The engine (or the status endpoint) cannot be reached, or is not a swarm manager. */
-  unreachable: 3,
-} as const;
+export { EXIT };
 
 const EXIT_HELP = `
 Exit codes:
-  0  success (apply: every cache Ready; validate: spec valid)
-  1  not Ready within --timeout, or a failure while running
-  2  invalid command line or invalid spec (nothing was changed)
+  0  success (reconcile --once: every cache Ready; validate: spec valid; apply: stored)
+  1  not Ready within --timeout, resource not found, or a failure while running
+  2  invalid command line, invalid spec or change refused by admission (nothing was changed)
   3  engine or status endpoint unreachable, or the engine is not a swarm manager
+  4  conflict: another writer changed the resource first (nothing was written; re-read, retry)
+  5  reconcile --once refused: another live controller holds this owner id's lease
 
 Environment:
   DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH   engine connection, as for the docker CLI
   DTRCACHE_STATUS_URL                                 status endpoint for \`status\` (default http://127.0.0.1:9090)
   DTRCACHE_STATUS_TOKEN                               bearer token for the status endpoint`;
 
-class CliError extends Error {
-  constructor(
-    readonly exitCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 function parseListen(value: string): { host: string; port: number } {
   const match = /^(.*):(\d+)$/.exec(value);
@@ -74,6 +67,7 @@ function readToken(file: string | undefined, env: string | undefined): string | 
 function toCliError(error: unknown): CliError {
   if (error instanceof CliError) return error;
   if (error instanceof ConnectionError) return new CliError(EXIT.unreachable, error.message);
+  if (error instanceof LeaseHeldError) return new CliError(EXIT.leaseHeld, error.message);
   if (isSwarmError(error, "NOT_MANAGER") || isSwarmError(error, "UNAVAILABLE")) return new CliError(EXIT.unreachable, (error as Error).message);
   if (error instanceof ControllerError) return new CliError(EXIT.notReady, error.message);
   return new CliError(EXIT.notReady, error instanceof Error ? error.message : String(error));
@@ -95,18 +89,22 @@ export function buildProgram(): Command {
 
   program
     .command("run")
-    .description("run the reconcile loop: watch the spec, keep the swarm and DTR matching it, serve status")
-    .requiredOption("-f, --file <path>", "CacheSpec file or directory")
+    .description("run the reconcile loop: keep the swarm and DTR matching the spec (the in-swarm store, or -f), serve status; one leader per owner id, others wait as standby")
+    .option("-f, --file <path>", "CacheSpec file or directory (default: the in-swarm store of this owner id)")
+    .option("--lease-duration <duration>", "leader lease duration; a standby takes over this long after the leader stops renewing", parseTimeout, 10_000)
     .option("--listen <host:port>", "status endpoint address", parseListen, { host: "0.0.0.0", port: 9090 })
     .option("--status-token-file <path>", "require this bearer token on the status endpoint (default: $DTRCACHE_STATUS_TOKEN)")
     .option("--allow-empty", "accept a spec with no caches and tear every owned cache down", false)
     .option("--id <owner>", "owner id written on every object; controllers with different ids never touch each other's objects", "dtrcache")
     .addOption(logLevel)
     .addHelpText("after", EXIT_HELP)
-    .action(async (opts: { file: string; listen: { host: string; port: number }; statusTokenFile?: string; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
+    .action(async (opts: { file?: string; leaseDuration: number; listen: { host: string; port: number }; statusTokenFile?: string; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
       const logger = createLogger(opts.logLevel);
+      let lost: ((reason: string) => void) | undefined;
+      const leaseLost = new Promise<string>((resolve) => (lost = resolve));
       const runtime = await startRuntime({
-        specPath: opts.file,
+        ...(opts.file !== undefined ? { specPath: opts.file } : { store: true }),
+        lease: { onLost: (reason) => lost?.(reason), durationMs: opts.leaseDuration, renewMs: Math.max(500, Math.floor(opts.leaseDuration / 5)) },
         logger,
         listen: opts.listen,
         statusToken: readToken(opts.statusTokenFile, process.env["DTRCACHE_STATUS_TOKEN"]),
@@ -114,30 +112,47 @@ export function buildProgram(): Command {
         id: opts.id,
       });
       logger.info({ status: runtime.statusUrl }, "status endpoint listening");
-      await new Promise<void>((resolve) => {
+      const reasonLost = await new Promise<string | undefined>((resolve) => {
+        void leaseLost.then((reason) => {
+          process.removeAllListeners("SIGINT");
+          process.removeAllListeners("SIGTERM");
+          void runtime.stop().then(() => resolve(reason), () => resolve(reason));
+        });
         const stop = (signal: string): void => {
           logger.info({ signal }, "shutting down: finishing the reconcile in hand");
           process.removeAllListeners("SIGINT");
           process.removeAllListeners("SIGTERM");
-          void runtime.stop().then(resolve, resolve);
+          void runtime.stop().then(() => resolve(undefined), () => resolve(undefined));
         };
         process.once("SIGINT", () => stop("SIGINT"));
         process.once("SIGTERM", () => stop("SIGTERM"));
       });
+      // Like a Kubernetes controller that loses its lease: exit, and come back (Swarm restarts the task) as a standby.
+      if (reasonLost !== undefined) throw new CliError(EXIT.notReady, `lease lost: ${reasonLost}`);
     });
 
   program
-    .command("apply")
-    .description("converge once: apply the spec, follow the rollout, exit 0 when every cache is Ready")
-    .requiredOption("-f, --file <path>", "CacheSpec file or directory")
+    .command("reconcile")
+    .description("converge once from a shell (--once): apply the spec (a file, or the store), follow the rollout, exit 0 when every cache is Ready; refused while a controller holds this owner id's lease")
+    .requiredOption("--once", "one pass, then exit (the only mode; `run` is the loop)")
+    .option("-f, --file <path>", "CacheSpec file or directory (default: the in-swarm store of this owner id)")
     .option("--timeout <duration>", "give up after this long (e.g. 90s, 5m)", parseTimeout, 300_000)
     .option("--allow-empty", "accept a spec with no caches and tear every owned cache down", false)
     .option("--id <owner>", "owner id (see run --help)", "dtrcache")
     .addOption(logLevel.default("warn"))
     .addHelpText("after", EXIT_HELP)
-    .action(async (opts: { file: string; timeout: number; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
-      await validateSpec(opts.file);
-      const runtime = await startRuntime({ specPath: opts.file, logger: createLogger(opts.logLevel), allowEmpty: opts.allowEmpty, id: opts.id });
+    .action(async (opts: { file?: string; timeout: number; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
+      if (opts.file !== undefined) await validateSpec(opts.file);
+      const logger = createLogger(opts.logLevel);
+      // Take the lease for the pass, so a running controller of this id and this pass never fight.
+      const swarm = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(process.env["DOCKER_HOST"], process.env)));
+      const elector = new LeaderElector({ swarm, owner: opts.id, logger: logger.child({ part: "lease" }) });
+      await elector.acquireOnce();
+      elector.keepRenewing((reason) => process.stderr.write(`lease lost during the pass: ${reason}\n`));
+      const runtime = await startRuntime({ ...(opts.file !== undefined ? { specPath: opts.file } : { store: true }), logger, allowEmpty: opts.allowEmpty, id: opts.id }).catch(async (error: unknown) => {
+        await elector.release();
+        throw error;
+      });
       try {
         // One full pass in hand first: it creates what is missing and tears down, in order, every
         // owned cache that left the spec (waiting for its tasks to go); then follow the rollout.
@@ -150,6 +165,7 @@ export function buildProgram(): Command {
         if (!outcome.converged) throw new CliError(EXIT.notReady, `not Ready after ${Math.round(opts.timeout / 1000)} s: ${outcome.reason}`);
       } finally {
         await runtime.stop();
+        await elector.release();
       }
     });
 
@@ -169,6 +185,8 @@ export function buildProgram(): Command {
         await dtrSync.close();
       }
     });
+
+  registerStoreCommands(program, EXIT_HELP);
 
   program
     .command("validate")

@@ -7,7 +7,10 @@ import { createController, type Controller, type ControllerOptions } from "../co
 import { createDtrSync, type DtrSyncService } from "../dtr/index.js";
 import { startStatusServer, type StatusServer } from "../http/status-server.js";
 import { generatedCertificateOf } from "../reconcile/materials.js";
-import { fileSpecSource } from "../source.js";
+import { LeaderElector } from "../lease/elector.js";
+import { fileSpecSource, type SpecSource } from "../source.js";
+import { storeSpecSource } from "../store/source.js";
+import { SpecStore } from "../store/store.js";
 import { createDockerClient, resolveDockerConnection, type DockerEnv } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
 import type { SwarmApi } from "../swarm/api.js";
@@ -16,7 +19,20 @@ import { createTlsMonitor, type TlsMonitor } from "./tls-monitor.js";
 import { buildSnapshot, type RuntimeSnapshot } from "./snapshot.js";
 
 export interface RuntimeOptions {
-  readonly specPath: string;
+  /** File or directory mode; ignored when `store` is set. */
+  readonly specPath?: string;
+  /**
+   * In-cluster mode: read the spec from the swarm store (and follow its changes). Deleting a
+   * resource there is explicit, so an emptied store tears caches down (allowEmpty is implied).
+   */
+  readonly store?: boolean;
+  /** Take the owner id's lease before writing; without it the controller waits as standby. */
+  readonly lease?: {
+    readonly onLost: (reason: string) => void;
+    readonly identity?: string;
+    readonly durationMs?: number;
+    readonly renewMs?: number;
+  };
   /** DOCKER_HOST; falls back to env.DOCKER_HOST. */
   readonly dockerHost?: string;
   /** Environment for DOCKER_* and for {env: NAME} secret references. */
@@ -41,8 +57,14 @@ export interface Runtime {
   stop(): Promise<void>;
 }
 
+function specSourceOf(options: RuntimeOptions, raw: SwarmApi): SpecSource {
+  if (options.store) return storeSpecSource(new SpecStore({ swarm: raw, owner: options.id ?? "dtrcache" }), raw);
+  if (options.specPath === undefined) throw new Error("a spec file (specPath) or the store is required");
+  return fileSpecSource(options.specPath);
+}
+
 /** Builds the controller without starting it (`plan` uses this: nothing is watched or written). */
-export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"]): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi } {
+export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"]): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
   const env = options.env ?? process.env;
   const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
   const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
@@ -51,23 +73,23 @@ export function assembleController(options: RuntimeOptions, onReconcile?: Contro
   const controller = createController({
     ...options.controllerOptions,
     docker: swarm,
-    specSource: fileSpecSource(options.specPath),
+    specSource: specSourceOf(options, raw),
     dtrSync,
     dtrCa: (dtr) => dtrSync.caPem(dtr),
     logger: options.logger,
-    allowEmpty: options.allowEmpty ?? false,
+    allowEmpty: options.store === true || (options.allowEmpty ?? false),
     ...(onReconcile ? { onReconcile } : {}),
     ...(options.id !== undefined ? { id: options.id } : {}),
   });
-  return { controller, dtrSync, swarm };
+  return { controller, dtrSync, swarm, raw };
 }
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const registry = new Registry();
   // The metrics read the snapshot lazily, so they can be registered before the controller exists.
-  let snapshot: () => RuntimeSnapshot = () => ({ controllerId: "", engine: { reachable: false, manager: false }, spec: { path: options.specPath, loaded: false, files: [], errors: [] }, caches: [] });
+  let snapshot: () => RuntimeSnapshot = () => ({ controllerId: "", engine: { reachable: false, manager: false }, spec: { path: options.specPath ?? "store", loaded: false, files: [], errors: [] }, caches: [] });
   const metrics = registerControllerMetrics(registry, () => snapshot());
-  const { controller, dtrSync, swarm } = assembleController(options, (event) => {
+  const { controller, dtrSync, swarm, raw } = assembleController(options, (event) => {
     metrics.observeReconcile(event.cache, event.outcome, event.durationMs / 1000, event.errorCode);
     metrics.setQueueDepth(event.queueDepth);
   });
@@ -77,11 +99,22 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     generatedCertificate: (cache) => generatedCertificateOf(swarm, owner, cache),
     logger: options.logger.child({ part: "tls" }),
   });
-  snapshot = () => buildSnapshot(controller.status(), tls.findings());
+  // The lease uses the unwrapped engine: its renewals are not the controller's writes.
+  const elector = options.lease ? new LeaderElector({ swarm: raw, owner, logger: options.logger.child({ part: "lease" }), ...pick(options.lease) }) : undefined;
+  snapshot = () => {
+    const built = buildSnapshot(controller.status(), tls.findings());
+    return elector ? { ...built, lease: elector.status() } : built;
+  };
   let server: StatusServer | undefined;
-  try {
+  let controllerStarted = false;
+  const leading = new AbortController();
+  const lead = async (): Promise<void> => {
     await controller.start();
+    controllerStarted = true;
     tls.start(controller);
+  };
+  try {
+    if (!elector) await lead();
     if (options.listen) {
       server = await startStatusServer(
         {
@@ -115,16 +148,42 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     await dtrSync.close().catch(() => undefined);
     throw error;
   }
+  if (elector && options.lease) {
+    const { onLost } = options.lease;
+    // Standby until the lease is ours (the status endpoint already says so), then lead.
+    void elector
+      .acquire(leading.signal)
+      .then(async () => {
+        elector.keepRenewing((reason) => {
+          // Stop writing at once; the process owner (the CLI) exits so Swarm restarts it as a standby.
+          void controller.stop().finally(() => onLost(reason));
+        });
+        await lead();
+      })
+      .catch((error: unknown) => {
+        if (!leading.signal.aborted) onLost(error instanceof Error ? error.message : String(error));
+      });
+  }
   return {
     controller,
     metrics,
     ...(server ? { statusUrl: server.url } : {}),
     snapshot: () => snapshot(),
     async stop() {
+      leading.abort();
       tls.stop();
       await server?.close();
-      await controller.stop();
+      if (controllerStarted || !elector) await controller.stop();
+      await elector?.release();
       await dtrSync.close();
     },
+  };
+}
+
+function pick(lease: NonNullable<RuntimeOptions["lease"]>): { identity?: string; durationMs?: number; renewMs?: number } {
+  return {
+    ...(lease.identity !== undefined ? { identity: lease.identity } : {}),
+    ...(lease.durationMs !== undefined ? { durationMs: lease.durationMs } : {}),
+    ...(lease.renewMs !== undefined ? { renewMs: lease.renewMs } : {}),
   };
 }

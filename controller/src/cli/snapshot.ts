@@ -2,6 +2,7 @@
 // TLS findings folded in as a `TlsTrusted` condition (the runbook's three failure causes).
 import type { CacheStatus, Condition, ControllerStatus } from "../status.js";
 import type { TlsFinding } from "../tls/checks.js";
+import type { LeaseStatus } from "../lease/elector.js";
 
 export interface TlsCheckResult {
   readonly checkedAt: string;
@@ -19,6 +20,8 @@ export interface CacheSnapshot extends Omit<CacheStatus, "conditions"> {
 
 export interface RuntimeSnapshot extends Omit<ControllerStatus, "caches"> {
   readonly caches: readonly CacheSnapshot[];
+  /** Present when the controller runs with a lease: leader, or standby (and who leads). */
+  readonly lease?: LeaseStatus;
 }
 
 function tlsCondition(result: TlsCheckResult): SnapshotCondition {

@@ -26,7 +26,7 @@ export interface Proposal {
 }
 
 /** Checks the resulting spec against the swarm (e.g. referenced secrets exist); returns issues. */
-export type ReferenceCheck = (spec: CacheSpec) => Promise<SpecIssue[]>;
+export type ReferenceCheck = (spec: CacheSpec, texts: readonly SpecText[]) => Promise<SpecIssue[]>;
 
 export interface Admitted {
   readonly changes: readonly AdmittedChange[];
@@ -55,9 +55,10 @@ export async function admit(store: SpecStore, proposal: Proposal, checkReference
     if (!head || head.deleted) throw new StoreError("NOT_FOUND", `${keyOf(d)} not found`);
   }
 
-  const result = loadCacheSpecFromTexts([...texts, ...live.filter((r) => !replaced.has(keyOf(r))).map(storedText)]);
+  const all = [...texts, ...live.filter((r) => !replaced.has(keyOf(r))).map(storedText)];
+  const result = loadCacheSpecFromTexts(all);
   if (!result.ok) throw new StoreError("INVALID", "admission refused the change; nothing was written", result.issues);
-  const referenceIssues = checkReferences ? await checkReferences(result.spec) : [];
+  const referenceIssues = checkReferences ? await checkReferences(result.spec, all) : [];
   if (referenceIssues.length > 0) throw new StoreError("INVALID", "admission refused the change; nothing was written", referenceIssues);
 
   const changes: AdmittedChange[] = [];

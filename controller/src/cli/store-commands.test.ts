@@ -1,0 +1,111 @@
+// The store verbs end to end on the in-memory swarm: what they print, their exit codes, and that
+// refused changes write nothing.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { FakeSwarm } from "../swarm/fake.js";
+import { runbookText } from "../testing/specs.js";
+import { EXIT, main } from "./main.js";
+import { setSwarmFactory } from "./store-commands.js";
+
+const examples = new URL("../../../crds/examples/", import.meta.url).pathname;
+let dir: string;
+let swarm: FakeSwarm;
+let out: string;
+let err: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "dtrcache-store-cli-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+beforeEach(() => {
+  swarm = new FakeSwarm();
+  setSwarmFactory(() => swarm);
+});
+
+async function run(...args: string[]): Promise<number> {
+  out = "";
+  err = "";
+  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
+  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
+  try {
+    return await main(["node", "dtrcache", ...args]);
+  } finally {
+    vi.restoreAllMocks();
+  }
+}
+
+function spec(text: string, name = "spec.yaml"): string {
+  const file = join(dir, name);
+  // Relative certificate paths resolve against the spec's directory: point them at the examples.
+  writeFileSync(file, text.replaceAll("certs/", `${examples}certs/`));
+  return file;
+}
+
+describe("dtrcache store verbs", () => {
+  it("apply prints created / unchanged / configured; get, history, rollback, delete", async () => {
+    expect(await run("apply", "-f", spec(runbookText()))).toBe(EXIT.ok);
+    expect(out).toBe("dtr/dtr created\ncontentcache/region-asia created\n");
+    expect(await run("apply", "-f", spec(runbookText()))).toBe(EXIT.ok);
+    expect(out).toBe("dtr/dtr unchanged\ncontentcache/region-asia unchanged\n");
+    expect(await run("apply", "-f", spec(runbookText({ blobTTL: "1h" })))).toBe(EXIT.ok);
+    expect(out).toContain("contentcache/region-asia configured");
+    expect(await run("get")).toBe(EXIT.ok);
+    expect(out).toMatch(/ContentCache\s+region-asia\s+2\s/);
+    expect(await run("get", "cc", "region-asia", "-o", "yaml")).toBe(EXIT.ok);
+    expect(out).toContain("blobTTL: 1h");
+    expect(out).toContain("generation: 2");
+    expect(await run("history", "region-asia")).toBe(EXIT.ok);
+    expect(out).toMatch(/2\s+\S+\s+\S+\s+apply: spec\.blobTTL/);
+    expect(await run("rollback", "region-asia")).toBe(EXIT.ok);
+    expect(out).toContain("rolled back to revision 1 (now generation 3)");
+    expect(await run("get", "region-asia", "-o", "json")).toBe(EXIT.ok);
+    expect(JSON.parse(out).spec.blobTTL).toBe("24h");
+    expect(await run("describe", "region-asia")).toBe(EXIT.ok);
+    expect(out).toContain("Last change:  rollback to r1");
+    expect(await run("delete", "dtr", "--kind", "dtr")).toBe(EXIT.invalid);
+    expect(err).toContain("store:ContentCache/region-asia");
+    expect(await run("delete", "region-asia")).toBe(EXIT.ok);
+    expect(out).toBe("contentcache/region-asia deleted\n");
+    expect(await run("get", "region-asia")).toBe(EXIT.notReady);
+  });
+
+  it("refused changes exit 2 (invalid) or 4 (conflict) and write nothing", async () => {
+    await run("apply", "-f", spec(runbookText()));
+    const before = swarm.configs.size;
+    expect(await run("apply", "-f", spec(runbookText({ blobTTL: "one hour" })))).toBe(EXIT.invalid);
+    expect(err).toMatch(/spec\.yaml:\d+:\d+ spec\.blobTTL: "one hour" is not a duration/);
+    expect(await run("apply", "-f", spec(runbookText().replace("env: DTR_ADMIN_PASSWORD", "secret: dtr-admin-password")))).toBe(EXIT.invalid);
+    expect(err).toMatch(/spec\.yaml:15:\d+ spec\.admin\.password\.secret: Swarm secret "dtr-admin-password" does not exist/);
+    expect(await run("apply", "-f", spec(runbookText({ blobTTL: "2h" }).replace("name: region-asia", "name: region-asia\n  generation: 7")))).toBe(EXIT.conflict);
+    expect(swarm.configs.size).toBe(before);
+    // The same secret reference is admitted once the secret exists.
+    await swarm.createSecret({ name: "dtr-admin-password", labels: {}, data: Buffer.from("x") });
+    expect(await run("apply", "-f", spec(runbookText().replace("env: DTR_ADMIN_PASSWORD", "secret: dtr-admin-password")))).toBe(EXIT.ok);
+    expect(out).toContain("dtr/dtr configured");
+  });
+
+  it("edit: an invalid result reopens with the error as a comment; the fixed one is stored", async () => {
+    await run("apply", "-f", spec(runbookText()));
+    // A scripted editor: first save breaks blobTTL, the second (seeing the error comment) fixes it.
+    const editor = join(dir, "editor.sh");
+    writeFileSync(editor, `#!/bin/sh\nif grep -q 'refused' "$1"; then sed -i 's/blobTTL: .*/blobTTL: 2h/' "$1"; else sed -i 's/blobTTL: .*/blobTTL: soon/' "$1"; fi\n`);
+    chmodSync(editor, 0o755);
+    process.env["DTRCACHE_EDITOR"] = editor;
+    try {
+      expect(await run("edit", "region-asia")).toBe(EXIT.ok);
+      expect(out).toContain("contentcache/region-asia configured");
+      expect(await run("get", "region-asia", "-o", "json")).toBe(EXIT.ok);
+      expect(JSON.parse(out).spec.blobTTL).toBe("2h");
+      // An editor that keeps saving the same invalid text: abandoned with exit 2, nothing written.
+      writeFileSync(editor, `#!/bin/sh\nsed -i 's/blobTTL: .*/blobTTL: never/' "$1"\n`);
+      const before = swarm.configs.size;
+      expect(await run("edit", "region-asia")).toBe(EXIT.invalid);
+      expect(err).toContain('"never" is not a duration');
+      expect(swarm.configs.size).toBe(before);
+    } finally {
+      delete process.env["DTRCACHE_EDITOR"];
+    }
+  });
+});
