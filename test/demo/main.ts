@@ -241,7 +241,7 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], exitAfterPull: boo
   say(`swarm ${swarm.id} up: node ${node.hostname} at ${node.ip}; poke it with: docker -H ${dockerHost} service ls`);
   checkpoint(signal);
 
-  say("building the cache-server image offline (FROM scratch, this machine's node binary)");
+  say("building the cache-server image offline (FROM scratch, the project's own Node 24 binary)");
   const image = await buildServiceImage("cache-server", dockerHost);
   if (!image) throw new DemoError("NOT_BUILT", "cache-server is not compiled: run `npm run build` first (`npm run demo` does it)");
   say(`built ${image}`);
