@@ -113,6 +113,15 @@ export function classifyError(error: unknown): ErrorClass {
   return "backoff";
 }
 
+/** Freezes a loaded spec all the way down (plain data from the loader: objects and arrays). */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value) && !ArrayBuffer.isView(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -150,10 +159,10 @@ export function createController(options: ControllerOptions): Controller {
     return placement ? { ...(placement.kind === "hostname" ? { hostname: placement.hostname } : {}), label: `${placement.key}=${placement.value}`, labelled } : { label: "", labelled: false };
   }
 
-  function stateOf(name: string): CacheState {
+  function stateOf(name: string, snapshot: CacheSpec | undefined = spec): CacheState {
     let s = caches.get(name);
     if (!s) {
-      const cache = spec?.caches.find((c) => c.name === name);
+      const cache = snapshot?.caches.find((c) => c.name === name);
       s = {
         status: {
           name,
@@ -183,9 +192,9 @@ export function createController(options: ControllerOptions): Controller {
     return next;
   }
 
-  function planContext(name: string, generation?: string): PlanContext {
+  function planContext(snapshot: CacheSpec, name: string, generation?: string): PlanContext {
     const labelsInUse = new Set<string>();
-    for (const c of spec?.caches ?? []) {
+    for (const c of snapshot.caches) {
       const p = placementOf(c);
       if (p.kind === "hostname") labelsInUse.add(labelUseKey(p.hostname, p.key));
     }
@@ -199,10 +208,15 @@ export function createController(options: ControllerOptions): Controller {
     else if (isSwarmError(error, "UNAVAILABLE")) engine = { reachable: false, manager: engine.manager, message: errorMessage(error) };
   }
 
-  async function reconcileApply(cache: ResolvedCache, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[] }> {
+  /**
+   * One cache, from one spec snapshot: `snapshot` is the spec as it was when this reconcile began
+   * (frozen at load), and nothing below reads the controller's current spec, which an edit may
+   * replace while this reconcile awaits the engine (issue 10, defect 7).
+   */
+  async function reconcileApply(snapshot: CacheSpec, cache: ResolvedCache, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[] }> {
     const name = cache.name;
     const generation = specGeneration(cache);
-    const state = stateOf(name);
+    const state = stateOf(name, snapshot);
     const log = logger.child({ reconcileId: randomUUID().slice(0, 8), cache: name });
     if (state.terminalGeneration === generation) {
       log.debug({ generation }, "skipped: the engine rejected this spec; waiting for a change");
@@ -215,9 +229,9 @@ export function createController(options: ControllerOptions): Controller {
     const settled = settle.observe(name, actual.tasks, clock.now().getTime());
     const updateState = actual.service?.updateStatus?.state;
     if ((updateState === "rollback_completed" || updateState === "rollback_paused") && state.pushedGeneration === generation) state.rolledBackGeneration = generation;
-    const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, spec as CacheSpec, actual, signal);
+    const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, snapshot, actual, signal);
     const desired = buildDesired(owner, cache, materials, paths, containerFor(cache));
-    const plan = planCache(desired, actual, nodes, planContext(name, generation));
+    const plan = planCache(desired, actual, nodes, planContext(snapshot, name, generation));
     if (plan.held) log.debug({ generation, fields: plan.held.diffs.map((d) => d.path) }, "Swarm rolled this spec back; not pushing it again until the spec changes");
     let outcomes: ApplyOutcome[] = [];
     let problem: { reason: string; message: string } | undefined = plan.blocked;
@@ -227,10 +241,10 @@ export function createController(options: ControllerOptions): Controller {
       if (error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code)) {
         state.terminalGeneration = generation;
         problem = { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message };
-        finishStatus(state, { generation, plan, actual, settled, outcomes, problem, startedAt, error });
+        finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem, startedAt, error });
         log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
       } else {
-        finishStatus(state, { generation, plan, actual, settled, outcomes, problem: { reason: "ReconcileError", message: errorMessage(error) }, startedAt, error });
+        finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem: { reason: "ReconcileError", message: errorMessage(error) }, startedAt, error });
       }
       throw error;
     }
@@ -240,7 +254,7 @@ export function createController(options: ControllerOptions): Controller {
       delete state.rolledBackGeneration;
     }
     knownOwned.add(name);
-    finishStatus(state, { generation, plan, actual, settled, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
+    finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
 
     // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm. It
     // has its own record, back-off per user and periodic verification (dtr-reconcile/).
@@ -270,6 +284,8 @@ export function createController(options: ControllerOptions): Controller {
   function finishStatus(
     state: CacheState,
     input: {
+      /** The cache as in the reconcile's snapshot: replicas and node come from it, not from the current spec. */
+      cache: ResolvedCache;
       generation: string;
       plan: Plan;
       actual: Awaited<ReturnType<typeof observeCache>>;
@@ -282,7 +298,7 @@ export function createController(options: ControllerOptions): Controller {
       nodeLabelled?: boolean;
     },
   ): void {
-    const replicas = spec?.caches.find((c) => c.name === state.status.name)?.spec.replicas ?? 0;
+    const replicas = input.cache.spec.replicas;
     const wroteService = input.outcomes.some((o) => o.result === "done" && (o.action.type === "create-service" || o.action.type === "update-service"));
     const conditions = computeConditions(state.status.conditions, { rollout: input.plan.rollout, ...(input.actual.service ? { service: input.actual.service } : {}), tasks: input.actual.tasks, replicas, wroteService, settle: input.settled, ...(input.problem ? { problem: input.problem } : {}) }, clock.now());
     const mounted = input.actual.service?.spec.TaskTemplate.ContainerSpec;
@@ -293,19 +309,18 @@ export function createController(options: ControllerOptions): Controller {
       generation: input.generation,
       terminating: false,
       conditions,
-      // from the spec as it is now: an edit may have moved the cache to another node
-      node: nodeStatusOf(spec?.caches.find((c) => c.name === state.status.name), input.nodeLabelled ?? state.status.node.labelled),
+      node: nodeStatusOf(input.cache, input.nodeLabelled ?? state.status.node.labelled),
       revisions,
       tasks: { running: runningTasks(input.actual.tasks), desired: replicas },
       lastReconcile: { at: clock.now().toISOString(), durationMs: Date.now() - input.startedAt, actions: input.outcomes.filter((o) => o.result === "done").length, ...(input.error ? { error: errorMessage(input.error) } : {}) },
     };
   }
 
-  async function reconcileTeardown(name: string, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[] }> {
+  async function reconcileTeardown(snapshot: CacheSpec, name: string, signal: AbortSignal): Promise<{ result: WorkResult; outcomes: ApplyOutcome[] }> {
     const log = logger.child({ reconcileId: randomUUID().slice(0, 8), cache: name, teardown: true });
     const [nodes, actual] = await Promise.all([swarm.listNodes(), observeCache(swarm, owner, name)]);
-    const ctx = planContext(name);
-    const state = stateOf(name);
+    const ctx = planContext(snapshot, name);
+    const state = stateOf(name, snapshot);
     state.status = { ...state.status, terminating: true, conditions: setCondition(setCondition(state.status.conditions, { type: "Progressing", status: "True", reason: "Terminating", message: "the cache left the spec; removing its objects" }, clock.now()), { type: "Ready", status: "False", reason: "Terminating", message: "" }, clock.now()) };
     const outcomes: ApplyOutcome[] = [];
     // DTR first (users reset, registration deleted) while the service still answers, from the
@@ -358,8 +373,11 @@ export function createController(options: ControllerOptions): Controller {
       logger.warn({ cache: name }, "no valid spec loaded; leaving the cache as it is");
       return { result: {}, outcomes: [], mode: "skipped" };
     }
-    const loaded = spec;
     return withLock(name, async () => {
+      // The snapshot is taken when the run begins (not while it waited for the lock), and this run
+      // reads nothing else; a later load re-queues the cache.
+      const loaded = spec;
+      if (loaded === undefined) throw new ControllerError("SPEC_INVALID", "no spec loaded"); // a loaded spec is never unloaded
       const startedAt = Date.now();
       const cache = loaded.caches.find((c) => c.name === name);
       const mode = cache ? ("apply" as const) : ("teardown" as const);
@@ -369,7 +387,7 @@ export function createController(options: ControllerOptions): Controller {
         options.onReconcile?.({ cache: name, mode, outcome, durationMs: Date.now() - startedAt, queueDepth: queue.length, ...(errorCode !== undefined ? { errorCode } : {}) });
       };
       try {
-        const out = cache ? { ...(await reconcileApply(cache, signal)), mode } : { ...(await reconcileTeardown(name, signal)), mode };
+        const out = cache ? { ...(await reconcileApply(loaded, cache, signal)), mode } : { ...(await reconcileTeardown(loaded, name, signal)), mode };
         markEngine();
         report("success");
         return out;
@@ -415,7 +433,8 @@ export function createController(options: ControllerOptions): Controller {
       return false;
     }
     const previous = new Map((spec?.caches ?? []).map((c) => [c.name, specGeneration(c)]));
-    spec = next;
+    // Frozen: a reconcile holds this object as its snapshot while the next load replaces `spec`.
+    spec = deepFreeze(next);
     specStatus = { path: options.specSource.description, loaded: true, files: next.files, loadedAt: now, errors: [] };
     const names = new Set<string>([...previous.keys(), ...next.caches.map((c) => c.name), ...knownOwned]);
     for (const c of next.caches) {
@@ -547,13 +566,14 @@ export function createController(options: ControllerOptions): Controller {
       const nodes = await swarm.listNodes();
       const plans: Plan[] = [];
       const signal = new AbortController().signal;
-      for (const cache of spec?.caches ?? []) {
+      const snapshot = spec;
+      for (const cache of snapshot.caches) {
         const actual = await observeCache(swarm, owner, cache.name);
-        const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, spec as CacheSpec, actual, signal);
-        plans.push(planCache(buildDesired(owner, cache, materials, paths, containerFor(cache)), actual, nodes, planContext(cache.name, specGeneration(cache))));
+        const materials = await gatherMaterials({ swarm, owner, render: renderCacheConfig, generateHttpSecret, now: () => clock.now(), httpSecrets, ...(options.dtrCa ? { dtrCa: options.dtrCa } : {}) }, cache, snapshot, actual, signal);
+        plans.push(planCache(buildDesired(owner, cache, materials, paths, containerFor(cache)), actual, nodes, planContext(snapshot, cache.name, specGeneration(cache))));
       }
-      for (const name of [...owned].filter((n) => !spec?.caches.some((c) => c.name === n)).sort()) {
-        plans.push(planTeardown(await observeCache(swarm, owner, name), nodes, planContext(name)));
+      for (const name of [...owned].filter((n) => !snapshot.caches.some((c) => c.name === n)).sort()) {
+        plans.push(planTeardown(await observeCache(swarm, owner, name), nodes, planContext(snapshot, name)));
       }
       return plans;
     },
