@@ -197,7 +197,8 @@ describe("controller on a fake Swarm", () => {
       },
     };
     const source = staticSpecSource(load(runbookText()));
-    const controller = createController({ docker: fake0, specSource: source, dtrSync, id: "test", allowEmpty: true });
+    const controller = createController({ docker: fake0, specSource: source, dtrSync, id: "test", allowEmpty: true, settleMs: 0 });
+    await controller.reconcileOnce(); // creates the service; DTR waits until it is Ready (make-before-break)
     await controller.reconcileOnce();
     expect(conditionOf(controller.status().caches[0], "DtrSynced")).toMatchObject({ status: "True" });
     expect(controller.status().caches[0]?.dtr).toEqual({ registrationId: "id-1", users: [{ username: "admin", state: "assigned" }] });
@@ -210,6 +211,7 @@ describe("controller on a fake Swarm", () => {
     const dtrSync: DtrSync = { apply: () => Promise.reject(new Error("DTR unreachable")), remove: () => Promise.resolve({ foreign: [] }) };
     const { fake, controller } = setup(load(runbookText()), { dtrSync });
     await controller.reconcileOnce();
+    await controller.reconcileOnce(); // Ready: the DTR pass runs (and fails)
     expect(fake.services.size).toBe(1);
     expect(conditionOf(controller.status().caches[0], "DtrSynced")).toMatchObject({ status: "False", reason: "DTR_UNEXPECTED", message: "DTR unreachable" });
   });

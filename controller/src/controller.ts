@@ -17,7 +17,7 @@ import { observeCache, observeOwnedCaches } from "./reconcile/observe.js";
 import { labelUseKey, planCache, planTeardown, type Plan, type PlanContext } from "./reconcile/planner.js";
 import { SettleTracker, type SettleState } from "./reconcile/settle.js";
 import type { SpecSource } from "./source.js";
-import { setCondition, type CacheStatus, type ControllerStatus, type SpecStatus } from "./status.js";
+import { conditionOf, setCondition, type CacheStatus, type ControllerStatus, type SpecStatus } from "./status.js";
 import type { EventSubscription, SwarmApi, SwarmEvent } from "./swarm/api.js";
 import { isSwarmError, SwarmError } from "./swarm/errors.js";
 
@@ -258,8 +258,15 @@ export function createController(options: ControllerOptions): Controller {
 
     // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm. It
     // has its own record, back-off per user and periodic verification (dtr-reconcile/).
+    // Make-before-break (defect 8): a new generation (a new cache, a host or port change) reaches
+    // DTR only once the Swarm side is Ready — converged and its tasks settled — so DTR never
+    // redirects pulls to a port with nothing behind it. Once DTR has had this generation, its
+    // verification and per-user retries go on whatever the tasks do.
     let dtrRetryMs: number | undefined;
-    if (dtrReconciler && plan.rollout !== "rolled-back") {
+    const ready = conditionOf(state.status, "Ready")?.status === "True";
+    if (dtrReconciler && plan.rollout !== "rolled-back" && !ready && !dtrReconciler.passed(name, generation)) {
+      setDtrCondition(state, { status: "Unknown", reason: "WaitingForCache", message: "DTR is pointed at this spec's cache once its tasks run and have settled" });
+    } else if (dtrReconciler && plan.rollout !== "rolled-back") {
       const dtr = await dtrReconciler.reconcile(cache, generation, legacyDtrLabels(actual.service?.labels), signal);
       setDtrCondition(state, dtr.condition, dtr.status);
       dtrRetryMs = dtr.requeueAfterMs;

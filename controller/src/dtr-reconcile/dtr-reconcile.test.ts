@@ -37,12 +37,18 @@ interface Rig {
   controller: Controller;
 }
 
+/** Two passes: the first creates the service, the second finds it Ready and points DTR at it (make-before-break, settleMs 0). */
+async function converge(c: Controller): Promise<void> {
+  await c.reconcileOnce();
+  await c.reconcileOnce();
+}
+
 const rigs: Rig[] = [];
-function rig(initial: LoadResult, extra: { allowEmpty?: boolean; fake?: FakeSwarm; id?: string } = {}): Rig {
+function rig(initial: LoadResult, extra: { allowEmpty?: boolean; fake?: FakeSwarm; id?: string; settleMs?: number; clock?: { now(): Date } } = {}): Rig {
   const fake = extra.fake ?? new FakeSwarm(["node-1", "node-2"]);
   const source = staticSpecSource(initial);
   const sync = createDtrSync({ env: { DTR_TEST_PASSWORD: PASSWORD }, timeoutMs: 2_000, retry: { retries: 0, minTimeoutMs: 10, maxTimeoutMs: 20 } });
-  const controller = createController({ docker: fake, specSource: source, dtrSync: sync, id: extra.id ?? "test", allowEmpty: extra.allowEmpty ?? false, rolloutPollMs: 50, resyncIntervalMs: 3_600_000, dtrResyncMs: 3_600_000, settleMs: 0 });
+  const controller = createController({ docker: fake, specSource: source, dtrSync: sync, id: extra.id ?? "test", allowEmpty: extra.allowEmpty ?? false, rolloutPollMs: 50, resyncIntervalMs: 3_600_000, dtrResyncMs: 3_600_000, settleMs: extra.settleMs ?? 0, ...(extra.clock ? { clock: extra.clock } : {}) });
   const r = { fake, source, sync, controller };
   rigs.push(r);
   return r;
@@ -125,7 +131,7 @@ describe("DTR reconciler", () => {
 
   it("resets a user dropped from the spec although the first DTR pass after the edit failed (defect 2)", async () => {
     const r = rig(load(specText({ "cache-a": ["u000", "u001"] })));
-    await r.controller.reconcileOnce();
+    await converge(r.controller);
     expect(dtr.settings()).toMatchObject({ u000: idOf("cache-a"), u001: idOf("cache-a") });
     dtr.setFaults({ down: true });
     r.source.set(load(specText({ "cache-a": ["u000"] })));
@@ -141,7 +147,7 @@ describe("DTR reconciler", () => {
   it("retries a failed user PATCH with its own back-off and says DtrSynced=False naming it until then (defects 3, 12)", async () => {
     const r = rig(load(specText({ "cache-a": ["u000", "u001"] })));
     dtr.setFaults({ failRequests: 1_000, failStatus: 500, failOnly: { method: "PATCH", pathPrefix: "/api/v0/accounts/u001" } });
-    await r.controller.reconcileOnce();
+    await converge(r.controller);
     const dtrCondition = conditionOf(cacheOf(r.controller, "cache-a"), "DtrSynced");
     expect(dtrCondition).toMatchObject({ status: "False", reason: "UserUpdateFailed" });
     expect(dtrCondition?.message).toContain("u001");
@@ -157,7 +163,7 @@ describe("DTR reconciler", () => {
 
   it("says DtrSynced=False/UnknownUsers naming a user DTR does not know (404 NO_SUCH_USER) (defects 3, 12)", async () => {
     const r = rig(load(specText({ "cache-a": ["u000", "zed"] })));
-    await r.controller.reconcileOnce();
+    await converge(r.controller);
     const dtrCondition = conditionOf(cacheOf(r.controller, "cache-a"), "DtrSynced");
     expect(dtrCondition).toMatchObject({ status: "False", reason: "UnknownUsers" });
     expect(dtrCondition?.message).toContain("zed");
@@ -165,7 +171,7 @@ describe("DTR reconciler", () => {
 
   it("tears the DTR side down with a spec that has no documents at all, from a fresh controller (defect 4)", async () => {
     const first = rig(load(specText({ "cache-a": ["u000", "u001"] })));
-    await first.controller.reconcileOnce();
+    await converge(first.controller);
     expect(dtr.contentCaches()).toHaveLength(1);
     // A new process: it never saw the DTR document; the spec file is empty.
     const second = rig(load(""), { allowEmpty: true, fake: first.fake });
@@ -179,11 +185,43 @@ describe("DTR reconciler", () => {
   it("never deletes a registration of the same name it does not own, and reports it (defect 10)", async () => {
     const theirs = dtr.seed.contentCache("cache-a", "https://other-swarm.example.com:5000");
     const r = rig(load(specText({ "cache-a": ["u000"] })), { allowEmpty: true });
-    await r.controller.reconcileOnce();
+    await converge(r.controller);
     expect(conditionOf(cacheOf(r.controller, "cache-a"), "DtrSynced")).toMatchObject({ status: "False", reason: "DTR_NOT_OWNED" });
     r.source.set(load(""));
     await r.controller.reconcileOnce();
     expect(dtr.contentCaches().map((c) => c.id)).toEqual([theirs.id]);
     expect(writesIn(dtr.requestLog()).filter((w) => w.method === "DELETE")).toEqual([]);
+  });
+
+  it("registers a new cache and re-points a moved one only once its new task has settled: make-before-break (defect 8)", async () => {
+    let now = Date.UTC(2026, 10, 1);
+    const clock = { now: () => new Date(now) };
+    const r = rig(load(specText({ "cache-a": ["u000", "u001"] })), { settleMs: 10_000, clock });
+    const dtrSynced = () => conditionOf(cacheOf(r.controller, "cache-a"), "DtrSynced");
+    const registered = () => dtr.contentCaches().map((c) => c.host);
+    await r.controller.reconcileOnce(); // creates the service
+    await r.controller.reconcileOnce(); // its task runs, not yet for 10 s
+    expect(registered()).toEqual([]);
+    expect(dtrSynced()).toMatchObject({ status: "Unknown", reason: "WaitingForCache" });
+    now += 10_000;
+    await r.controller.reconcileOnce();
+    expect(registered()).toEqual(["https://cache-a.example.com:5000"]);
+    expect(wrongUsers({ "cache-a": ["u000", "u001"] })).toEqual([]);
+    const before = idOf("cache-a");
+
+    // Host and port change: the old registration and the users stay until the new task has settled.
+    r.source.set(load(specText({ "cache-a": ["u000", "u001"] }).replaceAll("5000", "5100")));
+    await r.controller.reconcileOnce(); // updates the service
+    await r.controller.reconcileOnce(); // the new task runs
+    now += 9_000;
+    await r.controller.reconcileOnce();
+    expect(registered()).toEqual(["https://cache-a.example.com:5000"]);
+    expect(dtr.settings()["u000"]).toBe(before);
+    expect(dtrSynced()).toMatchObject({ status: "Unknown", reason: "WaitingForCache" });
+    now += 1_000;
+    await r.controller.reconcileOnce();
+    expect(registered()).toEqual(["https://cache-a.example.com:5100"]);
+    expect(wrongUsers({ "cache-a": ["u000", "u001"] })).toEqual([]);
+    expect(dtrSynced()).toMatchObject({ status: "True" });
   });
 });

@@ -46,6 +46,8 @@ interface Service {
   history: SwarmTask[];
   /** Set by crashAtStart: how many times the current tasks have been replaced after exiting. */
   crashes?: number;
+  /** How many times an update or rollback replaced the tasks: new tasks have new ids, as in Swarm. */
+  replaced?: number;
 }
 
 function matches(labels: Readonly<Record<string, string>>, filter: LabelFilter): boolean {
@@ -126,6 +128,7 @@ export class FakeSwarm implements SwarmApi {
     s.spec = previous;
     s.version += 1;
     s.updatedAt = at;
+    s.replaced = (s.replaced ?? 0) + 1;
     s.updateState = "rollback_completed";
   }
 
@@ -302,6 +305,7 @@ export class FakeSwarm implements SwarmApi {
     if (stableJson({ t: s.spec.TaskTemplate, e: s.spec.EndpointSpec }) !== stableJson({ t: next.TaskTemplate, e: next.EndpointSpec })) {
       s.history.push(...this.liveTasks(s).map((t) => ({ ...t, id: `${t.id}-v${s.version}`, state: "shutdown", desiredState: "shutdown", updatedAt: at })));
       s.updatedAt = at;
+      s.replaced = (s.replaced ?? 0) + 1;
     }
     s.previousSpec = s.spec;
     s.spec = next;
@@ -342,7 +346,7 @@ export class FakeSwarm implements SwarmApi {
     const c = s.spec.TaskTemplate.ContainerSpec;
     const replicas = s.spec.Mode?.Replicated?.Replicas ?? 1;
     return Array.from({ length: replicas }, (_, i): SwarmTask => {
-      const base = { id: `${s.id}-task${i}${s.crashes ? `-r${s.crashes}` : ""}`, serviceId: s.id, desiredState: "running", configNames: (c.Configs ?? []).map((r) => r.ConfigName), secretNames: (c.Secrets ?? []).map((r) => r.SecretName), containerLabels: { ...(c.Labels ?? {}) }, updatedAt: s.updatedAt };
+      const base = { id: `${s.id}-task${i}${s.replaced ? `-u${s.replaced}` : ""}${s.crashes ? `-r${s.crashes}` : ""}`, serviceId: s.id, desiredState: "running", configNames: (c.Configs ?? []).map((r) => r.ConfigName), secretNames: (c.Secrets ?? []).map((r) => r.SecretName), containerLabels: { ...(c.Labels ?? {}) }, updatedAt: s.updatedAt };
       const node = fits[0];
       return node ? { ...base, nodeId: node.id, state: "running", message: "started" } : { ...base, state: "pending", message: "pending task scheduling", error: `no suitable node (scheduling constraints not satisfied on ${this.nodes.size} node${this.nodes.size === 1 ? "" : "s"})` };
     });
