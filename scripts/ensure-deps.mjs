@@ -10,7 +10,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { constants } from "node:os";
 import { delimiter, join } from "node:path";
-import { REPO_ROOT, RUNTIME_BIN_DIR, runtimeVersion } from "./node-runtime.mjs";
+import { REPO_ROOT, RUNTIME_BIN_DIR, RUNTIME_MAJOR, runtimeVersion } from "./node-runtime.mjs";
 
 const lock = join(REPO_ROOT, "package-lock.json");
 const marker = join(REPO_ROOT, "node_modules", ".package-lock.json");
@@ -18,11 +18,16 @@ const marker = join(REPO_ROOT, "node_modules", ".package-lock.json");
 function installIfStale() {
   const stale = !existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(marker).mtimeMs);
   if (!stale) return;
-  process.stderr.write("installing npm dependencies (npm ci; EBADENGINE warnings about the machine's Node are expected: the project runs on the Node 24 it installs)...\n");
   // The install runs on the machine's Node: `npm ci` replaces node_modules, our Node 24 included.
   const projectDirs = (dir) => dir.startsWith(join(REPO_ROOT, "node_modules"));
   const path = (process.env.PATH ?? "").split(delimiter).filter((d) => !projectDirs(d)).join(delimiter);
-  execFileSync("npm", [existsSync(lock) ? "ci" : "install", "--no-audit", "--no-fund"], { cwd: REPO_ROOT, stdio: "inherit", env: { ...process.env, PATH: path } });
+  const args = [existsSync(lock) ? "ci" : "install", "--no-audit", "--no-fund"];
+  // On an older machine Node, npm warns EBADENGINE for every package that needs Node >= 22 (~80
+  // lines), although none of them will ever run on it: errors only, then.
+  const older = Number(process.versions.node.split(".")[0]) < RUNTIME_MAJOR;
+  if (older) args.push("--loglevel=error");
+  process.stderr.write(`installing npm dependencies (npm ${args[0]}${older ? `, on the machine's Node ${process.version}: engine warnings hidden, the project runs on the Node ${RUNTIME_MAJOR} it installs` : ""})...\n`);
+  execFileSync("npm", args, { cwd: REPO_ROOT, stdio: "inherit", env: { ...process.env, PATH: path } });
 }
 
 /** `npm run script -- args` with Node 24 first on PATH; resolves to the exit code to use. */
