@@ -8,7 +8,7 @@
 //   status           ask a running controller's status endpoint
 //   apply, get, describe, edit, delete, history, rollback, diff: the store (store-commands.ts)
 // Exit codes are listed in exit.ts and in `dtrcache --help`.
-import { readFileSync, realpathSync } from "node:fs";
+import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { formatIssue, loadCacheSpec } from "@dtrcache/crds";
@@ -23,6 +23,7 @@ import type { RuntimeSnapshot } from "./snapshot.js";
 import { waitForConvergence } from "./wait.js";
 import { CliError, EXIT } from "./exit.js";
 import { registerStoreCommands } from "./store-commands.js";
+import { DEFAULT_STATUS_URL, getStatusJson, readToken } from "./status-client.js";
 import { LeaderElector, LeaseHeldError } from "../lease/elector.js";
 import { createDockerClient, resolveDockerConnection } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
@@ -56,11 +57,6 @@ function parseTimeout(value: string): number {
   if (!match) throw new InvalidArgumentError("expected a duration such as 90s or 5m");
   const n = Number(match[1]);
   return match[2] === "ms" ? n : match[2] === "m" ? n * 60_000 : n * 1000;
-}
-
-function readToken(file: string | undefined, env: string | undefined): string | undefined {
-  if (file) return readFileSync(file, "utf8").trim();
-  return env?.trim() || undefined;
 }
 
 /** Maps failures to exit codes; messages never include secrets (the errors below carry none). */
@@ -208,17 +204,9 @@ export function buildProgram(): Command {
     .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json", "yaml"]).default("table"))
     .addHelpText("after", EXIT_HELP)
     .action(async (name: string | undefined, opts: { url?: string; tokenFile?: string; output: "table" | "json" | "yaml" }) => {
-      const base = opts.url ?? process.env["DTRCACHE_STATUS_URL"] ?? "http://127.0.0.1:9090";
+      const base = opts.url ?? process.env["DTRCACHE_STATUS_URL"] ?? DEFAULT_STATUS_URL;
       const token = readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]);
-      let response: Response;
-      try {
-        response = await fetch(new URL("/status", base), { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10_000) });
-      } catch (error) {
-        throw new CliError(EXIT.unreachable, `cannot reach the status endpoint ${base}: ${error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)}`);
-      }
-      if (response.status === 401) throw new CliError(EXIT.unreachable, `${base} requires a bearer token (--token-file or DTRCACHE_STATUS_TOKEN)`);
-      if (!response.ok) throw new CliError(EXIT.unreachable, `${base}/status answered ${response.status}`);
-      let status = (await response.json()) as RuntimeSnapshot;
+      let status = await getStatusJson<RuntimeSnapshot>(base, "/status", token);
       if (name !== undefined) {
         const one = status.caches.filter((c) => c.name === name);
         if (one.length === 0) throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);

@@ -5,6 +5,10 @@ import type { Logger as PinoLogger } from "pino";
 import { Registry } from "prom-client";
 import { createController, type Controller, type ControllerOptions } from "../controller.js";
 import { createDtrSync, type DtrSyncService } from "../dtr/index.js";
+import { EventRecorder } from "../events/recorder.js";
+import { recordDtrEvents } from "../events/dtr-events.js";
+import { reconcileEventObserver } from "../events/reconcile-events.js";
+import { recordSwarmEvents } from "../events/swarm-events.js";
 import { startStatusServer, type StatusServer } from "../http/status-server.js";
 import { generatedCertificateOf } from "../reconcile/materials.js";
 import { LeaderElector } from "../lease/elector.js";
@@ -52,6 +56,8 @@ export interface RuntimeOptions {
 export interface Runtime {
   readonly controller: Controller;
   readonly metrics: ControllerMetrics;
+  /** What the controller did and why, per cache (served at /events, shown by `describe`). */
+  readonly events: EventRecorder;
   readonly statusUrl?: string;
   snapshot(): RuntimeSnapshot;
   stop(): Promise<void>;
@@ -63,18 +69,23 @@ function specSourceOf(options: RuntimeOptions, raw: SwarmApi): SpecSource {
   return fileSpecSource(options.specPath);
 }
 
-/** Builds the controller without starting it (`plan` uses this: nothing is watched or written). */
-export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"]): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
+/**
+ * Builds the controller without starting it (`plan` uses this: nothing is watched or written).
+ * With `events`, the controller's Swarm writes and DTR passes are recorded there; the store and
+ * the lease use the unrecorded engine (their writes are not the controller's actions on a cache).
+ */
+export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"], events?: EventRecorder): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
   const env = options.env ?? process.env;
   const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
   const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
-  const swarm = options.wrapSwarm ? options.wrapSwarm(raw) : raw;
+  const recorded = events ? recordSwarmEvents(raw, events) : raw;
+  const swarm = options.wrapSwarm ? options.wrapSwarm(recorded) : recorded;
   const dtrSync = createDtrSync({ logger: options.logger.child({ part: "dtr" }), env });
   const controller = createController({
     ...options.controllerOptions,
     docker: swarm,
     specSource: specSourceOf(options, raw),
-    dtrSync,
+    dtrSync: events ? recordDtrEvents(dtrSync, events) : dtrSync,
     dtrCa: (dtr) => dtrSync.caPem(dtr),
     logger: options.logger,
     allowEmpty: options.store === true || (options.allowEmpty ?? false),
@@ -89,10 +100,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // The metrics read the snapshot lazily, so they can be registered before the controller exists.
   let snapshot: () => RuntimeSnapshot = () => ({ controllerId: "", engine: { reachable: false, manager: false }, spec: { path: options.specPath ?? "store", loaded: false, files: [], errors: [] }, caches: [] });
   const metrics = registerControllerMetrics(registry, () => snapshot());
-  const { controller, dtrSync, swarm, raw } = assembleController(options, (event) => {
-    metrics.observeReconcile(event.cache, event.outcome, event.durationMs / 1000, event.errorCode);
-    metrics.setQueueDepth(event.queueDepth);
-  });
+  const events = new EventRecorder();
+  // Called only after a reconcile, so `controller` is assigned by then.
+  const observeEvents = reconcileEventObserver(events, () => controller.status());
+  const { controller, dtrSync, swarm, raw } = assembleController(
+    options,
+    (event) => {
+      metrics.observeReconcile(event.cache, event.outcome, event.durationMs / 1000, event.errorCode);
+      metrics.setQueueDepth(event.queueDepth);
+      observeEvents(event);
+    },
+    events,
+  );
   const owner = options.id ?? "dtrcache";
   const tls: TlsMonitor = createTlsMonitor({
     dtrCa: (dtr) => dtrSync.caPem(dtr),
@@ -136,6 +155,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
             },
           },
           metrics: registry,
+          events: (cache, limit) => events.list(cache, limit),
           ...(options.statusToken !== undefined ? { bearerToken: options.statusToken } : {}),
         },
         options.listen.host,
@@ -167,6 +187,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   return {
     controller,
     metrics,
+    events,
     ...(server ? { statusUrl: server.url } : {}),
     snapshot: () => snapshot(),
     async stop() {

@@ -4,6 +4,9 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { Registry } from "prom-client";
+import { EventRecorder } from "../events/recorder.js";
+import { startStatusServer } from "../http/status-server.js";
 import { FakeSwarm } from "../swarm/fake.js";
 import { runbookText } from "../testing/specs.js";
 import { EXIT, main } from "./main.js";
@@ -69,6 +72,34 @@ describe("dtrcache store verbs", () => {
     expect(await run("delete", "region-asia")).toBe(EXIT.ok);
     expect(out).toBe("contentcache/region-asia deleted\n");
     expect(await run("get", "region-asia")).toBe(EXIT.notReady);
+  });
+
+  it("describe shows the cache's conditions and its last N events from the status endpoint, with the bearer token", async () => {
+    await run("apply", "-f", spec(runbookText()));
+    const events = new EventRecorder();
+    for (let i = 1; i <= 12; i += 1) events.record({ cache: "region-asia", type: "Normal", source: "swarm", reason: "ServiceUpdated", message: `updated service region-asia #${i}` });
+    events.record({ cache: "region-asia", type: "Warning", source: "dtr", reason: "DtrSyncFailed", message: "DTR_UNAVAILABLE: connect ECONNREFUSED" });
+    events.record({ cache: "other", type: "Normal", source: "swarm", reason: "ServiceCreated", message: "created service other" });
+    const conditions = [{ type: "Ready", status: "True", reason: "TasksRunning", message: "1/1 tasks running", lastTransitionTime: new Date().toISOString() }];
+    const server = await startStatusServer({ provider: { snapshot: () => ({ caches: [{ name: "region-asia", conditions }] }), readiness: () => Promise.resolve({}) }, metrics: new Registry(), events: (cache, limit) => events.list(cache, limit), bearerToken: "tok-9" }, "127.0.0.1", 0);
+    try {
+      const tokenFile = join(dir, "status-token");
+      writeFileSync(tokenFile, "tok-9\n");
+      expect(await run("describe", "region-asia", "--url", server.url, "--token-file", tokenFile, "--events", "3")).toBe(EXIT.ok);
+      expect(out).toContain("  Ready=True TasksRunning: 1/1 tasks running");
+      expect(out).toMatch(/Events:\n\s+TYPE\s+REASON\s+AGE\s+FROM\s+MESSAGE\n/);
+      expect(out).toContain("updated service region-asia #11");
+      expect(out).toContain("updated service region-asia #12");
+      expect(out).not.toContain("#10");
+      expect(out).toMatch(/Warning\s+DtrSyncFailed\s+\d+s\s+dtr\s+DTR_UNAVAILABLE: connect ECONNREFUSED/);
+      expect(out).not.toContain("created service other");
+      expect(out).not.toContain("tok-9");
+      // Without the token the endpoint refuses: describe still prints the stored resource.
+      expect(await run("describe", "region-asia", "--url", server.url)).toBe(EXIT.ok);
+      expect(out).toMatch(/Conditions:\s+\(status endpoint .* requires a bearer token/);
+    } finally {
+      await server.close();
+    }
   });
 
   it("refused changes exit 2 (invalid) or 4 (conflict) and write nothing", async () => {

@@ -17,6 +17,7 @@ import { swarmReferenceCheck } from "../store/references.js";
 import { documentHash, documentsOf, stripStoreFields, toYaml, type Document } from "../store/resource.js";
 import { SpecStore, type Revision, type StoredResource } from "../store/store.js";
 import { CliError, EXIT } from "./exit.js";
+import { getStatusJson, readToken } from "./status-client.js";
 import { age, lineDiff, readSpecTexts, table } from "./store-io.js";
 
 interface Ctx {
@@ -164,16 +165,18 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
     .argument("<name>", "resource name")
     .addOption(kindOption())
     .addOption(id())
-    .option("--url <url>", "status endpoint to ask for conditions (default: $DTRCACHE_STATUS_URL)")
+    .option("--url <url>", "status endpoint to ask for conditions and events (default: $DTRCACHE_STATUS_URL)")
+    .option("--token-file <path>", "bearer token file for the status endpoint (default: $DTRCACHE_STATUS_TOKEN)")
+    .option("--events <n>", "how many of the controller's last events to show", (v) => Math.max(0, Number.parseInt(v, 10) || 0), 10)
     .addHelpText("after", exitHelp)
-    .action(async (name: string, opts: { kind?: ResourceKind; id: string; url?: string }) => {
+    .action(async (name: string, opts: { kind?: ResourceKind; id: string; url?: string; tokenFile?: string; events: number }) => {
       const ctx = open(opts.id);
       const r = await find(ctx.store, name, opts.kind);
       const history = await ctx.store.revisions(r.kind, r.name);
       const lines = [`Name:         ${r.name}`, `Kind:         ${r.kind}`, `Owner id:     ${opts.id}`, `Generation:   ${r.generation}`, `Last change:  ${r.change} (by ${r.who}, ${r.when})`, `Stored as:    config ${r.configName}`, "Spec:"];
       lines.push(...toYaml((r.doc["spec"] ?? {}) as Document).trimEnd().split("\n").map((l) => `  ${l}`));
       lines.push("History:", ...table([["REVISION", "WHEN", "WHO", "CHANGE"], ...history.slice(-5).map((h) => [String(h.generation), h.when, h.who, h.deleted ? "deleted" : h.change])]).split("\n").map((l) => `  ${l}`));
-      lines.push(...(await statusLines(r, opts.url)));
+      lines.push(...(await statusLines(r, opts.url, readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]), opts.events)));
       out(lines.join("\n"));
     });
 
@@ -298,15 +301,30 @@ async function editLoop(ctx: Ctx, r: StoredResource): Promise<void> {
   }
 }
 
-async function statusLines(r: StoredResource, url: string | undefined): Promise<string[]> {
+interface ShownEvent {
+  readonly type: string;
+  readonly source: string;
+  readonly reason: string;
+  readonly message: string;
+  readonly lastTime: string;
+  readonly count: number;
+}
+
+/** Conditions and the last `limit` events of a cache, from the controller's status endpoint. */
+async function statusLines(r: StoredResource, url: string | undefined, token: string | undefined, limit: number): Promise<string[]> {
   const base = url ?? process.env["DTRCACHE_STATUS_URL"];
   if (r.kind !== "ContentCache" || base === undefined) return [];
   try {
-    const response = await fetch(new URL("/status", base), { signal: AbortSignal.timeout(3000) });
-    const status = (await response.json()) as { caches?: { name: string; conditions: { type: string; status: string; reason: string; message: string }[] }[] };
+    const status = await getStatusJson<{ caches?: { name: string; conditions: { type: string; status: string; reason: string; message: string }[] }[] }>(base, `/status`, token, 3000);
     const cache = status.caches?.find((c) => c.name === r.name);
-    if (!cache) return ["Conditions:   (the controller does not report this cache yet)"];
-    return ["Conditions:", ...cache.conditions.map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message}`)];
+    const lines = cache ? ["Conditions:", ...cache.conditions.map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message}`)] : ["Conditions:   (the controller does not report this cache yet)"];
+    if (limit === 0) return lines;
+    // An older controller has no /events: say so rather than fail the describe.
+    const events = await getStatusJson<{ events: ShownEvent[] }>(base, `/events/${r.name}?limit=${limit}`, token, 3000).catch(() => undefined);
+    if (!events) return [...lines, "Events:       (this controller does not serve events)"];
+    if (events.events.length === 0) return [...lines, "Events:       <none>"];
+    const rows = events.events.map((e) => [e.type, e.reason, age(e.lastTime) + (e.count > 1 ? ` (x${e.count})` : ""), e.source, e.message]);
+    return [...lines, "Events:", ...table([["TYPE", "REASON", "AGE", "FROM", "MESSAGE"], ...rows]).split("\n").map((l) => `  ${l}`)];
   } catch (error) {
     return [`Conditions:   (status endpoint ${base} not reachable: ${error instanceof Error ? error.message : String(error)})`];
   }

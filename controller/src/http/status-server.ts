@@ -1,4 +1,5 @@
-// The controller's read-only HTTP endpoint: /status, /status/{name}, /healthz, /readyz, /metrics.
+// The controller's read-only HTTP endpoint: /status, /status/{name}, /events, /events/{name},
+// /healthz, /readyz, /metrics.
 // It serves whatever the status provider reports; the provider's model never holds secrets, and
 // this layer adds none. An optional bearer token guards every path except /healthz (liveness
 // probes carry no credentials).
@@ -29,6 +30,8 @@ export interface StatusProvider<C extends NamedStatus = NamedStatus> {
 export interface StatusServerOptions<C extends NamedStatus> {
   readonly provider: StatusProvider<C>;
   readonly metrics: Registry;
+  /** The last `limit` events (oldest first) of one cache, or of all when `cache` is undefined. */
+  readonly events?: (cache: string | undefined, limit: number) => readonly unknown[];
   /** When set, requests must carry `Authorization: Bearer <token>`. */
   readonly bearerToken?: string;
 }
@@ -78,12 +81,17 @@ export function createStatusHandler<C extends NamedStatus>(options: StatusServer
       return;
     }
     if (path === "/status") return sendJson(res, 200, options.provider.snapshot());
+    const events = /^\/events(?:\/([a-z0-9-]+))?$/.exec(path);
+    if (events && options.events) {
+      const limit = Number(new URL(req.url ?? "/", "http://status.invalid").searchParams.get("limit") ?? "50");
+      return sendJson(res, 200, { events: options.events(events[1], Number.isInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 50) });
+    }
     const named = /^\/status\/([a-z0-9-]+)$/.exec(path);
     if (named) {
       const cache = options.provider.snapshot().caches.find((c) => c.name === named[1]);
       return cache ? sendJson(res, 200, cache) : sendJson(res, 404, { error: `no cache named "${named[1]}" in the spec` });
     }
-    return sendJson(res, 404, { error: "not found; try /status, /status/{name}, /healthz, /readyz or /metrics" });
+    return sendJson(res, 404, { error: "not found; try /status, /status/{name}, /events, /events/{name}, /healthz, /readyz or /metrics" });
   };
   return (req, res) => {
     handle(req, res).catch((error: unknown) => {

@@ -25,14 +25,28 @@ const ALL_CALLS: Readonly<Record<SwarmCall, true>> = {
   subscribeEvents: true,
 };
 
-/** A SwarmApi that calls `before` (which may throw to fail the call) and then the inner API. */
-export function interceptSwarmApi(inner: SwarmApi, before: (call: SwarmCall, args: readonly unknown[]) => void): SwarmApi {
+/** How a call ended, for `after`: its result, or the error it threw (rethrown unchanged). */
+export type CallOutcome = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly error: unknown };
+
+/**
+ * A SwarmApi that calls `before` (which may throw to fail the call), then the inner API, then
+ * `after` with the outcome (observers such as the event recorder; it must not throw).
+ */
+export function interceptSwarmApi(inner: SwarmApi, before: (call: SwarmCall, args: readonly unknown[]) => void, after?: (call: SwarmCall, args: readonly unknown[], outcome: CallOutcome) => void): SwarmApi {
   const api: Partial<Record<SwarmCall, unknown>> = {};
   for (const call of Object.keys(ALL_CALLS) as SwarmCall[]) {
     const method = inner[call] as (...args: unknown[]) => Promise<unknown>;
     api[call] = async (...args: unknown[]): Promise<unknown> => {
       before(call, args);
-      return method.apply(inner, args);
+      if (!after) return method.apply(inner, args);
+      try {
+        const result = await method.apply(inner, args);
+        after(call, args, { ok: true, result });
+        return result;
+      } catch (error) {
+        after(call, args, { ok: false, error });
+        throw error;
+      }
     };
   }
   return api as SwarmApi;
