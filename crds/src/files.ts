@@ -1,5 +1,7 @@
 // Referenced files must exist and hold PEM of the kind their field promises, so a typo in a path
 // or a swapped cert/key fails at load time instead of as a TLS error inside a running cache.
+// Swarm references ({secret}/{config}) are names, not files: admission checks that they exist in
+// the swarm (controller/src/store/references.ts), so they are skipped here.
 import type { KeyObject, X509Certificate } from "node:crypto";
 import { formatPath, makeIssue, quote } from "./issues.js";
 import type { SpecIssue } from "./model.js";
@@ -19,7 +21,7 @@ interface FileRef {
 export function checkDtrFiles(dtr: Normalized<DtrSpec>, read: FileReader): SpecIssue[] {
   const { caFile } = dtr.spec.trust;
   const written = dtr.written.trust.caFile;
-  if (caFile === undefined || written === undefined) return [];
+  if (typeof caFile !== "string" || typeof written !== "string") return [];
   return checkRefs(dtr, [{ path: ["spec", "trust", "caFile"], written, absolute: caFile, expect: "certificates" }], read).issues;
 }
 
@@ -28,15 +30,16 @@ export function checkCacheFiles(cache: Normalized<ContentCacheSpec>, read: FileR
   const { tls } = cache.spec;
   const writtenTls = cache.written.tls;
   if ("certFile" in tls && "certFile" in writtenTls) {
-    refs.push({ path: ["spec", "tls", "certFile"], written: writtenTls.certFile, absolute: tls.certFile, expect: "certificates" });
-    refs.push({ path: ["spec", "tls", "keyFile"], written: writtenTls.keyFile, absolute: tls.keyFile, expect: "private-key" });
+    if (typeof tls.certFile === "string" && typeof writtenTls.certFile === "string") refs.push({ path: ["spec", "tls", "certFile"], written: writtenTls.certFile, absolute: tls.certFile, expect: "certificates" });
+    if (typeof tls.keyFile === "string" && typeof writtenTls.keyFile === "string") refs.push({ path: ["spec", "tls", "keyFile"], written: writtenTls.keyFile, absolute: tls.keyFile, expect: "private-key" });
   }
   cache.spec.extraCAFiles.forEach((absolute, index) => {
-    refs.push({ path: ["spec", "extraCAFiles", index], written: cache.written.extraCAFiles[index] ?? absolute, absolute, expect: "certificates" });
+    const written = cache.written.extraCAFiles[index];
+    if (typeof absolute === "string") refs.push({ path: ["spec", "extraCAFiles", index], written: typeof written === "string" ? written : absolute, absolute, expect: "certificates" });
   });
   const { issues, certificate, key } = checkRefs(cache, refs, read);
   // Both halves parse: they must also belong together, or the cache would fail its TLS handshake.
-  if (certificate && key && "keyFile" in writtenTls && !certificate.checkPrivateKey(key)) {
+  if (certificate && key && "keyFile" in writtenTls && typeof writtenTls.keyFile === "string" && !certificate.checkPrivateKey(key)) {
     const message = `${quote(writtenTls.keyFile)} is not the private key of the certificate in tls.certFile`;
     issues.push(makeIssue("KEY_MISMATCH", cache.source.file, "spec.tls.keyFile", message, cache.source.locate(["spec", "tls", "keyFile"])));
   }

@@ -24,20 +24,25 @@ function absolute(baseDir: string, file: string): string {
   return path.resolve(baseDir, file);
 }
 
+/** A file path made absolute; a Swarm reference is a name and stays as written. */
+function absoluteSource<T extends string | object>(baseDir: string, source: T): T {
+  return (typeof source === "string" ? absolute(baseDir, source) : source) as T;
+}
+
 function absoluteSecret(baseDir: string, ref: SecretRef): SecretRef {
   return "file" in ref ? { ...ref, file: absolute(baseDir, ref.file) } : ref;
 }
 
 export function normalizeDtr(name: string, spec: DtrSpec, source: SourceDocument): Normalized<DtrSpec> {
   const { baseDir } = source;
-  const trust = spec.trust.caFile === undefined ? spec.trust : { ...spec.trust, caFile: absolute(baseDir, spec.trust.caFile) };
+  const trust = spec.trust.caFile === undefined ? spec.trust : { ...spec.trust, caFile: absoluteSource(baseDir, spec.trust.caFile) };
   const admin = { ...spec.admin, password: absoluteSecret(baseDir, spec.admin.password) };
   return { name, spec: { ...spec, trust, admin }, written: spec, source, location: locationOf(source) };
 }
 
 export function normalizeCache(name: string, spec: ContentCacheSpec, source: SourceDocument): Normalized<ContentCacheSpec> {
   const { baseDir } = source;
-  const tls: TlsSpec = "certFile" in spec.tls ? { certFile: absolute(baseDir, spec.tls.certFile), keyFile: absolute(baseDir, spec.tls.keyFile) } : spec.tls;
-  const extraCAFiles = spec.extraCAFiles.map((file) => absolute(baseDir, file));
+  const tls: TlsSpec = "certFile" in spec.tls ? { certFile: absoluteSource(baseDir, spec.tls.certFile), keyFile: absoluteSource(baseDir, spec.tls.keyFile) } : spec.tls;
+  const extraCAFiles = spec.extraCAFiles.map((file) => absoluteSource(baseDir, file));
   return { name, spec: { ...spec, tls, extraCAFiles }, written: spec, source, location: locationOf(source) };
 }

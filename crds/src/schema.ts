@@ -75,9 +75,34 @@ export const secretRef = z
 
 export const pemFile = z.string().min(1).describe("Path of a PEM file, relative to the spec file's directory or absolute.");
 
+const swarmObjectName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, "must be a Swarm object name");
+
+/** An existing Swarm secret, mounted into the cache's service by name (the controller cannot read it). */
+export const swarmSecretRef = z.strictObject({
+  secret: swarmObjectName.describe("Name of an existing Swarm secret (e.g. made with `docker secret create cache.key.pem key.pem`); mounted into the cache's service, never read by the controller. `dtrcache apply` checks that it exists."),
+});
+
+/** An existing Swarm config: readable through the Engine API, so the controller can check and combine it. */
+export const swarmConfigRef = z.strictObject({
+  config: swarmObjectName.describe("Name of an existing Swarm config (e.g. `docker config create dtr-ca.pem ca.pem`); the controller reads it through the Engine API. `dtrcache apply` checks that it exists."),
+});
+
+/**
+ * Public PEM material (certificates, CAs): a file on the controller's filesystem (process mode),
+ * or a Swarm secret or config by name (in-cluster mode: the controller's stack mounts no files).
+ */
+export const pemSource = z
+  .union([pemFile, swarmSecretRef, swarmConfigRef], { error: "must be a file path, {secret: NAME} or {config: NAME}" })
+  .describe("A PEM file path, {secret: NAME} (an existing Swarm secret) or {config: NAME} (an existing Swarm config).");
+
+/** A private key: a file, or a Swarm secret (never a config: configs are readable by every API user). */
+export const keySource = z
+  .union([pemFile, swarmSecretRef], { error: "must be a file path or {secret: NAME} (a private key is never a Swarm config: configs are readable by every API user)" })
+  .describe("A PEM private key file path, or {secret: NAME} (an existing Swarm secret).");
+
 export const dtrTrustSchema = z
   .strictObject({
-    caFile: pemFile.optional().describe("PEM CA certificate that signed DTR's TLS certificate (the runbook's dtr.cert.pem)."),
+    caFile: pemSource.optional().describe("PEM CA certificate that signed DTR's TLS certificate (the runbook's dtr.cert.pem): a file, {secret: NAME} or {config: NAME}. A secret is mounted into the cache only (alone as its CA bundle); the controller reads it at /run/secrets/NAME if its own service mounts it. A config is read through the API."),
     fetchCA: z
       .boolean()
       .default(false)
@@ -123,8 +148,8 @@ export const nodeSelectorSchema = z
 export const tlsSchema = z
   .union([
     z.strictObject({
-      certFile: pemFile.describe("The cache's certificate, intermediates appended (the runbook's cache.cert.pem)."),
-      keyFile: pemFile.describe("The cache's unencrypted private key (the runbook's cache.key.pem)."),
+      certFile: pemSource.describe("The cache's certificate, intermediates appended (the runbook's cache.cert.pem): a file, {secret: NAME} or {config: NAME}."),
+      keyFile: keySource.describe("The cache's unencrypted private key (the runbook's cache.key.pem): a file or {secret: NAME}."),
     }),
     z.strictObject({
       generate: z.literal(true).describe("Let the controller generate a self-signed certificate for the cache's external host name."),
@@ -177,7 +202,7 @@ export const contentCacheSpecSchema = z
     storage: storageSchema.default({ path: "/var/lib/registry" }),
     blobTTL: durationString.prefault("24h").describe("How long a blob is kept after its last access (the runbook's blobttl)."),
     upstreams: z.array(upstreamSchema).default([]).describe("Next hops, used round-robin. Empty means the DTR itself."),
-    extraCAFiles: z.array(pemFile).default([]).describe("Further PEM CA files the cache trusts for its upstreams."),
+    extraCAFiles: z.array(pemSource).default([]).describe("Further PEM CAs the cache trusts for its upstreams: files or {config: NAME} (combined into one bundle, so they must be readable; a {secret: NAME} here is refused unless it is the only CA)."),
     users: z.array(z.string().min(1)).default([]).describe("DTR users whose Content Cache setting points at this cache."),
     logLevel: z.enum(["error", "warn", "info", "debug"]).default("info").describe("The cache's log.level."),
   })
@@ -196,6 +221,8 @@ export const contentCacheDocumentSchema = z
 export const documentSchema = z.discriminatedUnion("kind", [dtrDocumentSchema, contentCacheDocumentSchema]);
 
 export type SecretRef = z.infer<typeof secretRef>;
+export type PemSource = z.infer<typeof pemSource>;
+export type SwarmObjectRef = z.infer<typeof swarmSecretRef> | z.infer<typeof swarmConfigRef>;
 export type DtrSpec = z.infer<typeof dtrSpecSchema>;
 export type DtrDocument = z.infer<typeof dtrDocumentSchema>;
 export type NodeSelector = z.infer<typeof nodeSelectorSchema>;

@@ -181,7 +181,7 @@ function suggestion(key: string): string {
 }
 
 const KNOWN_FIELD_NAMES = [
-  "apiVersion", "kind", "metadata", "spec", "name", "labels", "generation", "secret", "url", "trust", "caFile", "fetchCA", "admin", "username", "password",
+  "apiVersion", "kind", "metadata", "spec", "name", "labels", "generation", "secret", "config", "url", "trust", "caFile", "fetchCA", "admin", "username", "password",
   "userConcurrency", "env", "file", "dtr", "node", "hostname", "existingLabel", "nodeLabel", "replicas", "image", "port", "debugPort",
   "publishMode", "externalURL", "tls", "certFile", "keyFile", "generate", "disabled", "storage", "path", "volume", "bind",
   "maxSize", "blobTTL", "upstreams", "cache", "extraCAFiles", "users", "logLevel",

@@ -11,6 +11,7 @@ import { reconcileEventObserver } from "../events/reconcile-events.js";
 import { recordSwarmEvents } from "../events/swarm-events.js";
 import { startStatusServer, type StatusServer } from "../http/status-server.js";
 import { generatedCertificateOf } from "../reconcile/materials.js";
+import { PemSources } from "../reconcile/pem-sources.js";
 import { LeaderElector } from "../lease/elector.js";
 import { fileSpecSource, type SpecSource } from "../source.js";
 import { storeSpecSource } from "../store/source.js";
@@ -80,7 +81,13 @@ export function assembleController(options: RuntimeOptions, onReconcile?: Contro
   const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
   const recorded = events ? recordSwarmEvents(raw, events) : raw;
   const swarm = options.wrapSwarm ? options.wrapSwarm(recorded) : recorded;
-  const dtrSync = createDtrSync({ logger: options.logger.child({ part: "dtr" }), env });
+  // trust.caFile {config: NAME}: read through the engine (a CA is public; configs are readable).
+  const pemSources = new PemSources(raw);
+  const readConfig = async (name: string): Promise<string> => {
+    const read = await pemSources.read({ config: name }, "trust.caFile");
+    return read.readable ? read.pem : "";
+  };
+  const dtrSync = createDtrSync({ logger: options.logger.child({ part: "dtr" }), env, readConfig });
   const controller = createController({
     ...options.controllerOptions,
     docker: swarm,
@@ -116,6 +123,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const tls: TlsMonitor = createTlsMonitor({
     dtrCa: (dtr) => dtrSync.caPem(dtr),
     generatedCertificate: (cache) => generatedCertificateOf(swarm, owner, cache),
+    // Reads (configs), so the unrecorded engine: a TLS check is not a controller action.
+    pemSources: new PemSources(raw),
     logger: options.logger.child({ part: "tls" }),
   });
   // The lease uses the unwrapped engine: its renewals are not the controller's writes.

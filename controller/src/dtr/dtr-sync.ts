@@ -19,6 +19,8 @@ export interface DtrSyncOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly timeoutMs?: number;
   readonly retry?: Partial<RetryPolicy>;
+  /** Reads a Swarm config's content by name, for `trust.caFile: {config: NAME}` (the engine's API). */
+  readonly readConfig?: (name: string) => Promise<string>;
 }
 
 export interface DtrSyncService extends DtrSync {
@@ -50,7 +52,7 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
     const key = createHash("sha256").update(JSON.stringify([dtr.name, dtr.spec.url, dtr.spec.trust])).digest("hex");
     let trust = trusts.get(key);
     if (trust === undefined) {
-      trust = establishTrust(dtr.spec, logger, { timeoutMs: options.timeoutMs });
+      trust = establishTrust(dtr.spec, logger, { timeoutMs: options.timeoutMs, ...(options.readConfig ? { readConfig: options.readConfig } : {}) });
       // A failed CA fetch must not be remembered: the next pass tries again.
       trust.catch(() => trusts.delete(key));
       trusts.set(key, trust);

@@ -15,16 +15,40 @@ export interface DtrTrust {
   close(): Promise<void>;
 }
 
-export async function establishTrust(spec: DtrSpec, logger: DtrLogger, options: { timeoutMs?: number } = {}): Promise<DtrTrust> {
+export interface TrustOptions {
+  readonly timeoutMs?: number;
+  /** Reads a Swarm config by name (trust.caFile {config: NAME}); without it such a CA cannot be used. */
+  readonly readConfig?: (name: string) => Promise<string>;
+}
+
+/**
+ * DTR's CA as the controller reads it: a file; a Swarm secret where the controller's own service
+ * mounts it (/run/secrets/NAME, as for the admin password — the cache gets it mounted anyway);
+ * a Swarm config through the Engine API.
+ */
+async function readCaFile(caFile: NonNullable<DtrSpec["trust"]["caFile"]>, options: TrustOptions): Promise<string> {
+  if (typeof caFile === "object" && "config" in caFile) {
+    if (!options.readConfig) throw new DtrTrustError(`DTR's CA is Swarm config ${caFile.config}, and this controller has no engine to read it from`, false);
+    try {
+      return await options.readConfig(caFile.config);
+    } catch (error) {
+      throw new DtrTrustError(`cannot read DTR's CA from Swarm config ${caFile.config}: ${error instanceof Error ? error.message : String(error)}`, true, { cause: error });
+    }
+  }
+  const file = typeof caFile === "string" ? caFile : `/run/secrets/${caFile.secret}`;
+  try {
+    return await readFile(file, "utf8");
+  } catch (error) {
+    if (typeof caFile === "string") throw new DtrTrustError(`cannot read DTR CA file ${caFile}`, false, { cause: error });
+    throw new DtrTrustError(`DTR's CA is Swarm secret ${caFile.secret}, which this controller cannot read (its service does not mount it at ${file}); mount it into the controller's service, or reference the CA as {config: NAME}`, false, { cause: error });
+  }
+}
+
+export async function establishTrust(spec: DtrSpec, logger: DtrLogger, options: TrustOptions = {}): Promise<DtrTrust> {
   const url = new URL(spec.url);
   if (url.protocol === "http:") return wrap(new Agent());
   if (spec.trust.caFile !== undefined) {
-    let pem: string;
-    try {
-      pem = await readFile(spec.trust.caFile, "utf8");
-    } catch (error) {
-      throw new DtrTrustError(`cannot read DTR CA file ${spec.trust.caFile}`, false, { cause: error });
-    }
+    const pem = await readCaFile(spec.trust.caFile, options);
     return wrap(new Agent({ connect: { ca: pem } }), pem);
   }
   if (spec.trust.fetchCA) {

@@ -3,6 +3,7 @@
 // service spec. No I/O here; materials.ts gathers the inputs.
 import { createHash } from "node:crypto";
 import type { ResolvedCache } from "@dtrcache/crds";
+import type { ExternalMount } from "./pem-sources.js";
 import type { HealthConfig, PortConfig, ServiceConfigRef, ServiceMount, ServiceSecretRef, ServiceSpec } from "../swarm/api.js";
 import { CACHE, CONFIG_REF, HASH, OWNER, PUBLIC_CERT, PURPOSE, ROLLOUT_HASH, TLS_HOST, TLS_PAIR, type BlobPurpose } from "./labels.js";
 
@@ -58,6 +59,11 @@ export type TlsMaterial =
   | { readonly kind: "files"; readonly certPem: string; readonly keyPem: string }
   /** Freshly generated: both secrets are created. */
   | { readonly kind: "generated"; readonly host: string; readonly pair: string; readonly certPem: string; readonly keyPem: string }
+  /**
+   * Swarm objects named by the spec ({secret}/{config}): those are in `CacheMaterials.external`;
+   * a half given as a file is here as PEM and becomes our own secret.
+   */
+  | { readonly kind: "referenced"; readonly mounts: readonly ExternalMount[]; readonly certPem?: string; readonly keyPem?: string }
   /** Generated earlier and still present in Swarm: reused by name (secrets cannot be read back). */
   | { readonly kind: "reused"; readonly host: string; readonly pair: string; readonly certPem: string; readonly cert: ExistingBlob; readonly key: ExistingBlob };
 
@@ -71,6 +77,8 @@ export interface CacheMaterials {
   readonly tls: TlsMaterial;
   /** Concatenated PEM: DTR CA + extra CA files + upstream caches' certificates; undefined = none. */
   readonly caBundle?: string;
+  /** Existing Swarm objects the spec names, mounted by id; never created, changed or pruned by us. */
+  readonly external?: readonly ExternalMount[];
 }
 
 export const ROLLOUT_MONITOR_NS = 3_000_000_000;
@@ -130,6 +138,9 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
   if (tls.kind === "files") {
     blobs.push(blob(owner, name, "secret", "cert", paths.cacheCert, Buffer.from(tls.certPem)));
     blobs.push(blob(owner, name, "secret", "key", paths.cacheKey, Buffer.from(tls.keyPem)));
+  } else if (tls.kind === "referenced") {
+    if (tls.certPem !== undefined) blobs.push(blob(owner, name, "secret", "cert", paths.cacheCert, Buffer.from(tls.certPem)));
+    if (tls.keyPem !== undefined) blobs.push(blob(owner, name, "secret", "key", paths.cacheKey, Buffer.from(tls.keyPem)));
   } else if (tls.kind === "generated") {
     const pub = { [TLS_HOST]: tls.host, [TLS_PAIR]: tls.pair };
     blobs.push(blob(owner, name, "secret", "cert", paths.cacheCert, Buffer.from(tls.certPem), { ...pub, [PUBLIC_CERT]: Buffer.from(tls.certPem).toString("base64") }));
@@ -148,8 +159,15 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
   // each one on its own node.
   if (placement.kind === "hostname") constraints.push(`node.hostname == ${placement.hostname}`);
 
-  const configRefs: ServiceConfigRef[] = blobs.filter((b) => b.kind === "config").map((b) => ({ File: fileTarget(b.target), ConfigID: "", ConfigName: b.name }));
-  const secretRefs: ServiceSecretRef[] = blobs.filter((b) => b.kind === "secret").map((b) => ({ File: fileTarget(b.target), SecretID: "", SecretName: b.name }));
+  const external = materials.external ?? [];
+  const configRefs: ServiceConfigRef[] = [
+    ...blobs.filter((b) => b.kind === "config").map((b) => ({ File: fileTarget(b.target), ConfigID: "", ConfigName: b.name })),
+    ...external.filter((m) => m.kind === "config").map((m) => ({ File: fileTarget(m.target), ConfigID: m.id, ConfigName: m.name })),
+  ];
+  const secretRefs: ServiceSecretRef[] = [
+    ...blobs.filter((b) => b.kind === "secret").map((b) => ({ File: fileTarget(b.target), SecretID: "", SecretName: b.name })),
+    ...external.filter((m) => m.kind === "secret").map((m) => ({ File: fileTarget(m.target), SecretID: m.id, SecretName: m.name })),
+  ];
   const storage = cache.spec.storage;
   const mounts: ServiceMount[] = storage.volume ? [{ Type: "volume", Source: storage.volume, Target: storage.path }] : storage.bind ? [{ Type: "bind", Source: storage.bind, Target: storage.path }] : [];
   const users = [...cache.spec.users].sort();

@@ -5,13 +5,14 @@
 import { readFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { parse } from "yaml";
-import type { CacheSpec, ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
+import { CONTAINER_PATHS, type CacheSpec, type PemSource, type ResolvedCache, type ResolvedDtr } from "@dtrcache/crds";
 import type { SwarmApi, SwarmSecret } from "../swarm/api.js";
 import { ControllerError } from "../errors.js";
 import type { CacheMaterials, TlsMaterial } from "./desired.js";
 import { CONFIG_REF, HASH, PUBLIC_CERT, PURPOSE, TLS_HOST, TLS_PAIR, ownerFilter } from "./labels.js";
 import type { ActualCache } from "./planner.js";
 import { generateSelfSigned } from "./selfsigned.js";
+import { describeSource, PemSources, type ExternalMount } from "./pem-sources.js";
 import { hostOf } from "../tls/host.js";
 
 /** Returns DTR's CA (PEM) for `trust.fetchCA`; the DTR side implements it. undefined = none. */
@@ -31,12 +32,20 @@ export interface MaterialDeps {
 
 const readText = (path: string): Promise<string> => readFile(path, "utf8");
 
-async function readMaterial(deps: MaterialDeps, path: string, field: string): Promise<string> {
-  try {
-    return await (deps.readText ?? readText)(path);
-  } catch (error) {
-    throw new ControllerError("MATERIAL_UNREADABLE", `${field}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? "error"})`, { cause: error });
-  }
+// One reader per engine connection (deps are rebuilt on every pass): config contents are kept by id.
+const sourcesBySwarm = new WeakMap<SwarmApi, PemSources>();
+function sourcesOf(deps: MaterialDeps): PemSources {
+  if (deps.readText) return new PemSources(deps.swarm, deps.readText);
+  let sources = sourcesBySwarm.get(deps.swarm);
+  if (!sources) sourcesBySwarm.set(deps.swarm, (sources = new PemSources(deps.swarm, readText)));
+  return sources;
+}
+
+/** PEM the controller must read (a file or a config); a Swarm secret here cannot be used. */
+async function readMaterial(deps: MaterialDeps, source: PemSource, field: string, why: string): Promise<string> {
+  const read = await sourcesOf(deps).read(source, field);
+  if (read.readable) return read.pem;
+  throw new ControllerError("MATERIAL_UNREADABLE", `${field}: ${describeSource(source)} cannot be read by the controller (${why}); reference the certificate as {config: NAME} or a file`);
 }
 
 async function httpSecretFor(deps: MaterialDeps, actual: ActualCache): Promise<string> {
@@ -73,7 +82,19 @@ async function tlsFor(deps: MaterialDeps, cache: ResolvedCache, actual: ActualCa
   const tls = cache.spec.tls;
   if ("disabled" in tls) return { kind: "none" };
   if ("certFile" in tls) {
-    return { kind: "files", certPem: await readMaterial(deps, tls.certFile, "spec.tls.certFile"), keyPem: await readMaterial(deps, tls.keyFile, "spec.tls.keyFile") };
+    if (typeof tls.certFile === "string" && typeof tls.keyFile === "string") {
+      return { kind: "files", certPem: await readMaterial(deps, tls.certFile, "spec.tls.certFile", ""), keyPem: await readMaterial(deps, tls.keyFile, "spec.tls.keyFile", "") };
+    }
+    // Swarm references are mounted as they are (a secret cannot be read, and copying a config
+    // would only duplicate it); a file half still becomes our own secret.
+    const sources = sourcesOf(deps);
+    const half = async (source: PemSource, target: string, field: string): Promise<{ pem?: string; mount?: ExternalMount }> => {
+      if (typeof source === "string") return { pem: await readMaterial(deps, source, field, "") };
+      return { mount: await sources.mount(source, target, field) };
+    };
+    const cert = await half(tls.certFile, CONTAINER_PATHS.cacheCert, "spec.tls.certFile");
+    const key = await half(tls.keyFile, CONTAINER_PATHS.cacheKey, "spec.tls.keyFile");
+    return { kind: "referenced", mounts: [cert.mount, key.mount].filter((m) => m !== undefined), ...(cert.pem !== undefined ? { certPem: cert.pem } : {}), ...(key.pem !== undefined ? { keyPem: key.pem } : {}) };
   }
   const host = hostOf(cache.spec.externalURL);
   const mounted = new Set((actual.service?.spec.TaskTemplate.ContainerSpec.Secrets ?? []).map((s) => s.SecretName));
@@ -90,7 +111,7 @@ async function tlsFor(deps: MaterialDeps, cache: ResolvedCache, actual: ActualCa
 async function upstreamCert(deps: MaterialDeps, upstream: ResolvedCache): Promise<string | undefined> {
   const tls = upstream.spec.tls;
   if ("disabled" in tls) return undefined;
-  if ("certFile" in tls) return readMaterial(deps, tls.certFile, `upstream cache ${upstream.name} spec.tls.certFile`);
+  if ("certFile" in tls) return readMaterial(deps, tls.certFile, `upstream cache ${upstream.name} spec.tls.certFile`, "a chained cache's CA bundle needs its upstream's certificate");
   const certPem = await generatedCertificateOf(deps.swarm, deps.owner, upstream);
   if (certPem === undefined) throw new ControllerError("UPSTREAM_CERT_PENDING", `upstream cache ${upstream.name} has no generated certificate yet; retrying after it is reconciled`);
   return certPem;
@@ -103,15 +124,26 @@ export async function generatedCertificateOf(swarm: SwarmApi, owner: string, cac
   return found ? Buffer.from(found.cert.labels[PUBLIC_CERT] ?? "", "base64").toString("utf8") : undefined;
 }
 
-async function caBundleFor(deps: MaterialDeps, cache: ResolvedCache, spec: CacheSpec, signal: AbortSignal): Promise<string | undefined> {
+/** The cache's CA bundle: PEM we assemble into our own secret, or one referenced secret mounted as it is. */
+type CaBundle = { readonly pem: string } | { readonly mount: ExternalMount } | undefined;
+
+async function caBundleFor(deps: MaterialDeps, cache: ResolvedCache, spec: CacheSpec, signal: AbortSignal): Promise<CaBundle> {
   const parts: string[] = [];
+  // A secret cannot be read, so it cannot be combined with anything: it may only be the whole bundle.
+  const secrets: { source: Exclude<PemSource, string>; field: string }[] = [];
+  const sources = sourcesOf(deps);
+  const add = async (source: PemSource, field: string): Promise<void> => {
+    const read = await sources.read(source, field);
+    if (read.readable) parts.push(read.pem);
+    else if (typeof source !== "string") secrets.push({ source, field });
+  };
   const trust = cache.dtr.spec.trust;
-  if (trust.caFile) parts.push(await readMaterial(deps, trust.caFile, `DTR ${cache.dtr.name} spec.trust.caFile`));
+  if (trust.caFile) await add(trust.caFile, `DTR ${cache.dtr.name} spec.trust.caFile`);
   else if (trust.fetchCA && deps.dtrCa) {
     const fetched = await deps.dtrCa(cache.dtr, signal);
     if (fetched) parts.push(fetched);
   }
-  for (const [i, file] of cache.spec.extraCAFiles.entries()) parts.push(await readMaterial(deps, file, `spec.extraCAFiles[${i}]`));
+  for (const [i, file] of cache.spec.extraCAFiles.entries()) await add(file, `spec.extraCAFiles[${i}]`);
   for (const up of cache.spec.upstreams) {
     if (typeof up === "string") continue;
     const upstream = spec.caches.find((c) => c.name === up.cache);
@@ -120,13 +152,21 @@ async function caBundleFor(deps: MaterialDeps, cache: ResolvedCache, spec: Cache
     if (pem) parts.push(pem);
   }
   const text = parts.map((p) => p.trim()).filter((p) => p.length > 0);
-  return text.length > 0 ? `${text.join("\n")}\n` : undefined;
+  const [only, ...more] = secrets;
+  if (only) {
+    if (more.length > 0 || text.length > 0) {
+      throw new ControllerError("MATERIAL_UNREADABLE", `${only.field}: ${describeSource(only.source)} cannot be combined with the cache's other CA material (the controller cannot read a secret); reference it as {config: NAME}`);
+    }
+    return { mount: await sources.mount(only.source, CONTAINER_PATHS.caBundle, only.field) };
+  }
+  return text.length > 0 ? { pem: `${text.join("\n")}\n` } : undefined;
 }
 
 export async function gatherMaterials(deps: MaterialDeps, cache: ResolvedCache, spec: CacheSpec, actual: ActualCache, signal: AbortSignal): Promise<CacheMaterials> {
   const httpSecret = await httpSecretFor(deps, actual);
   const tls = await tlsFor(deps, cache, actual);
-  const caBundle = await caBundleFor(deps, cache, spec, signal);
-  const configYaml = deps.render(cache, { httpSecret, caBundle: caBundle !== undefined });
-  return caBundle === undefined ? { configYaml, tls } : { configYaml, tls, caBundle };
+  const ca = await caBundleFor(deps, cache, spec, signal);
+  const configYaml = deps.render(cache, { httpSecret, caBundle: ca !== undefined });
+  const external = [...(tls.kind === "referenced" ? tls.mounts : []), ...(ca && "mount" in ca ? [ca.mount] : [])];
+  return { configYaml, tls, ...(ca && "pem" in ca ? { caBundle: ca.pem } : {}), ...(external.length > 0 ? { external } : {}) };
 }

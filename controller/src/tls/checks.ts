@@ -8,7 +8,7 @@ import { isIP } from "node:net";
 import { connect, rootCertificates } from "node:tls";
 import { hostOf } from "./host.js";
 
-export type TlsFindingReason = "HostnameMismatch" | "CertificateSelfSigned" | "CertificateExpired" | "CertificateNotYetValid" | "UpstreamUntrusted" | "UpstreamUnreachable";
+export type TlsFindingReason = "HostnameMismatch" | "CertificateSelfSigned" | "CertificateExpired" | "CertificateNotYetValid" | "UpstreamUntrusted" | "UpstreamUnreachable" | "NotChecked";
 
 export interface TlsFinding {
   readonly reason: TlsFindingReason;
