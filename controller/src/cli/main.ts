@@ -24,6 +24,7 @@ import { waitForConvergence } from "./wait.js";
 import { CliError, EXIT } from "./exit.js";
 import { registerStoreCommands } from "./store-commands.js";
 import { DEFAULT_STATUS_URL, getStatusJson, readToken } from "./status-client.js";
+import { watchView } from "./watch.js";
 import { LeaderElector, LeaseHeldError } from "../lease/elector.js";
 import { createDockerClient, resolveDockerConnection } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
@@ -202,18 +203,35 @@ export function buildProgram(): Command {
     .option("--url <url>", "status endpoint (default: $DTRCACHE_STATUS_URL or http://127.0.0.1:9090)")
     .option("--token-file <path>", "bearer token file (default: $DTRCACHE_STATUS_TOKEN)")
     .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json", "yaml"]).default("table"))
+    .option("-w, --watch", "keep asking; print the status again whenever it changes (Ctrl-C stops)", false)
+    .option("--interval <duration>", "how often --watch asks (e.g. 2s)", parseTimeout, 2_000)
     .addHelpText("after", EXIT_HELP)
-    .action(async (name: string | undefined, opts: { url?: string; tokenFile?: string; output: "table" | "json" | "yaml" }) => {
+    .action(async (name: string | undefined, opts: { url?: string; tokenFile?: string; output: "table" | "json" | "yaml"; watch: boolean; interval: number }) => {
       const base = opts.url ?? process.env["DTRCACHE_STATUS_URL"] ?? DEFAULT_STATUS_URL;
       const token = readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]);
-      let status = await getStatusJson<RuntimeSnapshot>(base, "/status", token);
-      if (name !== undefined) {
-        const one = status.caches.filter((c) => c.name === name);
-        if (one.length === 0) throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);
-        status = { ...status, caches: one };
+      const render = async (): Promise<string> => {
+        let status = await getStatusJson<RuntimeSnapshot>(base, "/status", token);
+        if (name !== undefined) {
+          const one = status.caches.filter((c) => c.name === name);
+          if (one.length === 0) throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);
+          status = { ...status, caches: one };
+        }
+        return opts.output === "json" ? JSON.stringify(name ? status.caches[0] : status, null, 2) : opts.output === "yaml" ? stringify(name ? status.caches[0] : status).trimEnd() : formatStatusTable(status);
+      };
+      if (!opts.watch) {
+        process.stdout.write(`${await render()}\n`);
+        return;
       }
-      const body = opts.output === "json" ? JSON.stringify(name ? status.caches[0] : status, null, 2) : opts.output === "yaml" ? stringify(name ? status.caches[0] : status).trimEnd() : formatStatusTable(status);
-      process.stdout.write(`${body}\n`);
+      const stop = new AbortController();
+      const onSignal = (): void => stop.abort();
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      try {
+        await watchView(render, { intervalMs: opts.interval, signal: stop.signal, write: (text) => void process.stdout.write(text) });
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
     });
 
   return program;
