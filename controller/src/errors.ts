@@ -8,9 +8,11 @@ export type ControllerErrorCode =
   | "SPEC_EMPTY_REFUSED"
   | "ROLLOUT_TIMEOUT"
   | "TEARDOWN_PENDING"
-  | "NODE_NOT_FOUND";
+  | "NODE_NOT_FOUND"
+  /** Too many writes for one cache in a short time (swarm/write-budget.ts): backed off, retried. */
+  | "CONTENDED";
 
-const RETRYABLE: ReadonlySet<ControllerErrorCode> = new Set(["MATERIAL_UNREADABLE", "UPSTREAM_CERT_PENDING", "ROLLOUT_TIMEOUT", "TEARDOWN_PENDING", "NODE_NOT_FOUND"]);
+const RETRYABLE: ReadonlySet<ControllerErrorCode> = new Set(["MATERIAL_UNREADABLE", "UPSTREAM_CERT_PENDING", "ROLLOUT_TIMEOUT", "TEARDOWN_PENDING", "NODE_NOT_FOUND", "CONTENDED"]);
 
 export class ControllerError extends Error {
   override readonly name = "ControllerError";

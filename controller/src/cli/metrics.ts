@@ -8,6 +8,8 @@ export interface ControllerMetrics {
   /** Called once per finished reconcile of one cache. */
   observeReconcile(cache: string, outcome: "success" | "error", durationSeconds: number, errorCode?: string): void;
   setQueueDepth(depth: number): void;
+  /** One Swarm write of the controller for a cache, or one refused by the write budget. */
+  observeSwarmWrite(cache: string, refused: boolean): void;
 }
 
 export function registerControllerMetrics(registry: Registry, snapshot: () => RuntimeSnapshot): ControllerMetrics {
@@ -20,6 +22,8 @@ export function registerControllerMetrics(registry: Registry, snapshot: () => Ru
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
     registers: [registry],
   });
+  const writes = new Counter({ name: "dtrcache_controller_swarm_writes_total", help: "Swarm writes the controller made for a cache (store and lease writes excluded).", labelNames: ["cache"], registers: [registry] });
+  const refusedWrites = new Counter({ name: "dtrcache_controller_swarm_writes_refused_total", help: "Swarm writes for a cache refused by the write budget (Contended: its writes keep being undone).", labelNames: ["cache"], registers: [registry] });
   const queue = new Gauge({ name: "dtrcache_controller_queue_depth", help: "Cache names waiting to be reconciled.", registers: [registry] });
   new Gauge({
     name: "dtrcache_controller_cache_ready",
@@ -70,5 +74,6 @@ export function registerControllerMetrics(registry: Registry, snapshot: () => Ru
       if (errorCode !== undefined) errors.inc({ code: errorCode });
     },
     setQueueDepth: (depth) => queue.set(depth),
+    observeSwarmWrite: (cache, refused) => (refused ? refusedWrites : writes).inc({ cache }),
   };
 }

@@ -18,6 +18,7 @@ import { storeSpecSource } from "../store/source.js";
 import { SpecStore } from "../store/store.js";
 import { createDockerClient, resolveDockerConnection, type DockerEnv } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
+import { budgetSwarmWrites } from "../swarm/write-budget.js";
 import type { SwarmApi } from "../swarm/api.js";
 import { registerControllerMetrics, type ControllerMetrics } from "./metrics.js";
 import { createTlsMonitor, type TlsMonitor } from "./tls-monitor.js";
@@ -75,11 +76,13 @@ function specSourceOf(options: RuntimeOptions, raw: SwarmApi): SpecSource {
  * With `events`, the controller's Swarm writes and DTR passes are recorded there; the store and
  * the lease use the unrecorded engine (their writes are not the controller's actions on a cache).
  */
-export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"], events?: EventRecorder): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
+export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"], events?: EventRecorder, onSwarmWrite?: (cache: string, refused: boolean) => void): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
   const env = options.env ?? process.env;
   const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
   const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
-  const recorded = events ? recordSwarmEvents(raw, events) : raw;
+  // The write budget sits under the event recorder, so a refused write is an event too.
+  const budgeted = budgetSwarmWrites(raw, onSwarmWrite ? { onWrite: onSwarmWrite } : {});
+  const recorded = events ? recordSwarmEvents(budgeted, events) : budgeted;
   const swarm = options.wrapSwarm ? options.wrapSwarm(recorded) : recorded;
   // trust.caFile {config: NAME}: read through the engine (a CA is public; configs are readable).
   const pemSources = new PemSources(raw);
@@ -118,6 +121,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       observeEvents(event);
     },
     events,
+    (cache, refused) => metrics.observeSwarmWrite(cache, refused),
   );
   const owner = options.id ?? "dtrcache";
   const tls: TlsMonitor = createTlsMonitor({
