@@ -1,15 +1,21 @@
-// Deploys the controller the way an operator would: deploy/stack/controller.stack.yml with
-// `docker stack deploy`, the offline controller image, the CacheSpec as a Swarm config and the DTR
-// admin password as a Swarm secret. The controller runs as a Swarm task on the manager, talks to
-// the engine through the mounted socket, deploys the cache and registers it with the DTR emulator;
-// its status endpoint answers on the published port. Afterwards `dtrcache reconcile --once --allow-empty`
-// run from the host tears the cache down in order (users reset, registration deleted, objects gone).
+// Deploys the controller the way an operator would (docs/operations.md): the DTR admin password,
+// the status token and the cache's certificate and key (the runbook's cache.cert.pem and
+// cache.key.pem, made with `docker secret create`) as Swarm secrets, deploy/stack/controller.stack.yml
+// unchanged with `docker stack deploy` and the offline controller image, then `dtrcache apply -f`
+// from the host into the swarm's spec store, every one of them by reference ({secret: NAME}); a
+// client (skopeo, trusting only the cache's certificate) pulls through the cache over TLS. The controller runs as a Swarm task on the
+// manager (replicas 1: the harness has one manager), reads the store, deploys the cache and
+// registers it with the DTR emulator; its status endpoint answers on the published port behind the
+// token; an `edit` through the store is applied live. Afterwards `dtrcache delete` tears the
+// cache down in order (users reset, registration deleted, objects gone) while the controller runs.
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { Agent, request } from "undici";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { createDockerClient, DockerodeSwarmApi, labels, resolveDockerConnection } from "@dtrcache/controller";
+import { createDockerClient, DockerodeSwarmApi, generateSelfSigned, labels, resolveDockerConnection } from "@dtrcache/controller";
+import { sha256 } from "../support/oci.js";
 import { removeOwned } from "../bench/controller/support.js";
 import { dockerCli, repoRoot } from "../harness/index.js";
 import { run } from "../harness/proc.js";
@@ -20,8 +26,12 @@ const suffix = randomBytes(3).toString("hex");
 const owner = `stack-${suffix}`;
 const cacheName = `stack-${suffix}`;
 const stackName = `dtrcache-${suffix}`;
-const specConfig = `cachespec-${suffix}`;
 const adminSecret = `dtr-admin-${suffix}`;
+const tokenSecret = `dtrcache-status-token-${suffix}`;
+const certSecret = `cache.cert.pem-${suffix}`;
+const keySecret = `cache.key.pem-${suffix}`;
+let cachePair: { certPem: string; keyPem: string };
+const statusToken = randomBytes(16).toString("hex");
 const node = harness.nodes[0];
 if (!node) throw new Error("the harness has no node");
 const cachePort = 35_000 + Math.floor(Math.random() * 2_000);
@@ -40,20 +50,32 @@ const dockerEnv = (): NodeJS.ProcessEnv => ({
   DOCKER_CONFIG: join(workDir, "docker-config"),
   DOCKER_HOST: harness.dockerHost,
   DTRCACHE_CONTROLLER_IMAGE: harness.images.controller ?? "",
-  DTRCACHE_SPEC_CONFIG: specConfig,
+  DTRCACHE_CONTROLLER_REPLICAS: "1",
   DTRCACHE_ADMIN_SECRET: adminSecret,
+  DTRCACHE_STATUS_TOKEN_SECRET: tokenSecret,
   DTRCACHE_STATUS_PORT: String(statusPort),
   DTRCACHE_OWNER_ID: owner,
   DOCKER_SOCKET: socketPath,
 });
 
-/** The spec as the controller inside the task sees it: the password is the stack's secret file. */
-function specForTheTask(text: string): string {
+const cacheUrl = `https://${node.ip}:${cachePort}`;
+
+/** The spec for the store: the password, the cache's certificate and key are Swarm secrets. */
+function specForTheStore(text: string): string {
   const docs = parseAllDocuments(text);
   if (!Array.isArray(docs)) throw new Error("expected a multi-document spec");
-  for (const doc of docs) if (doc.get("kind") === "DTR") doc.setIn(["spec", "admin", "password"], doc.createNode({ file: "/run/secrets/dtr-admin-password" }));
+  for (const doc of docs) {
+    if (doc.get("kind") === "DTR") doc.setIn(["spec", "admin", "password"], doc.createNode({ secret: adminSecret }));
+    if (doc.get("kind") === "ContentCache") {
+      doc.setIn(["spec", "tls"], doc.createNode({ certFile: { secret: certSecret }, keyFile: { secret: keySecret } }));
+      doc.setIn(["spec", "externalURL"], cacheUrl);
+    }
+  }
   return docs.map((d) => d.toString()).join("");
 }
+
+const cli = join(repoRoot(), "controller", "dist", "cli", "main.js");
+const dtrcache = (...args: string[]) => run(process.execPath, [cli, ...args, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost }, allowFailure: true });
 
 interface StatusBody {
   caches: { name: string; conditions: { type: string; status: string; reason: string }[]; dtr: { registrationId?: string } }[];
@@ -61,7 +83,7 @@ interface StatusBody {
 
 async function fetchStatus(): Promise<StatusBody | undefined> {
   try {
-    const response = await fetch(`${statusUrl}/status`, { signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`${statusUrl}/status`, { headers: { authorization: `Bearer ${statusToken}` }, signal: AbortSignal.timeout(2_000) });
     return response.ok ? ((await response.json()) as StatusBody) : undefined;
   } catch {
     return undefined;
@@ -86,8 +108,12 @@ beforeAll(async () => {
     passwordRef: "file",
     path: join(workDir, "cachespec.yaml"),
   });
-  await run(docker, ["config", "create", specConfig, "-"], { env: dockerEnv(), input: specForTheTask(await readFile(specPath, "utf8")) });
+  await writeFile(join(workDir, "store.yaml"), specForTheStore(await readFile(specPath, "utf8")));
   await run(docker, ["secret", "create", adminSecret, "-"], { env: dockerEnv(), input: stack.users.admin.password });
+  await run(docker, ["secret", "create", tokenSecret, "-"], { env: dockerEnv(), input: statusToken });
+  cachePair = await generateSelfSigned(node.ip, new Date());
+  await run(docker, ["secret", "create", certSecret, "-"], { env: dockerEnv(), input: cachePair.certPem });
+  await run(docker, ["secret", "create", keySecret, "-"], { env: dockerEnv(), input: cachePair.keyPem });
 });
 
 afterAll(async () => {
@@ -98,62 +124,92 @@ afterAll(async () => {
     while (Date.now() < deadline && (await swarm.listServices({ labels: [`com.docker.stack.namespace=${stackName}`] }).catch(() => [])).length > 0) {
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    await run(docker, ["config", "rm", specConfig], { env: dockerEnv(), allowFailure: true });
     await run(docker, ["secret", "rm", adminSecret], { env: dockerEnv(), allowFailure: true });
+    await run(docker, ["secret", "rm", tokenSecret, certSecret, keySecret], { env: dockerEnv(), allowFailure: true });
+    for (const c of await swarm.listConfigs({ labels: [`io.dtrcache.store.owner=${owner}`] }).catch(() => [])) await swarm.removeConfig(c.id).catch(() => undefined);
+    for (const c of await swarm.listConfigs({ labels: [] }).catch(() => [])) if (c.name === `dtrcache-lease-${owner}`) await swarm.removeConfig(c.id).catch(() => undefined);
   }
   await removeOwned(swarm, owner).catch(() => undefined);
   await stack?.stop();
 });
 
 describe("the controller deployed with deploy/stack/controller.stack.yml", () => {
-  it("runs as a Swarm task on the manager, deploys the cache and registers it with DTR", async () => {
+  it("runs as a Swarm task on the manager, reads the store, deploys the cache and registers it with DTR; an edit is live", async () => {
     const stackFile = join(repoRoot(), "deploy", "stack", "controller.stack.yml");
     await run(docker, ["stack", "deploy", "--resolve-image", "never", "-c", stackFile, stackName], { env: dockerEnv() });
+    const applied = await dtrcache("apply", "-f", join(workDir, "store.yaml"));
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stdout).toContain(`contentcache/${cacheName} created`);
 
     // The status endpoint of the controller task answers on the manager's published port.
     await expect.poll(async () => condition(await fetchStatus(), "Ready"), { timeout: 90_000, interval: 500 }).toBe("True");
     await expect.poll(async () => condition(await fetchStatus(), "DtrSynced"), { timeout: 30_000, interval: 500 }).toBe("True");
 
     const registration = stack.emulator.contentCaches().find((c) => c.name === cacheName);
-    expect(registration?.host).toBe(`http://${node.ip}:${cachePort}`);
+    expect(registration?.host).toBe(cacheUrl);
     expect(stack.emulator.settings()["alice"]).toBe(registration?.id);
     expect((await fetchStatus())?.caches.find((c) => c.name === cacheName)?.dtr.registrationId).toBe(registration?.id);
 
-    // The cache the task deployed answers the registry API on its node.
-    const v2 = await fetch(`http://${node.ip}:${cachePort}/v2/`, { signal: AbortSignal.timeout(5_000) });
-    expect(v2.headers.get("docker-distribution-api-version")).toBe("registry/2.0");
+    // The cache answers the registry API over TLS with the certificate from the operator's secret
+    // (mounted as it is: the controller made no cert/key secret of its own).
+    const v2 = await request(`${cacheUrl}/v2/`, { dispatcher: new Agent({ connect: { ca: cachePair.certPem, timeout: 5_000 } }) });
+    await v2.body.dump();
+    expect(v2.headers["docker-distribution-api-version"]).toBe("registry/2.0");
+    const mounted = (await swarm.listServices(labels.ownerFilter(owner)))[0]?.spec.TaskTemplate.ContainerSpec.Secrets?.map((r) => `${r.SecretName} ${r.File.Name}`).sort();
+    expect(mounted).toEqual(expect.arrayContaining([`${certSecret} /run/secrets/cache.cert.pem`, `${keySecret} /run/secrets/cache.key.pem`]));
+    expect((await swarm.listSecrets(labels.ownerFilter(owner))).filter((o) => ["cert", "key"].includes(o.labels["io.dtrcache.purpose"] ?? ""))).toEqual([]);
 
-    // `dtrcache status` from the host reads the same endpoint.
-    const cli = await run(process.execPath, [join(repoRoot(), "controller", "dist", "cli", "main.js"), "status", "--url", statusUrl], { env: { PATH: process.env.PATH ?? "" } });
-    expect(cli.stdout).toMatch(new RegExp(`${cacheName}\\s+True\\s+1/1`));
+    // A client pulls through the cache as alice, trusting nothing but the cache's certificate.
+    const home = join(workDir, "skopeo-home");
+    const certDir = join(workDir, "cache-certs");
+    await mkdir(home, { recursive: true });
+    await mkdir(certDir, { recursive: true });
+    await writeFile(join(certDir, "ca.crt"), cachePair.certPem);
+    const registry = `${node.ip}:${cachePort}`;
+    const authFile = join(home, "auth.json");
+    await writeFile(authFile, JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`${stack.users.alice.username}:${stack.users.alice.password}`).toString("base64") } } }), { mode: 0o600 });
+    const target = join(workDir, "pulled");
+    const pulled = await run("skopeo", ["copy", "--retry-times", "0", "--src-cert-dir", certDir, "--authfile", authFile, `docker://${registry}/${stack.sampleImage.repository}:${stack.sampleImage.tag}`, `dir:${target}`], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, XDG_RUNTIME_DIR: home },
+      timeoutMs: 120_000,
+      allowFailure: true,
+    });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(sha256(await readFile(join(target, "manifest.json")))).toBe(stack.sampleImage.digest);
+
+    // The endpoint wants the token; `dtrcache status` from the host reads it with the token.
+    expect((await fetch(`${statusUrl}/status`, { signal: AbortSignal.timeout(2_000) })).status).toBe(401);
+    const tokenFile = join(workDir, "status-token");
+    await writeFile(tokenFile, statusToken, { mode: 0o600 });
+    const status = await run(process.execPath, [cli, "status", "--url", statusUrl, "--token-file", tokenFile], { env: { PATH: process.env.PATH ?? "" } });
+    expect(status.stdout).toMatch(new RegExp(`${cacheName}\\s+True\\s+1/1`));
+
+    // One command changes the running cache: an edit through the store, picked up without a restart.
+    const editor = join(workDir, "editor.sh");
+    await writeFile(editor, "#!/bin/sh\nsed -i 's/blobTTL: .*/blobTTL: 2h/' \"$1\"\n", { mode: 0o755 });
+    const edited = await run(process.execPath, [cli, "edit", cacheName, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, DTRCACHE_EDITOR: editor }, allowFailure: true });
+    expect(edited.code, edited.stderr).toBe(0);
+    const serviceConfigText = async (): Promise<string> => {
+      const service = (await swarm.listServices(labels.ownerFilter(owner)))[0];
+      const ref = service?.spec.TaskTemplate.ContainerSpec.Configs?.find((c) => c.File.Name === "/config.yml");
+      return ref ? ((await swarm.inspectConfig(ref.ConfigID)).data?.toString("utf8") ?? "") : "";
+    };
+    await expect.poll(serviceConfigText, { timeout: 30_000, interval: 500 }).toContain("blobttl: 2h");
+
+    // describe shows the controller's events for the cache.
+    const described = await run(process.execPath, [cli, "describe", cacheName, "--id", owner, "--url", statusUrl, "--token-file", tokenFile, "--events", "50"], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost } });
+    expect(described.stdout).toMatch(/Events:\n/);
+    expect(described.stdout).toMatch(/ServiceCreated\s+\S+\s+swarm\s+created service /);
+    expect(described.stdout).toMatch(/DtrSynced\s+\S+\s+dtr\s+registration /);
+    expect(described.stdout).not.toContain(stack.users.admin.password);
   });
 
-  it("tears the cache down in order with `dtrcache reconcile --once --allow-empty` once the controller is gone", async () => {
-    await run(docker, ["stack", "rm", stackName], { env: dockerEnv() });
-    await expect.poll(async () => (await swarm.listServices({ labels: [`com.docker.stack.namespace=${stackName}`] })).length, { timeout: 30_000 }).toBe(0);
-
-    // A spec with the DTR document only: the cache has left it.
-    const emptied = join(workDir, "emptied.yaml");
-    const docs = parseAllDocuments(await readFile(join(workDir, "cachespec.yaml"), "utf8"));
-    if (!Array.isArray(docs)) throw new Error("expected a multi-document spec");
-    await writeFile(emptied, docs.filter((d) => d.get("kind") === "DTR").map((d) => d.toString()).join(""));
-    const cli = join(repoRoot(), "controller", "dist", "cli", "main.js");
-    const env = { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost };
-
-    // Without the opt-in the controller refuses to remove every cache.
-    const refused = await run(process.execPath, [cli, "reconcile", "--once", "-f", emptied, "--id", owner, "--timeout", "3s"], { env, allowFailure: true });
-    expect(refused.code, refused.stderr + refused.stdout).toBe(1);
-    expect(refused.stderr + refused.stdout).toContain("refusing to remove them all");
-    expect((await swarm.listServices(labels.ownerFilter(owner))).length).toBe(1);
-
-    const applied = await run(process.execPath, [cli, "reconcile", "--once", "-f", emptied, "--id", owner, "--allow-empty", "--timeout", "60s"], { env, allowFailure: true });
-    expect(applied.stderr + applied.stdout).not.toContain(stack.users.admin.password);
-    expect(applied.code).toBe(0);
-
+  it("tears the cache down in order with `dtrcache delete` while the controller runs", async () => {
+    const deleted = await dtrcache("delete", cacheName);
+    expect(deleted.code, deleted.stderr).toBe(0);
     const filter = labels.ownerFilter(owner);
-    expect(await swarm.listServices(filter)).toEqual([]);
-    expect(await swarm.listConfigs(filter)).toEqual([]);
-    expect(await swarm.listSecrets(filter)).toEqual([]);
+    await expect.poll(async () => (await swarm.listServices(filter)).length, { timeout: 60_000, interval: 500 }).toBe(0);
+    await expect.poll(async () => (await swarm.listConfigs(filter)).length + (await swarm.listSecrets(filter)).length, { timeout: 30_000, interval: 500 }).toBe(0);
     const nodes = await swarm.listNodes();
     expect(nodes.some((n) => Object.keys(n.spec.Labels ?? {}).some((k) => k.startsWith(`dtr.cache.stack${suffix}`)))).toBe(false);
     expect(stack.emulator.contentCaches().some((c) => c.name === cacheName)).toBe(false);
