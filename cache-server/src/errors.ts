@@ -52,7 +52,7 @@ export class UpstreamError extends Error {
 
 /** A fill stopped before it produced verified bytes; readers must be cut off, never ended cleanly. */
 export class FillError extends Error {
-  readonly code: "FILL_DIGEST_MISMATCH" | "FILL_SIZE_MISMATCH" | "FILL_UPSTREAM_FAILED" | "FILL_UPSTREAM_STATUS";
+  readonly code: "FILL_DIGEST_MISMATCH" | "FILL_SIZE_MISMATCH" | "FILL_UPSTREAM_FAILED" | "FILL_UPSTREAM_STATUS" | "FILL_CLAIM_LOST" | "FILL_OWNER_FAILED";
   constructor(code: FillError["code"], message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "FillError";

@@ -10,10 +10,12 @@
 // bytes already on disk are read from the file, later bytes are queued in memory per attached
 // reader (bounded: the upstream is paused while any queue is over QUEUE_LIMIT), nothing is kept.
 import { createHash, type Hash } from "node:crypto";
-import { open, unlink, type FileHandle } from "node:fs/promises";
+import { open, stat, unlink, type FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
+import { OwnedClaim } from "./claim.js";
 import type { BlobStore, StoredBlob } from "./store.js";
 import { FillError } from "./errors.js";
+import { digestHex } from "./names.js";
 
 const QUEUE_LIMIT = 8 * 1024 * 1024;
 
@@ -75,6 +77,10 @@ export class Fill {
   private resolveReady!: (v: FillStart | FillRefused) => void;
   private waiters: (() => void)[] = [];
   private readonly hash: Hash = createHash("sha256");
+  /** Another process fetched (part of) it: the local requester was not authorized by its GET. */
+  followed = false;
+  /** The store entry when a followed fill ended in the owner's commit. */
+  doneBlob: StoredBlob | undefined;
 
   constructor(readonly digest: string, tempPath: string, passthrough: boolean) {
     this.path = tempPath;
@@ -104,16 +110,163 @@ export class Fill {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Runs the fill to completion; never throws (outcome is in `state`). */
+  /**
+   * Runs the fill to completion; never throws (outcome is in `state`). Across processes sharing
+   * the root, only the claim holder fetches (own); the others tail its temp file (follow) and
+   * take over when its claim goes stale.
+   */
   async run(source: () => Promise<FillSource>, store: BlobStore, events: FillEvents): Promise<void> {
+    let claim: OwnedClaim | undefined;
+    let resume = false;
+    try {
+      if (!this.passthrough) {
+        const hex = digestHex(this.digest);
+        for (;;) {
+          claim = await store.claims.acquire(hex, this.path);
+          if (claim) break;
+          this.followed = true;
+          const outcome = await this.follow(store);
+          if (outcome === "done") return;
+          if (outcome instanceof OwnedClaim) {
+            claim = outcome;
+            resume = true;
+            break;
+          }
+        }
+      }
+      await this.own(source, store, events, claim, resume);
+      await claim?.release();
+      this.notify();
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      this.error = e;
+      this.state = "failed";
+      this.resolveReady({ ok: false, status: 502, headers: {}, body: Buffer.alloc(0) });
+      events.onFailed?.(this, e);
+      this.notify();
+      // A claim lost to a takeover means its temp file is someone else's now: leave it.
+      const ours = claim ? !claim.lost : !this.followed;
+      await claim?.release();
+      if (ours) await unlink(this.path).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Tails another process's fill: hashes what it writes (so the bytes this process sends are
+   * verified by this process too), publishes size and type from its claim, and ends when the
+   * owner's verified rename appears in blobs/. Returns a claim when this process took over a
+   * stale one (the caller continues the same temp file), "retry" when the owner gave up before
+   * any byte was read here.
+   */
+  private async follow(store: BlobStore): Promise<"done" | "retry" | OwnedClaim> {
+    const hex = digestHex(this.digest);
+    const blobPath = store.blobPath(this.digest);
     let fh: FileHandle | undefined;
+    let ino = -1;
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    try {
+      for (;;) {
+        const claimState = await store.claims.read(hex);
+        const info = claimState.kind === "none" ? undefined : claimState.info;
+        if (info?.size !== undefined && this.state === "starting") this.started(info.size, info.mediaType);
+        if (!fh && info && info.temp.startsWith(store.tmpDir)) {
+          fh = await open(info.temp, "r").catch(() => undefined);
+          if (fh) {
+            ino = (await fh.stat()).ino;
+            this.path = info.temp;
+          }
+        }
+        let grew = false;
+        if (fh) {
+          for (;;) {
+            const { bytesRead } = await fh.read(buf, 0, buf.length, this.received);
+            if (bytesRead === 0) break;
+            this.hash.update(buf.subarray(0, bytesRead));
+            this.received += bytesRead;
+            this.fileBytes = this.received;
+            grew = true;
+          }
+          if (this.size !== undefined && this.received > this.size) throw new FillError("FILL_SIZE_MISMATCH", `the file grew past its Content-Length ${this.size}`);
+          if (grew) this.notify();
+        }
+        // The claim was read before this stat: an owner renames, then drops its claim, so "no
+        // claim" followed by "no blob" means it gave up.
+        const blob = await stat(blobPath).catch(() => undefined);
+        if (blob) {
+          if (blob.ino !== ino) {
+            // Committed by someone else than the file we tail (a takeover elsewhere): the verified
+            // blob has the same bytes, continue from it.
+            await fh?.close();
+            fh = await open(blobPath, "r");
+            ino = blob.ino;
+            this.path = blobPath;
+            if (this.state === "starting") this.started(blob.size, undefined);
+            continue;
+          }
+          if (this.received < blob.size) continue;
+          const actual = `sha256:${this.hash.digest("hex")}`;
+          if (actual !== this.digest || this.received !== blob.size) throw new FillError("FILL_DIGEST_MISMATCH", `the shared blob hashes to ${actual}`);
+          if (this.state === "starting") this.started(blob.size, undefined);
+          this.size = this.received;
+          this.path = blobPath;
+          const stored = store.adopt(this.digest, this.received);
+          this.state = "done";
+          this.notify();
+          this.doneBlob = stored;
+          return "done";
+        }
+        if (grew) continue;
+        if (claimState.kind === "none") {
+          if (this.received > 0) throw new FillError("FILL_OWNER_FAILED", "the process filling this blob gave up");
+          return "retry";
+        }
+        if (claimState.kind === "stale") {
+          const temp = info?.temp.startsWith(store.tmpDir) ? info.temp : this.path;
+          const taken = await store.claims.takeOver(hex, claimState.key, temp);
+          if (taken) {
+            this.path = taken.temp;
+            return taken;
+          }
+        }
+        await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
+      }
+    } finally {
+      await fh?.close().catch(() => undefined);
+    }
+  }
+
+  private started(size: number | undefined, mediaType: string | undefined): void {
+    this.size = size;
+    this.mediaType = mediaType;
+    this.state = "running";
+    this.resolveReady({ ok: true, size, mediaType });
+  }
+
+  /**
+   * Fetches from the upstream into `path`. With `resume`, the file is a stale owner's: what this
+   * process already hashed from it stays (truncated there) and the upstream's first bytes up to
+   * that point are skipped, so the file is exactly the hashed bytes.
+   */
+  private async own(source: () => Promise<FillSource>, store: BlobStore, events: FillEvents, claim: OwnedClaim | undefined, resume: boolean): Promise<void> {
+    let fh: FileHandle | undefined;
+    const skip = resume ? this.received : 0;
     try {
       if (!this.passthrough) {
         try {
-          fh = await open(this.path, "wx");
+          if (resume) {
+            fh = await open(this.path, "r+").catch((err: NodeJS.ErrnoException) => {
+              if (err.code === "ENOENT" && skip === 0) return open(this.path, "wx");
+              throw err;
+            });
+            await fh.truncate(skip);
+            this.fileBytes = skip;
+          } else {
+            fh = await open(this.path, "wx");
+          }
         } catch (err) {
           if (!isDiskFull(err)) throw err;
           this.passthrough = true;
+          await claim?.release();
           events.onDiskFull?.(this, err as Error);
         }
       }
@@ -129,14 +282,25 @@ export class Fill {
         throw new FillError("FILL_UPSTREAM_STATUS", `upstream answered ${src.status}`);
       }
       const cl = first(src.headers["content-length"]);
-      this.size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-      this.mediaType = first(src.headers["content-type"]);
-      this.state = "running";
-      this.resolveReady({ ok: true, size: this.size, mediaType: this.mediaType });
+      const size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      if (this.state === "starting") this.started(size, first(src.headers["content-type"]));
+      else this.size = size;
+      if (claim && !this.passthrough) await claim.publish(this.size, this.mediaType);
 
-      for await (const chunk of src.body as AsyncIterable<Buffer>) {
+      let seen = 0;
+      for await (const whole of src.body as AsyncIterable<Buffer>) {
+        // After a takeover the bytes up to `skip` are already hashed and in the file.
+        const chunk = seen >= skip ? whole : whole.subarray(Math.min(whole.length, skip - seen));
+        seen += whole.length;
+        if (chunk.length === 0) continue;
         this.hash.update(chunk);
         if (fh && !this.passthrough) {
+          // A process frozen past the claim's staleness was replaced: never write into the
+          // file its successor continues.
+          if (claim && !(await claim.checkedRecently())) {
+            src.body.on("error", () => undefined).destroy();
+            throw new FillError("FILL_CLAIM_LOST", "another process took this fill over");
+          }
           // Positioned writes may be short when the disk fills up: loop, and count only what
           // really landed in the file.
           let off = 0;
@@ -150,6 +314,7 @@ export class Fill {
           } catch (err) {
             if (!isDiskFull(err)) throw err;
             this.passthrough = true;
+            await claim?.release();
             events.onDiskFull?.(this, err as Error);
           }
         }
@@ -187,27 +352,22 @@ export class Fill {
       if (fh && !this.passthrough) {
         await fh.close();
         fh = undefined;
+        if (claim && !(await claim.stillMine())) throw new FillError("FILL_CLAIM_LOST", "another process took this fill over");
         const blob = await store.commitBlob(this.path, this.digest, this.received);
         this.path = store.blobPath(this.digest);
         this.state = "done";
         events.onDone?.(this, blob);
       } else {
         this.state = "done";
+        await unlink(this.path).catch(() => undefined);
       }
-      this.notify();
-    } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      this.error = e;
-      this.state = "failed";
-      this.resolveReady({ ok: false, status: 502, headers: {}, body: Buffer.alloc(0) });
-      events.onFailed?.(this, e);
-      this.notify();
     } finally {
       await fh?.close().catch(() => undefined);
-      if (this.state !== "done" || this.passthrough) await unlink(this.path).catch(() => undefined);
     }
   }
 }
+
+const FOLLOW_POLL_MS = 20;
 
 export function isDiskFull(err: unknown): boolean {
   const code = (err as { code?: string } | undefined)?.code;

@@ -167,7 +167,9 @@ export class RegistryHandler {
     const known = this.auth.remembered(ctx.cred, name, digest);
     if (known && known.kind !== "allow") return this.refuse(ctx, known, "BLOB_UNKNOWN");
     for (let attempt = 0; attempt < 2; attempt++) {
-      const cached = store.getBlob(digest);
+      // An index miss looks at the directory: another process sharing the root may have
+      // committed the blob since this one's last resync.
+      const cached = store.getBlob(digest) ?? (await store.findBlob(digest));
       const filling = this.fills.get(digest);
       if (cached || (filling && !filling.passthrough && filling.state !== "failed")) {
         const d = await this.authorize(ctx, name, digest, `/v2/${name}/blobs/${digest}`, undefined, true);
@@ -176,7 +178,8 @@ export class RegistryHandler {
         if (now) {
           ctx.xcache = "HIT";
           metrics.requests.inc({ kind: "blob", result: "hit" });
-          return this.serveStoredBlob(ctx, now, head, range);
+          if (await this.serveStoredBlob(ctx, now, head, range)) return;
+          continue; // deleted by another process between index and open: a miss now
         }
         const fill = this.fills.get(digest);
         if (!fill || fill.passthrough || fill.state === "failed") continue;
@@ -224,7 +227,15 @@ export class RegistryHandler {
         }
         continue; // the starter was refused, not us: try once more with our own credentials
       }
-      if (started) this.auth.allow(ctx.cred, name, [digest]);
+      if (started && reader.fill.followed) {
+        // Another process fetched it: our request's own GET never went upstream, so it is
+        // authorized like a request joining a fill in this process.
+        const d = await this.authorize(ctx, name, digest, `/v2/${name}/blobs/${digest}`, undefined, true);
+        if (d.kind !== "allow") {
+          reader.detach();
+          return this.refuse(ctx, d, "BLOB_UNKNOWN");
+        }
+      } else if (started) this.auth.allow(ctx.cred, name, [digest]);
       ctx.xcache = "MISS";
       metrics.requests.inc({ kind: "blob", result: "miss" });
       if (range !== undefined || head) {
@@ -233,7 +244,8 @@ export class RegistryHandler {
         while (reader.fill.state !== "done" && reader.fill.state !== "failed") await reader.fill.changed();
         const blob = store.getBlob(digest);
         if (!blob) return this.sendError(ctx, "UPSTREAM_ERROR", "the upstream blob failed verification");
-        return this.serveStoredBlob(ctx, blob, head, range);
+        if (await this.serveStoredBlob(ctx, blob, head, range)) return;
+        return this.sendError(ctx, "UPSTREAM_ERROR", "the blob was removed while being served");
       }
       const headers: Record<string, string> = {
         "Content-Type": "application/octet-stream",
@@ -251,7 +263,8 @@ export class RegistryHandler {
     return this.sendError(ctx, "UPSTREAM_ERROR", "could not start a fill for this blob");
   }
 
-  private async serveStoredBlob(ctx: Ctx, blob: StoredBlob, head: boolean, rangeHeader: string | undefined): Promise<void> {
+  /** Serves a stored blob; false (nothing sent) when its file was gone, deleted by another process. */
+  private async serveStoredBlob(ctx: Ctx, blob: StoredBlob, head: boolean, rangeHeader: string | undefined): Promise<boolean> {
     const { store, metrics } = this.deps;
     store.touch(blob);
     let start = 0;
@@ -269,7 +282,8 @@ export class RegistryHandler {
       const r = parseRange(rangeHeader, blob.size);
       if (r === "invalid") {
         ctx.res.setHeader("Content-Range", `bytes */${blob.size}`);
-        return this.sendError(ctx, "RANGE_INVALID");
+        this.sendError(ctx, "RANGE_INVALID");
+        return true;
       }
       if (r) {
         [start, end] = r;
@@ -282,18 +296,31 @@ export class RegistryHandler {
     // file between our answer and our read.
     blob.readers++;
     try {
-      ctx.res.writeHead(status, headers);
-      if (head || end === start) {
-        ctx.res.end();
-        return;
+      // The handle is opened before the status goes out: another process sharing the root may
+      // have deleted the file, and then this request is still a miss, not a broken 200. Once
+      // open, the descriptor outlives any later unlink.
+      let handle: Awaited<ReturnType<typeof store.openBlob>> | undefined;
+      if (!head && end !== start) {
+        try {
+          handle = await store.openBlob(blob.digest);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          store.forgetMissing(blob.digest);
+          return false;
+        }
       }
-      const handle = await store.openBlob(blob.digest);
+      ctx.res.writeHead(status, headers);
+      if (!handle) {
+        ctx.res.end();
+        return true;
+      }
       try {
         const r = await sendFile(ctx.res, handle.fh, start, end);
         metrics.bytesServed.inc(r.sent);
       } finally {
         handle.release();
       }
+      return true;
     } finally {
       blob.readers--;
     }

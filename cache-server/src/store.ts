@@ -4,8 +4,10 @@
 //   <root>/manifests/sha256/ab/<hex>          manifest bytes, untouched
 //   <root>/manifests/sha256/ab/<hex>.type     its Content-Type (written before the bytes)
 //   <root>/tags/<repository>/<tag>            JSON {digest, mediaType} (temp + rename)
-//   <root>/tmp/                               fills in progress; emptied at start
-//   <root>/clean-shutdown                     written by a graceful close, removed at start
+//   <root>/tmp/                               fills in progress (orphans removed by resync)
+//   <root>/claims/<hex>                       cross-process fill claims (claim.ts)
+//   <root>/sessions/, doubted                 processes sharing the root (sessions.ts)
+//   <root>/clean-shutdown                     written by the last graceful close, removed at start
 //
 // The last-access time of every blob is kept in memory (for TTL and LRU) and persisted cheaply
 // as the file's mtime, throttled, so a restart rebuilds both the index and the access order from
@@ -18,9 +20,11 @@
 // deleted. A clean start verifies nothing, so the warm path costs the same as before.
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readFile, readdir, rm, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
+import { ClaimDirectory } from "./claim.js";
 import type { Clock } from "./clock.js";
+import { Sessions } from "./sessions.js";
 import { renameDurable, syncDir, syncFile, writeFileDurable } from "./durable.js";
 import { digestHex, digestOf, isValidDigest, isValidName, isValidTag } from "./names.js";
 
@@ -53,6 +57,8 @@ interface SharedHandle {
 const MANIFEST_MEMORY_BYTES = 8 * 1024 * 1024;
 
 const CLEAN_MARKER = "clean-shutdown";
+/** A temp file nobody claims and nobody wrote for this long belongs to a dead process. */
+const ORPHAN_TEMP_MS = 60 * 60_000;
 
 export type VerifyResult = "ok" | "mismatch" | "unreadable";
 
@@ -74,10 +80,16 @@ export class BlobStore {
   private readonly unverified = new Set<string>();
   private readonly verifying = new Map<string, Promise<boolean>>();
   private cleanStart = false;
+  /** Cross-process fill claims (claim.ts). */
+  readonly claims: ClaimDirectory;
+  /** This process's registration among the processes sharing the root (sessions.ts). */
+  readonly sessions: Sessions;
 
   constructor(root: string, private readonly clock: Clock, private readonly events: StoreEvents = {}) {
     this.root = root;
     this.tmpDir = join(root, "tmp");
+    this.claims = new ClaimDirectory(root);
+    this.sessions = new Sessions(root);
   }
 
   blobPath(digest: string): string {
@@ -94,32 +106,90 @@ export class BlobStore {
   }
 
   /**
-   * Empties the temp dir (fills interrupted by a crash are never trusted) and rebuilds the index.
-   * Consumes the clean-shutdown marker: without it every blob starts unverified.
+   * Rebuilds the index. Several processes may share the root (workers, replicas on shared
+   * storage), so nothing another live process may be using is removed here: tmp/ is left to the
+   * sweeper (orphans only, see resync) and the clean-shutdown marker decides together with the
+   * other processes' sessions whether blobs are doubted (sessions.ts).
    */
   async open(): Promise<void> {
-    await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
     await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
     await mkdir(join(this.root, "manifests", "sha256"), { recursive: true });
-    this.cleanStart = await this.consumeCleanMarker();
+    await this.claims.init();
+    this.cleanStart = await this.sessions.register(() => this.consumeCleanMarker());
     this.blobs.clear();
     this.unverified.clear();
     this.bytes = 0;
-    for (const prefix of await readdir(join(this.root, "blobs", "sha256"))) {
+    for (const { digest, size, mtimeMs } of await this.walkBlobs()) {
+      this.blobs.set(digest, { digest, size, lastAccess: mtimeMs, persistedAccess: mtimeMs, readers: 0 });
+      this.bytes += size;
+      if (!this.cleanStart) this.unverified.add(digest);
+    }
+    // Nothing to doubt (an empty store): later starters need not either.
+    if (!this.cleanStart && this.unverified.size === 0) await this.sessions.doubtResolved();
+    this.tags.clear();
+    await this.loadTags(join(this.root, "tags"), []);
+  }
+
+  private async walkBlobs(): Promise<{ digest: string; size: number; mtimeMs: number }[]> {
+    const out: { digest: string; size: number; mtimeMs: number }[] = [];
+    for (const prefix of await readdir(join(this.root, "blobs", "sha256")).catch(() => [] as string[])) {
       const dir = join(this.root, "blobs", "sha256", prefix);
       for (const hex of await readdir(dir).catch(() => [] as string[])) {
         const digest = `sha256:${hex}`;
         if (!isValidDigest(digest) || hex.slice(0, 2) !== prefix) continue;
         const st = await stat(join(dir, hex)).catch(() => undefined);
         if (!st?.isFile()) continue;
-        this.blobs.set(digest, { digest, size: st.size, lastAccess: st.mtimeMs, persistedAccess: st.mtimeMs, readers: 0 });
-        this.bytes += st.size;
-        if (!this.cleanStart) this.unverified.add(digest);
+        out.push({ digest, size: st.size, mtimeMs: st.mtimeMs });
       }
     }
-    this.tags.clear();
-    await this.loadTags(join(this.root, "tags"), []);
+    return out;
+  }
+
+  /**
+   * Re-syncs the index with the directory (the sweeper's pass): blobs committed by other
+   * processes are added (a commit is a verified rename, so they are trusted), blobs deleted by
+   * them are forgotten, access times move forward to the files' mtimes (other processes' reads),
+   * and usage becomes the directory's. Also removes temp files no claim writes any more (a
+   * crashed process's fill) and leftover takeover guards.
+   */
+  async resync(): Promise<void> {
+    const seen = new Set<string>();
+    for (const { digest, size, mtimeMs } of await this.walkBlobs()) {
+      seen.add(digest);
+      const entry = this.blobs.get(digest);
+      if (!entry) this.adopt(digest, size, mtimeMs);
+      else if (mtimeMs > entry.lastAccess) entry.lastAccess = mtimeMs;
+    }
+    for (const [digest, entry] of this.blobs) if (!seen.has(digest) && entry.readers === 0) this.forget(digest, entry);
+    await this.claims.removeStaleGuards();
+    const live = await this.claims.liveTemps();
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const path = join(this.tmpDir, name);
+      if (live.has(path)) continue;
+      const st = await stat(path).catch(() => undefined);
+      // Manifest and tag temps live for milliseconds; an hour-old unclaimed file is an orphan.
+      if (st && this.clock.now() - st.mtimeMs > ORPHAN_TEMP_MS) await unlink(path).catch(() => undefined);
+    }
+  }
+
+  /** Indexes a blob another process committed (or this process found on disk). */
+  adopt(digest: string, size: number, mtimeMs = this.clock.now()): StoredBlob {
+    const existing = this.blobs.get(digest);
+    if (existing) return existing;
+    const blob: StoredBlob = { digest, size, lastAccess: mtimeMs, persistedAccess: mtimeMs, readers: 0 };
+    this.blobs.set(digest, blob);
+    this.bytes += size;
+    return blob;
+  }
+
+  /** The index entry, or the file another process committed since the last resync. */
+  async findBlob(digest: string): Promise<StoredBlob | undefined> {
+    const known = this.blobs.get(digest);
+    if (known) return known;
+    const st = await stat(this.blobPath(digest)).catch(() => undefined);
+    if (!st?.isFile()) return undefined;
+    return this.adopt(digest, st.size, st.mtimeMs);
   }
 
   /**
@@ -149,7 +219,9 @@ export class BlobStore {
    * still unverified: they would be trusted unhashed next time. Returns whether it was written.
    */
   async markClean(): Promise<boolean> {
-    if (this.unverified.size > 0) return false;
+    // Only the last process to leave writes it: while others run, the store is not stopped.
+    const last = await this.sessions.unregister();
+    if (this.unverified.size > 0 || !last) return false;
     await writeFileDurable(join(this.tmpDir, `${CLEAN_MARKER}.part`), join(this.root, CLEAN_MARKER), `${new Date(this.clock.now()).toISOString()}\n`);
     return true;
   }
@@ -217,7 +289,15 @@ export class BlobStore {
       if (await this.verifyBlob(digest)) ok++;
       else removed++;
     }
+    // Every blob hashed: processes starting from now on need not doubt the store.
+    if (this.unverified.size === 0) await this.sessions.doubtResolved();
     return { ok, removed };
+  }
+
+  /** Drops an entry whose file is gone (deleted by another process). */
+  forgetMissing(digest: string): void {
+    const entry = this.blobs.get(digest);
+    if (entry) this.forget(digest, entry);
   }
 
   private forget(digest: string, entry: StoredBlob): void {
@@ -297,6 +377,12 @@ export class BlobStore {
    */
   async openBlob(digest: string): Promise<{ fh: FileHandle; release: () => void }> {
     let h = this.handles.get(digest);
+    // A kept handle may point at a file another process sharing the root has deleted since:
+    // serving it would keep a blob alive that the store no longer has (and its space unfreed).
+    if (h && (await h.fh.stat().catch(() => undefined))?.nlink === 0) {
+      this.dropHandle(digest);
+      h = undefined;
+    }
     if (!h) {
       const fh = await open(this.blobPath(digest), "r");
       h = this.handles.get(digest);
@@ -349,6 +435,16 @@ export class BlobStore {
   async deleteBlob(digest: string): Promise<boolean> {
     const blob = this.blobs.get(digest);
     if (!blob || blob.readers > 0) return false;
+    // Another process may have read it meanwhile (its access lands in the mtime): re-checked
+    // right before the unlink, so expiry and LRU count every process's reads. A read already in
+    // progress elsewhere keeps its open descriptor, which survives the unlink.
+    const st = await stat(this.blobPath(digest)).catch(() => undefined);
+    if (st && st.mtimeMs > blob.persistedAccess + 1) {
+      blob.lastAccess = Math.max(blob.lastAccess, st.mtimeMs);
+      blob.persistedAccess = st.mtimeMs;
+      return false;
+    }
+    if (blob.readers > 0) return false;
     this.forget(digest, blob);
     await unlink(this.blobPath(digest)).catch(() => undefined);
     return true;

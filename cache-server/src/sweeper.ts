@@ -1,6 +1,7 @@
 // Expiry and space. Blobs older than blobttl since their last access go (when storage.delete is
 // enabled); with a size cap, least-recently-used blobs go from the high watermark down to the
-// low one. A blob with an open reader is skipped, never deleted under a client.
+// low one. A blob with an open reader is skipped, never deleted under a client; a reader in
+// another process holds an open descriptor, which survives the unlink (store.deleteBlob).
 import type { CacheMetrics } from "./metrics.js";
 import type { BlobStore } from "./store.js";
 import type { Clock } from "./clock.js";
@@ -23,6 +24,9 @@ export async function sweep(store: BlobStore, clock: Clock, opts: SweepOptions, 
   let expired = 0;
   let evicted = 0;
   let skippedInUse = 0;
+  // Other processes sharing the root commit, read and delete too: the pass starts from the
+  // directory, not from this process's view of it.
+  await store.resync();
   const now = clock.now();
   const byAge = store.blobsByAge();
   if (opts.deleteEnabled) {
