@@ -102,6 +102,23 @@ describe("dtrcache store verbs", () => {
     }
   });
 
+  it("diff -f shows the store diff, then the Swarm and DTR actions the controller would take, and warns about a same-name service it does not own; writes nothing", async () => {
+    await run("apply", "-f", spec(runbookText()));
+    const before = (await swarm.listConfigs({ labels: [] })).length;
+    expect(await run("diff", "-f", spec(runbookText({ blobTTL: "1h", users: ["admin", "bob"] })))).toBe(EXIT.ok);
+    if (process.env["SHOW_DIFF"]) console.log(out);
+    expect(out).toMatch(/-\s*blobTTL: 24h/);
+    expect(out).toMatch(/Swarm:\nregion-asia \(apply\)\n( {2}\+ .*\n)+/);
+    expect(out).toContain("+ create service region-asia");
+    expect(out).toMatch(/DTR:\nregion-asia \(apply\)\n {2}\+ register region-asia with https:\/\/dtr\.example\.com:443 as host https:\/\/dtr-cache\.example\.com\n {2}\+ point admin, bob at region-asia/);
+    expect((await swarm.listConfigs({ labels: [] })).length).toBe(before);
+    expect(swarm.services.size).toBe(0);
+
+    await swarm.createService({ Name: "region-asia", Labels: { "io.dtrcache.owner": "someone-else" }, TaskTemplate: { ContainerSpec: { Image: "x" } } } as never);
+    expect(await run("diff", "-f", spec(runbookText()))).toBe(EXIT.ok);
+    expect(out).toContain("! service region-asia exists and is owned by id someone-else: it is never touched");
+  });
+
   it("refused changes exit 2 (invalid) or 4 (conflict) and write nothing", async () => {
     await run("apply", "-f", spec(runbookText()));
     const before = swarm.configs.size;

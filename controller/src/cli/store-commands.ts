@@ -10,7 +10,8 @@ import { formatIssue } from "@dtrcache/crds";
 import { createDockerClient, resolveDockerConnection } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
 import type { SwarmApi } from "../swarm/api.js";
-import { admit, writeChanges, type AdmittedChange } from "../store/admission.js";
+import { admit, writeChanges, type Admitted, type AdmittedChange } from "../store/admission.js";
+import { serverDryRun } from "./dry-run.js";
 import { isStoreError } from "../store/errors.js";
 import { KINDS, parseKind, type ResourceKind } from "../store/labels.js";
 import { swarmReferenceCheck } from "../store/references.js";
@@ -77,6 +78,11 @@ function printResults(results: readonly { kind: ResourceKind; name: string; acti
 }
 
 async function admitFiles(ctx: Ctx, file: string): Promise<readonly AdmittedChange[]> {
+  return (await admitFilesWithSpec(ctx, file)).changes;
+}
+
+/** Admission of the files; also the whole spec as it will be once stored (for diff's dry run). */
+async function admitFilesWithSpec(ctx: Ctx, file: string): Promise<Admitted> {
   let texts;
   try {
     texts = await readSpecTexts(file);
@@ -85,7 +91,7 @@ async function admitFiles(ctx: Ctx, file: string): Promise<readonly AdmittedChan
   }
   if (texts.every((t) => documentsOf(t.text).length === 0) && texts.every((t) => t.text.trim() === "")) throw new CliError(EXIT.invalid, `${file}: no documents to apply`);
   try {
-    return (await admit(ctx.store, { texts }, swarmReferenceCheck(ctx.swarm))).changes;
+    return await admit(ctx.store, { texts }, swarmReferenceCheck(ctx.swarm));
   } catch (error) {
     return rethrow(error);
   }
@@ -112,19 +118,21 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
 
   program
     .command("diff")
-    .description("what apply -f would change in the store, line by line (admission included); writes nothing")
+    .description("what apply -f would change: in the store (line by line, admission included), then what the controller would do in the swarm and in DTR; writes nothing")
     .requiredOption("-f, --file <path>", "CacheSpec file or directory")
     .addOption(id())
     .addHelpText("after", exitHelp)
     .action(async (opts: { file: string; id: string }) => {
       const ctx = open(opts.id);
-      const changes = await admitFiles(ctx, opts.file);
+      const admitted = await admitFilesWithSpec(ctx, opts.file);
+      const changes = admitted.changes;
       for (const c of changes) {
         const current = await ctx.store.get(c.kind, c.name);
         const before = current ? toYaml(stripStoreFields(current.doc)) : "";
         const after = c.doc ? toYaml(c.doc) : "";
         out(c.action === "unchanged" ? `${lower(c.kind)}/${c.name} unchanged` : lineDiff(before, after, current ? `${lower(c.kind)}/${c.name} (generation ${current.generation})` : "/dev/null", `${lower(c.kind)}/${c.name} (${c.action})`));
       }
+      out(await serverDryRun(ctx.swarm, opts.id, admitted.spec));
     });
 
   program
