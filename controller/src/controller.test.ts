@@ -125,6 +125,9 @@ describe("controller on a fake Swarm", () => {
     await guarded.controller.start();
     guarded.source.set(empty);
     await expect.poll(() => guarded.controller.status().spec.errors.join(" ")).toMatch(/refusing to remove them all/);
+    // names the flag an operator can pass, not the internal option name
+    expect(guarded.controller.status().spec.errors.join(" ")).toContain("--allow-empty");
+    expect(guarded.controller.status().spec.errors.join(" ")).not.toContain("set allowEmpty");
     await guarded.controller.idle();
     expect(guarded.fake.services.size).toBe(1);
     await guarded.controller.stop();

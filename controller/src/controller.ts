@@ -434,7 +434,7 @@ export function createController(options: ControllerOptions): Controller {
     const next = result.spec;
     const existing = new Set([...(spec?.caches.map((c) => c.name) ?? []), ...knownOwned]);
     if (next.caches.length === 0 && existing.size > 0 && !options.allowEmpty) {
-      const message = `${options.specSource.description}: the spec has no ContentCache but ${existing.size} cache(s) exist (${[...existing].sort().join(", ")}); refusing to remove them all — set allowEmpty to do that on purpose`;
+      const message = `${options.specSource.description}: the spec has no ContentCache but ${existing.size} cache(s) exist (${[...existing].sort().join(", ")}); refusing to remove them all — pass --allow-empty (dtrcache run/reconcile/plan) to do that on purpose`;
       specStatus = { ...specStatus, errors: [message] };
       logger.error({ caches: [...existing] }, "empty spec refused");
       return false;

@@ -5,7 +5,8 @@ import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { parse } from "yaml";
 import { startStatusServer, type StatusServer } from "../http/status-server.js";
-import { EXIT, main } from "./main.js";
+import { createLogger, defaultLogFormat, formatTextLine, textDestination } from "./logger.js";
+import { buildProgram, EXIT, main, statusProblem } from "./main.js";
 import type { RuntimeSnapshot } from "./snapshot.js";
 
 const examples = new URL("../../../crds/examples/", import.meta.url).pathname;
@@ -74,12 +75,13 @@ describe("dtrcache validate", () => {
 });
 
 describe("dtrcache plan/apply without an engine", () => {
-  it("exits 3 with a clear message when DOCKER_HOST is not set", async () => {
+  it("exits 3 naming the engine when DOCKER_HOST names one that does not answer", async () => {
+    // never unset here: that would be the machine's own engine (/var/run/docker.sock)
     const saved = process.env["DOCKER_HOST"];
-    delete process.env["DOCKER_HOST"];
+    process.env["DOCKER_HOST"] = `unix://${join(dir, "no-engine.sock")}`;
     try {
       expect(await run("plan", "-f", join(examples, "runbook.yaml"))).toBe(EXIT.unreachable);
-      expect(err.join("")).toContain("DOCKER_HOST is not set");
+      expect(err.join("")).toContain("no-engine.sock");
     } finally {
       if (saved !== undefined) process.env["DOCKER_HOST"] = saved;
     }
@@ -125,5 +127,81 @@ describe("dtrcache status", () => {
     } finally {
       delete process.env["DTRCACHE_STATUS_TOKEN"];
     }
+  });
+});
+
+describe("dtrcache status exit codes", () => {
+  const rejected: RuntimeSnapshot = { ...readyStatus, spec: { ...readyStatus.spec, errors: ['spec.yaml:7:12 spec.blobTTL: "one hour" is not a duration'] } };
+  const notReady: RuntimeSnapshot = {
+    ...readyStatus,
+    caches: readyStatus.caches.map((c) => ({ ...c, conditions: c.conditions.map((x) => (x.type === "Ready" ? { ...x, status: "False" as const, reason: "TasksNotRunning" } : x)) })),
+  };
+  let current = readyStatus;
+  let server: StatusServer;
+  beforeAll(async () => {
+    server = await startStatusServer({ provider: { snapshot: () => current, readiness: async () => ({}) }, metrics: new Registry() }, "127.0.0.1", 0);
+  });
+  afterAll(() => server.close());
+
+  it("exits 0 when every cache is Ready, 1 when the spec is rejected or a cache is not Ready (table still printed)", async () => {
+    current = readyStatus;
+    expect(await run("status", "--url", server.url)).toBe(EXIT.ok);
+    current = rejected;
+    expect(await run("status", "--url", server.url)).toBe(EXIT.notReady);
+    expect(out.join("")).toContain("region-asia");
+    expect(err.join("")).toContain("the spec is rejected");
+    current = notReady;
+    expect(await run("status", "--url", server.url, "-o", "json")).toBe(EXIT.notReady);
+    expect(err.join("")).toContain("not Ready: region-asia");
+    expect(statusProblem(readyStatus)).toBeUndefined();
+  });
+});
+
+describe("dtrcache --help", () => {
+  it("shows durations and addresses as an operator types them", async () => {
+    expect(await run("reconcile", "--help")).toBe(EXIT.ok);
+    const help = (): string => out.join("").replace(/\s+/g, " ");
+    const reconcile = help();
+    expect(reconcile).toContain("(default: 5m)");
+    expect(reconcile).not.toContain("300000");
+    expect(await run("run", "--help")).toBe(EXIT.ok);
+    const runHelp = help();
+    expect(runHelp).toContain("(default: 0.0.0.0:9090)");
+    expect(runHelp).toContain("(default: 10s)");
+    expect(runHelp).not.toMatch(/"host"|\[object Object\]/);
+    expect(await run("status", "--help")).toBe(EXIT.ok);
+    expect(help()).toContain("(default: 2s)");
+  });
+
+  it("states the log level each verb really uses (run: info, reconcile: warn)", async () => {
+    expect(await run("run", "--help")).toBe(EXIT.ok);
+    expect(out.join("").replace(/\s+/g, " ")).toMatch(/--log-level <level> log level \(choices: [^)]*, default: "info"\)/);
+    expect(await run("reconcile", "--help")).toBe(EXIT.ok);
+    expect(out.join("").replace(/\s+/g, " ")).toMatch(/--log-level <level> log level \(choices: [^)]*, default: "warn"\)/);
+    const program = buildProgram();
+    const runCommand = program.commands.find((c) => c.name() === "run");
+    expect(runCommand?.options.find((o) => o.long === "--log-level")?.defaultValue).toBe("info");
+  });
+
+  it("offers --log-format text|json on run and reconcile", async () => {
+    for (const verb of ["run", "reconcile"]) {
+      expect(await run(verb, "--help")).toBe(EXIT.ok);
+      expect(out.join("").replace(/\s+/g, " ")).toMatch(/--log-format <format> .*default: text when stderr is a terminal, else json \(choices: "text", "json"\)/);
+    }
+  });
+});
+
+describe("log format", () => {
+  it("text: time, level name, message and fields; json: pino lines", () => {
+    const json: string[] = [];
+    createLogger("info", { write: (t: string) => void json.push(t) }, "json").info({ cache: "region-asia", writes: 2 }, "reconciled");
+    expect(json.join("")).toMatch(/^\{"level":30/);
+    const text: string[] = [];
+    createLogger("info", { write: (t: string) => void text.push(t) }, "text").info({ cache: "region-asia", writes: 2 }, "reconciled");
+    expect(text.join("")).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}reconciled cache=region-asia writes=2\n$/);
+    expect(textDestination).toBeTypeOf("function");
+    expect(formatTextLine('{"level":50,"time":0,"msg":"failed","err":"a b"}')).toBe('1970-01-01T00:00:00.000Z ERROR failed err="a b"\n');
+    expect(defaultLogFormat(true)).toBe("text");
+    expect(defaultLogFormat(false)).toBe("json");
   });
 });

@@ -17,7 +17,7 @@ import { ConnectionError } from "../swarm/connection.js";
 import { isSwarmError } from "../swarm/errors.js";
 import { ControllerError } from "../errors.js";
 import { formatPlans, formatStatusTable } from "./format.js";
-import { createLogger, type LogLevel } from "./logger.js";
+import { createLogger, type LogFormat, type LogLevel } from "./logger.js";
 import { assembleController, startRuntime } from "./runtime.js";
 import type { RuntimeSnapshot } from "./snapshot.js";
 import { waitForConvergence } from "./wait.js";
@@ -33,8 +33,10 @@ export { EXIT };
 
 const EXIT_HELP = `
 Exit codes:
-  0  success (reconcile --once: every cache Ready; validate: spec valid; apply: stored)
-  1  not Ready within --timeout, resource not found, or a failure while running
+  0  success (reconcile --once: every cache Ready; validate: spec valid; apply: stored;
+     status: the spec is accepted and every cache shown is Ready)
+  1  not Ready within --timeout, resource not found, or a failure while running;
+     status: the spec is rejected or a cache shown is not Ready (the table is still printed)
   2  invalid command line, invalid spec or change refused by admission (nothing was changed)
   3  engine or status endpoint unreachable, or the engine is not a swarm manager
   4  conflict: another writer changed the resource first (nothing was written; re-read, retry)
@@ -70,6 +72,15 @@ function toCliError(error: unknown): CliError {
   return new CliError(EXIT.notReady, error instanceof Error ? error.message : String(error));
 }
 
+/** Why `status` exits 1: the spec is rejected, or a cache is not Ready; undefined when all is well. */
+export function statusProblem(status: RuntimeSnapshot): string | undefined {
+  const problems: string[] = [];
+  if (status.spec.errors.length > 0) problems.push(`the spec is rejected (${status.spec.errors.length} error${status.spec.errors.length === 1 ? "" : "s"}; the controller keeps the last good spec)`);
+  const notReady = status.caches.filter((c) => c.conditions.find((x) => x.type === "Ready")?.status !== "True").map((c) => c.name);
+  if (notReady.length > 0) problems.push(`not Ready: ${notReady.join(", ")}`);
+  return problems.length > 0 ? problems.join("; ") : undefined;
+}
+
 async function validateSpec(file: string): Promise<void> {
   const result = await loadCacheSpec(file);
   if (!result.ok) throw new CliError(EXIT.invalid, `invalid spec, nothing changed:\n${result.issues.map(formatIssue).join("\n")}`);
@@ -82,21 +93,27 @@ export function buildProgram(): Command {
     .addHelpText("after", EXIT_HELP)
     .showHelpAfterError();
 
-  const logLevel = new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default("info");
+  // a fresh Option per command: commander keeps the Option object, so a shared one changed with
+  // .default() for one command showed that default in another command's --help
+  const logLevel = (level: LogLevel): Option => new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default(level);
+  const logFormat = (): Option =>
+    new Option("--log-format <format>", "log lines as text or JSON (one object a line, for collectors); default: text when stderr is a terminal, else json")
+      .choices(["text", "json"]);
 
   program
     .command("run")
     .description("run the reconcile loop: keep the swarm and DTR matching the spec (the in-swarm store, or -f), serve status; one leader per owner id, others wait as standby")
     .option("-f, --file <path>", "CacheSpec file or directory (default: the in-swarm store of this owner id)")
-    .option("--lease-duration <duration>", "leader lease duration; a standby takes over this long after the leader stops renewing", parseTimeout, 10_000)
-    .option("--listen <host:port>", "status endpoint address", parseListen, { host: "0.0.0.0", port: 9090 })
+    .addOption(new Option("--lease-duration <duration>", "leader lease duration; a standby takes over this long after the leader stops renewing").argParser(parseTimeout).default(10_000, "10s"))
+    .addOption(new Option("--listen <host:port>", "status endpoint address").argParser(parseListen).default({ host: "0.0.0.0", port: 9090 }, "0.0.0.0:9090"))
     .option("--status-token-file <path>", "require this bearer token on the status endpoint (default: $DTRCACHE_STATUS_TOKEN)")
     .option("--allow-empty", "accept a spec with no caches and tear every owned cache down", false)
     .option("--id <owner>", "owner id written on every object; controllers with different ids never touch each other's objects", "dtrcache")
-    .addOption(logLevel)
+    .addOption(logLevel("info"))
+    .addOption(logFormat())
     .addHelpText("after", EXIT_HELP)
-    .action(async (opts: { file?: string; leaseDuration: number; listen: { host: string; port: number }; statusTokenFile?: string; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
-      const logger = createLogger(opts.logLevel);
+    .action(async (opts: { file?: string; leaseDuration: number; listen: { host: string; port: number }; statusTokenFile?: string; allowEmpty: boolean; id: string; logLevel: LogLevel; logFormat?: LogFormat }) => {
+      const logger = createLogger(opts.logLevel, undefined, opts.logFormat);
       let lost: ((reason: string) => void) | undefined;
       const leaseLost = new Promise<string>((resolve) => (lost = resolve));
       const runtime = await startRuntime({
@@ -133,14 +150,15 @@ export function buildProgram(): Command {
     .description("converge once from a shell (--once): apply the spec (a file, or the store), follow the rollout, exit 0 when every cache is Ready; refused while a controller holds this owner id's lease")
     .requiredOption("--once", "one pass, then exit (the only mode; `run` is the loop)")
     .option("-f, --file <path>", "CacheSpec file or directory (default: the in-swarm store of this owner id)")
-    .option("--timeout <duration>", "give up after this long (e.g. 90s, 5m)", parseTimeout, 300_000)
+    .addOption(new Option("--timeout <duration>", "give up after this long (e.g. 90s, 5m)").argParser(parseTimeout).default(300_000, "5m"))
     .option("--allow-empty", "accept a spec with no caches and tear every owned cache down", false)
     .option("--id <owner>", "owner id (see run --help)", "dtrcache")
-    .addOption(logLevel.default("warn"))
+    .addOption(logLevel("warn"))
+    .addOption(logFormat())
     .addHelpText("after", EXIT_HELP)
-    .action(async (opts: { file?: string; timeout: number; allowEmpty: boolean; id: string; logLevel: LogLevel }) => {
+    .action(async (opts: { file?: string; timeout: number; allowEmpty: boolean; id: string; logLevel: LogLevel; logFormat?: LogFormat }) => {
       if (opts.file !== undefined) await validateSpec(opts.file);
-      const logger = createLogger(opts.logLevel);
+      const logger = createLogger(opts.logLevel, undefined, opts.logFormat);
       // Take the lease for the pass, so a running controller of this id and this pass never fight.
       const swarm = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(process.env["DOCKER_HOST"], process.env)));
       const elector = new LeaderElector({ swarm, owner: opts.id, logger: logger.child({ part: "lease" }) });
@@ -204,11 +222,12 @@ export function buildProgram(): Command {
     .option("--token-file <path>", "bearer token file (default: $DTRCACHE_STATUS_TOKEN)")
     .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json", "yaml"]).default("table"))
     .option("-w, --watch", "keep asking; print the status again whenever it changes (Ctrl-C stops)", false)
-    .option("--interval <duration>", "how often --watch asks (e.g. 2s)", parseTimeout, 2_000)
+    .addOption(new Option("--interval <duration>", "how often --watch asks (e.g. 2s)").argParser(parseTimeout).default(2_000, "2s"))
     .addHelpText("after", EXIT_HELP)
     .action(async (name: string | undefined, opts: { url?: string; tokenFile?: string; output: "table" | "json" | "yaml"; watch: boolean; interval: number }) => {
       const base = opts.url ?? process.env["DTRCACHE_STATUS_URL"] ?? DEFAULT_STATUS_URL;
       const token = readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]);
+      let lastProblem: string | undefined;
       const render = async (): Promise<string> => {
         let status = await getStatusJson<RuntimeSnapshot>(base, "/status", token);
         if (name !== undefined) {
@@ -216,10 +235,13 @@ export function buildProgram(): Command {
           if (one.length === 0) throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);
           status = { ...status, caches: one };
         }
+        lastProblem = statusProblem(status);
         return opts.output === "json" ? JSON.stringify(name ? status.caches[0] : status, null, 2) : opts.output === "yaml" ? stringify(name ? status.caches[0] : status).trimEnd() : formatStatusTable(status);
       };
       if (!opts.watch) {
         process.stdout.write(`${await render()}\n`);
+        // like kubectl wait / docker's health: scripts can tell "up and Ready" from "not yet"
+        if (lastProblem !== undefined) throw new CliError(EXIT.notReady, lastProblem);
         return;
       }
       const stop = new AbortController();

@@ -9,6 +9,18 @@ export interface TlsCheckResult {
   readonly findings: readonly TlsFinding[];
   /** The cache serves plain HTTP (`tls.disabled`): there is no cache certificate to check. */
   readonly plainHttp?: boolean;
+  /** The cache's upstream URLs that are plain http:// (no TLS hop there: nothing verifies). */
+  readonly plainUpstreams?: readonly string[];
+  /** How many upstreams the cache has (to tell "all plain" from "some plain"). */
+  readonly upstreamCount?: number;
+}
+
+/** What the cache → upstream hop does: only https upstreams are verified. */
+function upstreamWording(result: TlsCheckResult): string {
+  const plain = result.plainUpstreams ?? [];
+  if (plain.length === 0) return result.upstreamCount === undefined || result.upstreamCount > 1 ? "the upstreams verify" : "the upstream verifies";
+  if (plain.length >= (result.upstreamCount ?? plain.length)) return `the upstream${plain.length > 1 ? "s are" : " is"} plain HTTP (${plain.join(", ")}): no TLS to verify`;
+  return `https upstreams verify; ${plain.join(", ")} ${plain.length > 1 ? "are" : "is"} plain HTTP (no TLS to verify)`;
 }
 
 export type SnapshotCondition = Omit<Condition, "type"> & { readonly type: Condition["type"] | "TlsTrusted" };
@@ -29,8 +41,8 @@ function tlsCondition(result: TlsCheckResult): SnapshotCondition {
   const first = blocking[0];
   if (first) return { type: "TlsTrusted", status: "False", reason: first.reason, message: blocking.map((f) => f.message).join("; "), lastTransitionTime: result.checkedAt };
   const advice = result.findings.map((f) => f.message).join("; ");
-  if (result.plainHttp && advice === "") return { type: "TlsTrusted", status: "True", reason: "TlsDisabled", message: "the cache serves plain HTTP (tls.disabled); upstreams verify", lastTransitionTime: result.checkedAt };
-  return { type: "TlsTrusted", status: "True", reason: result.findings[0]?.reason ?? "Verified", message: advice || "certificate names the external host and the upstream verifies", lastTransitionTime: result.checkedAt };
+  if (result.plainHttp && advice === "") return { type: "TlsTrusted", status: "True", reason: "TlsDisabled", message: `the cache serves plain HTTP (tls.disabled); ${upstreamWording(result)}`, lastTransitionTime: result.checkedAt };
+  return { type: "TlsTrusted", status: "True", reason: result.findings[0]?.reason ?? "Verified", message: advice || `certificate names the external host; ${upstreamWording(result)}`, lastTransitionTime: result.checkedAt };
 }
 
 export function buildSnapshot(status: ControllerStatus, tls: ReadonlyMap<string, TlsCheckResult>): RuntimeSnapshot {

@@ -55,6 +55,18 @@ describe("TLS monitor", () => {
     expect(cache?.conditions.find((c) => c.type === "Ready")).toMatchObject({ status: "True" });
   });
 
+  it("does not say the upstream verifies when the upstream is plain HTTP", async () => {
+    const m = monitor();
+    await m.checkSpec(spec("https://dtr-cache.example.com"));
+    const condition = buildSnapshot(status, m.findings()).caches[0]?.conditions.find((c) => c.type === "TlsTrusted");
+    expect(condition?.message).not.toContain("verifies");
+    expect(condition?.message).toContain("plain HTTP (http://127.0.0.1:9)");
+    const plainCache = spec("http://dtr-cache.example.com:5000", "tls:\n    disabled: true");
+    await m.checkSpec(plainCache);
+    const plain = buildSnapshot(status, m.findings()).caches[0]?.conditions.find((c) => c.type === "TlsTrusted");
+    expect(plain?.message).not.toMatch(/upstreams? verif/);
+  });
+
   it("names a host mismatch as TlsTrusted=False HostnameMismatch with both names", async () => {
     const m = monitor();
     await m.checkSpec(spec("https://cache.asia.example.com"));

@@ -93,7 +93,13 @@ export function createTlsMonitor(deps: TlsMonitorDeps): TlsMonitor {
     for (const cache of spec.caches) {
       try {
         const findings = await checkCache(cache, spec, deps);
-        next.set(cache.name, { checkedAt: new Date().toISOString(), findings, plainHttp: "disabled" in cache.spec.tls });
+        next.set(cache.name, {
+          checkedAt: new Date().toISOString(),
+          findings,
+          plainHttp: "disabled" in cache.spec.tls,
+          plainUpstreams: cache.upstreamUrls.filter((u) => u.startsWith("http:")),
+          upstreamCount: cache.upstreamUrls.length,
+        });
         for (const f of findings.filter((x) => x.blocking)) deps.logger.warn({ cache: cache.name, reason: f.reason, detail: f.message }, "TLS check failed");
       } catch (error) {
         deps.logger.warn({ cache: cache.name, err: error instanceof Error ? error.message : String(error) }, "TLS check could not run");

@@ -6,8 +6,10 @@ import { resolveDockerConnection } from "./connection.js";
 import { classifyEngineError } from "./errors.js";
 
 describe("DOCKER_HOST resolution", () => {
-  it("refuses to guess an engine when DOCKER_HOST is unset", () => {
-    expect(() => resolveDockerConnection(undefined)).toThrow(expect.objectContaining({ code: "DOCKER_HOST_MISSING" }));
+  it("uses the local socket /var/run/docker.sock when DOCKER_HOST is unset or empty, as the docker CLI does", () => {
+    // resolution only: nothing connects to it
+    expect(resolveDockerConnection(undefined)).toMatchObject({ socketPath: "/var/run/docker.sock", host: undefined, display: "unix:///var/run/docker.sock" });
+    expect(resolveDockerConnection("")).toMatchObject({ socketPath: "/var/run/docker.sock" });
   });
 
   it("takes a unix socket path", () => {

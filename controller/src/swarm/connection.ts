@@ -35,9 +35,13 @@ export interface DockerConnection {
   readonly display: string;
 }
 
+/** The engine the docker CLI talks to when DOCKER_HOST is unset. */
+export const DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock";
+
 export function resolveDockerConnection(dockerHost: string | undefined, env: DockerEnv = {}): DockerConnection {
   const blank = { socketPath: undefined, host: undefined, port: undefined, protocol: undefined, username: undefined, ca: undefined, cert: undefined, key: undefined };
-  if (!dockerHost) throw new ConnectionError("DOCKER_HOST_MISSING", "DOCKER_HOST is not set: name the Swarm manager's engine (unix:///path/docker.sock, tcp://host:2376 or ssh://user@host)");
+  // unset or empty: the local engine's socket, as the docker CLI does
+  if (!dockerHost) dockerHost = DEFAULT_DOCKER_HOST;
   if (dockerHost.startsWith("unix://")) {
     const socketPath = dockerHost.slice("unix://".length);
     if (!socketPath.startsWith("/")) throw new ConnectionError("DOCKER_HOST_INVALID", `DOCKER_HOST ${dockerHost}: a unix socket needs an absolute path`);
