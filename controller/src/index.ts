@@ -22,5 +22,7 @@ export { faultySwarmApi, type FaultySwarmApi, type Fault } from "./swarm/faulty.
 export { FakeSwarm } from "./swarm/fake.js";
 export type { DtrSync, DtrCacheStatus, DtrRemoval, UserAssignment } from "./dtr/sync.js";
 export { startRuntime, assembleController, type Runtime, type RuntimeOptions } from "./cli/runtime.js";
+export { SpecStore } from "./store/store.js";
+export { storeSpecSource } from "./store/source.js";
 export { formatStatusTable } from "./cli/format.js";
 export { registerControllerMetrics, type ControllerMetrics } from "./cli/metrics.js";

@@ -3,6 +3,8 @@
 //   2. drift → repaired: node label removed by hand → label written back; service deleted by
 //      hand → service created again,
 //   3. Engine API calls per no-op reconcile (total and mutating),
+//   4. the spec store (store.ts): store edit → service updated, leader kill → standby active,
+//      `dtrcache get` / unchanged `apply` latency,
 // and, as the floor to compare against, the docker CLI's own round trip for one node update.
 // Every loop is bounded (fixed trial count, every wait with a deadline).
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -13,8 +15,11 @@ import { conditionOf, createController, createDockerClient, DockerodeSwarmApi, f
 import { buildServiceImage, dockerCli, startSwarm } from "../../harness/index.js";
 import { run } from "../../harness/proc.js";
 import { prepareSpecDir, removeOwned, runbookVariant, writeAtomically, type RunbookVariant } from "./support.js";
+import { benchStore } from "./store.js";
 
 const TRIALS = Number(process.env["BENCH_TRIALS"] ?? "20");
+/** Each leader-kill trial waits out the lease (~10 s), so fewer of them by default. */
+const LEASE_TRIALS = Number(process.env["BENCH_LEASE_TRIALS"] ?? "5");
 const OWNER = "bench";
 
 function quantile(values: readonly number[], q: number): number {
@@ -145,6 +150,8 @@ async function main(): Promise<void> {
     }
     await run(docker, ["-H", swarm.manager.dockerHost, "node", "update", "--label-rm", "bench.cli", swarm.manager.hostname]);
 
+    const store = await benchStore({ api, dockerHost: swarm.manager.dockerHost, dir, variant, trials: TRIALS, leaseTrials: LEASE_TRIALS, actionClock, until });
+
     const ms = (v: number): string => `${v.toFixed(0)} ms`;
     const rows = [
       ["spec edit → service spec updated", ms(quantile(edit, 0.5)), ms(quantile(edit, 0.95)), String(edit.length)],
@@ -152,6 +159,11 @@ async function main(): Promise<void> {
       ["drift: service deleted → service re-created", ms(quantile(serviceDrift, 0.5)), ms(quantile(serviceDrift, 0.95)), String(serviceDrift.length)],
       ["no-op reconcile pass (whole spec)", ms(quantile(passMs, 0.5)), ms(quantile(passMs, 0.95)), String(passMs.length)],
       ["peer: `docker node update --label-add` (CLI round trip)", ms(quantile(cli, 0.5)), ms(quantile(cli, 0.95)), String(cli.length)],
+      ["store edit (`dtrcache apply` started) → service spec updated", ms(quantile(store.storeEdit, 0.5)), ms(quantile(store.storeEdit, 0.95)), String(store.storeEdit.length)],
+      ["`dtrcache apply` of a changed resource (CLI process, until it exits)", ms(quantile(store.applyCli, 0.5)), ms(quantile(store.applyCli, 0.95)), String(store.applyCli.length)],
+      ["leader SIGKILLed → standby active (`lease acquired`)", ms(quantile(store.leaderKill, 0.5)), ms(quantile(store.leaderKill, 0.95)), String(store.leaderKill.length)],
+      ["`dtrcache get` (CLI process)", ms(quantile(store.getCli, 0.5)), ms(quantile(store.getCli, 0.95)), String(store.getCli.length)],
+      ["`dtrcache apply` unchanged (CLI process)", ms(quantile(store.applyUnchangedCli, 0.5)), ms(quantile(store.applyUnchangedCli, 0.95)), String(store.applyUnchangedCli.length)],
     ];
     const lines = [
       "| measurement | median | p95 | trials |",
