@@ -1,0 +1,43 @@
+// `dtrcache` on PATH: `npm i -g` of the tarball scripts/pack-cli.mjs makes (the CLI bundled into
+// one file: the controller workspace depends on the private @dtrcache/crds, which no registry
+// has), and scripts/dtrcache in the checkout. Both run a verb that needs no engine. Needs the
+// compiled workspace (npm run check builds it first).
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+
+const exec = promisify(execFile);
+const root = new URL("../../../", import.meta.url).pathname;
+const runbook = join(root, "crds/examples/runbook.yaml");
+const version = (JSON.parse(readFileSync(join(root, "controller/package.json"), "utf8")) as { version: string }).version;
+const dir = mkdtempSync(join(tmpdir(), "dtrcache-install-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("dtrcache on PATH", () => {
+  it("the controller package names dtrcache as its bin, an executable node script", () => {
+    const pkg = JSON.parse(readFileSync(join(root, "controller/package.json"), "utf8")) as { bin: Record<string, string> };
+    expect(pkg.bin["dtrcache"]).toBe("dist/cli/main.js");
+    expect(readFileSync(join(root, "controller/src/cli/main.ts"), "utf8").startsWith("#!/usr/bin/env node\n")).toBe(true);
+  });
+
+  it("npm i -g of the packed tarball puts a working dtrcache on PATH (no registry needed)", async () => {
+    const { stdout } = await exec(process.execPath, [join(root, "scripts/pack-cli.mjs"), "--out", dir]);
+    const tarball = stdout.trim();
+    expect(tarball).toMatch(new RegExp(`dtrcache-${version.replace(/\./g, "\\.")}\\.tgz$`));
+    const prefix = join(dir, "global");
+    const env = { ...process.env, PATH: `${join(prefix, "bin")}:${process.env["PATH"] ?? ""}`, npm_config_cache: join(dir, "npm-cache") };
+    await exec("npm", ["i", "-g", "--prefix", prefix, "--offline", "--no-audit", "--no-fund", tarball], { env });
+    expect(existsSync(join(prefix, "bin", "dtrcache"))).toBe(true);
+    expect((await exec("dtrcache", ["--version"], { env })).stdout.trim()).toBe(version);
+    expect((await exec("dtrcache", ["validate", "-f", runbook], { env })).stdout).toContain("valid (1 DTR, 1 cache: region-asia)");
+    expect(existsSync(join(prefix, "lib/node_modules/dtrcache/completion/dtrcache.bash"))).toBe(true);
+  }, 60_000);
+
+  it("scripts/dtrcache runs the checkout's CLI on the project's Node 24", async () => {
+    const { stdout } = await exec(join(root, "scripts/dtrcache"), ["validate", "-f", runbook]);
+    expect(stdout).toContain("valid (1 DTR, 1 cache: region-asia)");
+  });
+});
