@@ -244,7 +244,9 @@ export function createController(options: ControllerOptions): Controller {
         finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem, startedAt, error });
         log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
       } else {
-        finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem: { reason: "ReconcileError", message: errorMessage(error) }, startedAt, error });
+        // The write budget's refusal has its own reason: the cache is contended, not broken.
+        const reason = error instanceof ControllerError && error.code === "CONTENDED" ? "Contended" : "ReconcileError";
+        finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem: { reason, message: errorMessage(error) }, startedAt, error });
       }
       throw error;
     }

@@ -49,6 +49,7 @@ describe("write budget", () => {
     expect(updates).toBeLessThanOrEqual(10);
     const degraded = conditionOf(controller.status().caches[0], "Degraded");
     expect(degraded?.status).toBe("True");
+    expect(degraded?.reason).toBe("Contended");
     expect(degraded?.message).toMatch(/Contended: \d+ Swarm writes for cache region-asia/);
   });
 });
