@@ -126,7 +126,10 @@ export class Fill {
           if (claim) break;
           this.followed = true;
           const outcome = await this.follow(store);
-          if (outcome === "done") return;
+          if (outcome === "done") {
+            if (this.doneBlob) events.onDone?.(this, this.doneBlob);
+            return;
+          }
           if (outcome instanceof OwnedClaim) {
             claim = outcome;
             resume = true;
