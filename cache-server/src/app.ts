@@ -9,6 +9,7 @@ import { type Clock, systemClock } from "./clock.js";
 import type { CacheConfig } from "./config.js";
 import { startDebugServer, type DebugServer } from "./debug-server.js";
 import { applyLimits, serverOptions, StallGuard, type LimitEvents } from "./limits.js";
+import { shareMetricsWithPrimary } from "./cluster.js";
 import { createMetrics, type CacheMetrics } from "./metrics.js";
 import { parseRegistryPath } from "./names.js";
 import { opsMetrics } from "./ops-metrics.js";
@@ -24,6 +25,11 @@ export interface CacheServerOptions {
   readonly metrics?: CacheMetrics;
   /** Overrides http.addr (tests listen on port 0). */
   readonly listen?: { host: string; port: number };
+  /**
+   * Runs as one node:cluster worker (cluster.ts): the primary owns the debug listener and
+   * aggregates this worker's metrics, so no debug listener is started here.
+   */
+  readonly clusterWorker?: boolean;
 }
 
 export interface RunningCache {
@@ -111,26 +117,28 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
 
   // Started once the registry port answers, so a healthy /healthz means the registry is up.
   let debug: DebugServer | undefined;
-  try {
-    debug = await startDebugServer(config.debug.host, config.debug.port, {
-      healthz: () => ({ ok: true, upstreams: upstream.health(), blobs: store.blobCount, bytes: store.totalBytes, unverified: store.unverifiedCount }),
-      metrics: async () => {
-        metrics.diskBytes.set(store.totalBytes);
-        metrics.diskBlobs.set(store.blobCount);
-        metrics.fillsInFlight.set(handler.fills.inFlight);
-        return { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
-      },
-    });
-  } catch (err) {
-    // An address the operator chose must work; the default one is best effort (another cache
-    // process on the same host may hold it).
-    if (config.debug.explicit) {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await upstream.close();
-      throw err;
+  if (opts.clusterWorker) shareMetricsWithPrimary(metrics.registry);
+  else
+    try {
+      debug = await startDebugServer(config.debug.host, config.debug.port, {
+        healthz: () => ({ ok: true, upstreams: upstream.health(), blobs: store.blobCount, bytes: store.totalBytes, unverified: store.unverifiedCount }),
+        metrics: async () => {
+          metrics.diskBytes.set(store.totalBytes);
+          metrics.diskBlobs.set(store.blobCount);
+          metrics.fillsInFlight.set(handler.fills.inFlight);
+          return { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
+        },
+      });
+    } catch (err) {
+      // An address the operator chose must work; the default one is best effort (another cache
+      // process on the same host may hold it).
+      if (config.debug.explicit) {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await upstream.close();
+        throw err;
+      }
+      logger.warn({ err: { message: (err as Error).message } }, "debug listener not started (/metrics and /healthz unavailable)");
     }
-    logger.warn({ err: { message: (err as Error).message } }, "debug listener not started (/metrics and /healthz unavailable)");
-  }
   logger.info({ url, debugUrl: debug?.url, upstreams: upstream.upstreamUrls, limits: config.limits }, "listening");
 
   const verification = new AbortController();

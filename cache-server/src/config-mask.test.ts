@@ -46,7 +46,7 @@ async function rejected(text: string): Promise<{ code: number; output: string }>
   });
   const outcome = await startFromArgs([file], { stderr: (t) => (output += t), log });
   if (outcome.kind !== "exit") {
-    await outcome.running.close();
+    if (outcome.kind === "running") await outcome.running.close();
     throw new Error("the config was accepted");
   }
   return { code: outcome.code, output };

@@ -37,6 +37,8 @@ export interface DownstreamOptions {
   readonly upstreamConcurrency: number;
   /** How often the sweeper looks for expired blobs. */
   readonly sweepIntervalMs: number;
+  /** Worker processes (node:cluster) sharing the port and the store; undefined = one per usable core. */
+  readonly workers?: number;
 }
 
 /** Connection limits of the registry listener (downstream options; see docs/cache-server.md, Limits). */
@@ -331,7 +333,7 @@ const MAX_NOT_FOUND_TTL_MS = 60_000;
 
 const DOWNSTREAM_KEYS = [
   "blobttl", "upstreams", "cas", "servestale", "authttl", "outageallowance", "notfoundttl", "maxsize", "highwatermark", "lowwatermark", "upstreamconcurrency", "sweepinterval",
-  "maxconnections", "headertimeout", "requesttimeout", "idletimeout", "stalltimeout",
+  "workers", "maxconnections", "headertimeout", "requesttimeout", "idletimeout", "stalltimeout",
 ] as const;
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
@@ -437,13 +439,14 @@ function readDownstream(r: Reader, root: YAMLMap): DownstreamRead {
   const lowWatermark = r.number(opts, "lowwatermark", `${base}.lowwatermark`, 0, 1, false) ?? 0.8;
   if (lowWatermark >= highWatermark) r.error(`${base}.lowwatermark`, "must be below highwatermark", opts.get("lowwatermark", true) as YamlNode);
   const upstreamConcurrency = r.number(opts, "upstreamconcurrency", `${base}.upstreamconcurrency`, 1, 10_000, true) ?? 64;
+  const workers = r.number(opts, "workers", `${base}.workers`, 1, 1024, true);
   if (blobTtlMs === undefined || upstreams.length === 0) {
     if (upstreams.length === 0 && !r.errors.some((e) => e.path.startsWith(`${base}.upstreams`))) {
       r.error(`${base}.upstreams`, "needs at least one upstream URL", opts);
     }
     return { options: undefined, map: opts, base };
   }
-  const options = { blobTtlMs, upstreams, cas, serveStale, authTtlMs, outageAllowanceMs, notFoundTtlMs, maxSizeBytes, highWatermark, lowWatermark, upstreamConcurrency, sweepIntervalMs };
+  const options = { blobTtlMs, upstreams, cas, serveStale, authTtlMs, outageAllowanceMs, notFoundTtlMs, maxSizeBytes, highWatermark, lowWatermark, upstreamConcurrency, sweepIntervalMs, ...(workers !== undefined ? { workers } : {}) };
   return { options, map: opts, base };
 }
 

@@ -1,20 +1,23 @@
 #!/usr/bin/env node
 // Entry file: `node cache-server/dist/main.js /config.yml` (also what /start.sh runs).
 // Exits non-zero before listening when the configuration is wrong; SIGTERM/SIGINT close cleanly
-// (which marks the store as cleanly stopped, see store.ts).
+// (which marks the store as cleanly stopped, see store.ts). With more than one worker (the
+// `workers` option, default one per usable core) this process is the cluster primary (cluster.ts).
 import { startFromArgs } from "./cli.js";
 import { maskCredentials } from "./mask.js";
 
 async function main(argv: readonly string[]): Promise<number> {
-  const outcome = await startFromArgs(argv, { stderr: (text) => process.stderr.write(text) });
+  const outcome = await startFromArgs(argv, { stderr: (text) => process.stderr.write(text), cluster: true });
   if (outcome.kind === "exit") return outcome.code;
-  const { running, logger, flush } = outcome;
+  const { logger, flush } = outcome;
+  // The primary stops its workers (each lets its fills commit); a worker or a single process closes itself.
+  const close = outcome.kind === "primary" ? () => outcome.primary.close() : () => outcome.running.close().then(() => true);
   const stop = (signal: string): void => {
     logger.info({ signal }, "shutting down");
-    running.close().then(
-      () => {
+    close().then(
+      (ok) => {
         flush();
-        process.exit(0);
+        process.exit(ok ? 0 : 1);
       },
       () => {
         flush();

@@ -34,8 +34,9 @@ export function createMetrics(withDefaults = true): CacheMetrics {
     upstreamErrors: new Counter({ name: "cache_upstream_errors_total", help: "Upstream failures by reason", labelNames: ["upstream", "reason"], registers: r }),
     upstreamRedirects: new Counter({ name: "cache_upstream_redirects_total", help: "Upstream blob redirects by how they were handled (self, same-origin, foreign, invalid)", labelNames: ["kind"], registers: r }),
     evictions: new Counter({ name: "cache_evictions_total", help: "Blobs removed by reason (ttl, size)", labelNames: ["reason"], registers: r }),
-    diskBytes: new Gauge({ name: "cache_disk_bytes", help: "Bytes of blobs in the store", registers: r }),
-    diskBlobs: new Gauge({ name: "cache_disk_blobs", help: "Blobs in the store", registers: r }),
+    // Every cluster worker sees the same directory: aggregated as the max, never summed.
+    diskBytes: new Gauge({ name: "cache_disk_bytes", help: "Bytes of blobs in the store", registers: r, aggregator: "max" }),
+    diskBlobs: new Gauge({ name: "cache_disk_blobs", help: "Blobs in the store", registers: r, aggregator: "max" }),
     fillsInFlight: new Gauge({ name: "cache_fills_in_flight", help: "Upstream blob fills in progress", registers: r }),
     fillFailures: new Counter({ name: "cache_fill_failures_total", help: "Fills that kept nothing, by reason", labelNames: ["reason"], registers: r }),
     authDecisions: new Counter({ name: "cache_auth_decisions_total", help: "Authorization answers for one (credential, repository, digest) by source (remembered, upstream, outage) and result", labelNames: ["source", "result"], registers: r }),

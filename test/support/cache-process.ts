@@ -34,6 +34,11 @@ export interface CacheProcessOptions {
   readonly httpHost?: string;
   /** Extra node flags, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] for profiling. */
   readonly nodeArgs?: readonly string[];
+  /**
+   * The `workers` option; 1 unless given, so these tests keep their single process (kill() and
+   * stop() address that one pid; the cluster has tests of its own).
+   */
+  readonly workers?: number;
 }
 
 export interface CacheProcess {
@@ -74,6 +79,7 @@ export function renderCacheConfig(o: CacheProcessOptions, root: string): string 
     `        blobttl: ${o.blobttl ?? "24h"}`,
     "        upstreams:",
     ...o.upstreams.map((u) => `          - ${q(u)}`),
+    `        workers: ${o.workers ?? 1}`,
     ...(o.extraOptions ?? []).map((l) => `        ${l}`),
     "",
   ].join("\n");

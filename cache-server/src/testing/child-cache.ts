@@ -24,12 +24,15 @@ export interface ChildCache {
 const STDERR_KEPT = 8 * 1024;
 const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
 
-/** Bundles testing/cache-child.ts and its imports (the workspace's crds from source too) into `outDir`. */
-export async function bundleChildCache(outDir: string): Promise<string> {
+/**
+ * Bundles testing/cache-child.ts (or, with `entry: "main"`, the real entry file main.ts, for
+ * tests of the cluster primary) and its imports (the workspace's crds from source too) into `outDir`.
+ */
+export async function bundleChildCache(outDir: string, entry: "cache-child" | "main" = "cache-child"): Promise<string> {
   const { build } = await import("esbuild");
-  const outfile = join(outDir, "cache-child.cjs");
+  const outfile = join(outDir, `${entry}.cjs`);
   await build({
-    entryPoints: [here("./cache-child.ts")],
+    entryPoints: [here(entry === "main" ? "../main.ts" : "./cache-child.ts")],
     outfile,
     bundle: true,
     platform: "node",
