@@ -1,33 +1,38 @@
-# Production image of the cache-server. Build from the repository root:
-#   docker build -f deploy/cache-server.Dockerfile -t dtrcache/cache-server:$(node -p 'require("./cache-server/package.json").version') .
-# Needs the node:24-bookworm-slim base image from a registry; on machines without one, use
-# deploy/offline/build.mjs (FROM scratch with the project's own Node 24 binary) instead.
-
-# --- build: compile the workspace and bundle the service into one file (no node_modules at run time)
-FROM node:24-bookworm-slim AS build
-WORKDIR /src
-COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
-COPY crds/package.json crds/
-COPY controller/package.json controller/
-COPY cache-server/package.json cache-server/
-COPY test/package.json test/
-RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY crds crds
-COPY controller controller
-COPY cache-server cache-server
-RUN npx tsc -b cache-server \
- && npx esbuild cache-server/dist/main.js --bundle --platform=node --target=node24 --format=esm \
-      --banner:js='import { createRequire as __createRequire } from "node:module"; import { fileURLToPath as __fileURLToPath } from "node:url"; import { dirname as __pathDirname } from "node:path"; const require = __createRequire(import.meta.url); const __filename = __fileURLToPath(import.meta.url); const __dirname = __pathDirname(__filename);' \
-      --outfile=/out/main.mjs
-
-# --- run: node and the bundle, as the unprivileged "node" user
-FROM node:24-bookworm-slim
+# Production image of the cache-server. Built by deploy/build.mjs (docs/operations.md, "Build the
+# images"), which compiles and bundles the service on the build machine (esbuild: one file, no
+# node_modules at run time) and runs `docker build` with a context holding:
+#   main.mjs  the bundled service        start.sh  the runbook's entrypoint (deploy/offline/start.sh)
+#   healthcheck.mjs  deploy/image/healthcheck.mjs
+# The base is the official node:24-bookworm-slim; without a registry, `deploy/build.mjs --make-base`
+# makes a stand-in of it (Debian bookworm minbase + the project's Node 24 binary).
+ARG BASE_IMAGE=node:24-bookworm-slim
+FROM ${BASE_IMAGE}
+# declared again: an ARG before FROM is not visible after it
+ARG BASE_IMAGE
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="dtrcache cache-server" \
+      org.opencontainers.image.description="Pull-through registry cache for Docker Trusted Registry content caches (runbook entrypoint /start.sh /config.yml)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="dtr-cache-operator" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 ENV NODE_ENV=production
-COPY --from=build /out/main.mjs /app/main.mjs
-COPY deploy/offline/start.sh /start.sh
-RUN mkdir -p /var/lib/registry && chown node:node /var/lib/registry
+COPY start.sh /start.sh
+COPY main.mjs healthcheck.mjs /app/
+# the runbook's storage.filesystem.rootdirectory, owned by the app user so that a named volume
+# mounted there starts out writable
+RUN mkdir -p /var/lib/registry && chown node:node /var/lib/registry && chmod 0755 /start.sh
+# the unprivileged "node" user (uid 1000) of the node images
 USER node
 EXPOSE 443
+# /healthz on the debug listener (http.debug.addr, default 127.0.0.1:5001). The first check
+# decides when Swarm reports the task running (engines before 25 have no --start-interval), hence
+# the short interval; a check is one short node process.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 CMD ["node", "/app/healthcheck.mjs"]
 # the runbook's entrypoint: /start.sh /config.yml
 ENTRYPOINT ["/start.sh"]
 CMD ["/config.yml"]

@@ -55,12 +55,46 @@ export async function buildOfflineImage(options: BuildOfflineImageOptions): Prom
   }
 }
 
+export function productionBuildScript(): string {
+  return join(repoRoot(), "deploy", "build.mjs");
+}
+
+const baseImages = new Map<string, Promise<void>>();
+
+/**
+ * Makes sure the engine has node:24-bookworm-slim, the base of the production Dockerfiles: with
+ * no registry, `deploy/build.mjs --make-base-only` imports a stand-in (Debian bookworm minbase
+ * from debootstrap + the project's Node 24; its tarball is cached in /var/cache/dtrcache/base, so
+ * only the first run on a machine pays for debootstrap). Once per engine and process.
+ */
+export async function ensureBaseImage(dockerHost: string): Promise<void> {
+  let pending = baseImages.get(dockerHost);
+  if (!pending) {
+    pending = (async () => {
+      const result = await run(process.execPath, [productionBuildScript(), "--make-base-only", "--host", dockerHost], { allowFailure: true, timeoutMs: 600_000 });
+      if (result.code !== 0) throw new HarnessError("COMMAND_FAILED", result.stderr.trim());
+    })();
+    baseImages.set(dockerHost, pending);
+    pending.catch(() => baseImages.delete(dockerHost));
+  }
+  await pending;
+}
+
 /**
  * Builds one of the project's service images under its versioned tag; returns the tag, or
  * undefined when the service has not been compiled yet (the build script says so on stderr).
+ * cache-server and controller are the production images (deploy/<service>.Dockerfile on the
+ * node:24-bookworm-slim stand-in, built by deploy/build.mjs, as operators build them); test-http,
+ * a test fixture, is the FROM-scratch offline build (deploy/offline/build.mjs).
  */
 export async function buildServiceImage(service: ServiceName, dockerHost: string, tag?: string): Promise<string | undefined> {
-  const result = await runBuild(["--service", service, "--docker-host", dockerHost, ...(tag ? ["--tag", tag] : [])]);
+  let result: { code: number; stdout: string; stderr: string };
+  if (service === "test-http") {
+    result = await runBuild(["--service", service, "--docker-host", dockerHost, ...(tag ? ["--tag", tag] : [])]);
+  } else {
+    await ensureBaseImage(dockerHost);
+    result = await run(process.execPath, [productionBuildScript(), service, "--host", dockerHost, ...(tag ? ["--tag", tag] : [])], { allowFailure: true, timeoutMs: 300_000 });
+  }
   if (result.code === 3) {
     process.stderr.write(`harness: ${result.stderr.trim()}\n`);
     return undefined;

@@ -5,6 +5,6 @@ export { freePort } from "./ports.js";
 export { startSwarm, cleanupStale, type SwarmHandle, type SwarmNode, type StartSwarmOptions } from "./swarm.js";
 export { ensurePackages, dockerCli, findBinary, ALL_PACKAGES, ENGINE_PACKAGES, type SystemPackage } from "./packages.js";
 export { ping } from "./engine.js";
-export { buildOfflineImage, buildServiceImage, repoRoot, type BuildOfflineImageOptions, type ServiceName } from "./images.js";
+export { buildOfflineImage, buildServiceImage, ensureBaseImage, repoRoot, type BuildOfflineImageOptions, type ServiceName } from "./images.js";
 export { pushTestImage, type PushedImage } from "./testimage.js";
 export type { HarnessInfo } from "./provided.js";

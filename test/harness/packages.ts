@@ -29,6 +29,8 @@ export const ALL_PACKAGES: readonly SystemPackage[] = [
   // tests make throwaway CAs and certificates with the openssl CLI (unit tests too: every
   // project's global setup runs before any test file)
   { name: "openssl", binary: "openssl" },
+  // the stand-in for the production images' base node:24-bookworm-slim (deploy/build.mjs --make-base)
+  { name: "debootstrap", binary: "debootstrap" },
 ];
 
 const SEARCH_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
