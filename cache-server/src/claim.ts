@@ -4,7 +4,8 @@
 //   <root>/claims/<hex>.takeover.<token>    who replaces a stale claim (O_EXCL: one winner per stale claim)
 //
 // The owner refreshes the claim's mtime every HEARTBEAT_MS; a claim whose mtime is older than
-// STALE_MS belongs to a dead (or frozen) process and may be taken over. Every process on a
+// STALE_MS belongs to a dead (or frozen) process and may be taken over, and so, at once, does a
+// claim of this host whose pid is gone. Every process on a
 // directory compares the mtime to its own clock, so several nodes need synchronized clocks (NTP)
 // and a file system that propagates mtimes (local disk and bind mounts do; see docs/cache-server.md
 // for NFS). Ownership is re-checked through the claim's inode: a process that lost its claim stops
@@ -43,6 +44,7 @@ export class OwnedClaim {
     readonly path: string,
     private info: ClaimInfo,
     private readonly ino: number,
+    private readonly onReleased: () => void,
   ) {
     this.timer = setInterval(() => void this.beat(), HEARTBEAT_MS);
     this.timer.unref();
@@ -92,12 +94,15 @@ export class OwnedClaim {
     this.timer = undefined;
     if (await this.stillMine()) await unlink(this.path).catch(() => undefined);
     this.lostFlag = true;
+    this.onReleased();
   }
 }
 
 export class ClaimDirectory {
   readonly dir: string;
   private readonly host = hostname();
+  /** Tokens of the claims this process holds (to tell them from a previous incarnation's). */
+  private readonly held = new Set<string>();
 
   constructor(root: string) {
     this.dir = join(root, "claims");
@@ -125,7 +130,8 @@ export class ClaimDirectory {
     try {
       await fh.writeFile(JSON.stringify(info));
       const st = await fh.stat();
-      return new OwnedClaim(path, info, st.ino);
+      this.held.add(info.token);
+      return new OwnedClaim(path, info, st.ino, () => this.held.delete(info.token));
     } finally {
       await fh.close();
     }
@@ -144,7 +150,24 @@ export class ClaimDirectory {
     // The key names this claim for a takeover; a claim torn by a crash mid-write has no token,
     // so its inode stands in.
     const key = info?.token ?? `i${st.ino}`;
-    return Date.now() - st.mtimeMs > STALE_MS ? { kind: "stale", info, key } : { kind: "live", info, key };
+    const stale = Date.now() - st.mtimeMs > STALE_MS || (info !== undefined && this.ownerGone(info));
+    return stale ? { kind: "stale", info, key } : { kind: "live", info, key };
+  }
+
+  /**
+   * A claim of this host whose process is gone is stale at once (a restart after a crash need not
+   * wait for the heartbeat to age). Our own pid on a claim we do not hold is a previous
+   * incarnation (a container restarted as PID 1 again).
+   */
+  private ownerGone(info: ClaimInfo): boolean {
+    if (info.host !== this.host) return false;
+    if (info.pid === process.pid) return !this.held.has(info.token);
+    try {
+      process.kill(info.pid, 0);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === "ESRCH";
+    }
   }
 
   /**

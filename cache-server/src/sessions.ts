@@ -97,6 +97,9 @@ export class Sessions {
     const host = name.slice(at + 1);
     const pid = name.slice(0, name.indexOf("-"));
     if (host !== this.host || !pid || !/^\d+$/.test(pid)) return false;
+    // Our own pid under another name is a previous incarnation: a container restarted after a
+    // crash runs as PID 1 again, with the same hostname.
+    if (Number(pid) === process.pid) return true;
     try {
       process.kill(Number(pid), 0);
       return false;

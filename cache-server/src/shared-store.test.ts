@@ -142,7 +142,8 @@ describe("two cache processes sharing one root directory", () => {
     await a.exited;
     up.faults.delete(digest);
     release();
-    // B waits for A's claim to go stale (10 s), continues A's temp file and commits it.
+    // A is gone (its pid no longer runs on this host): B takes its claim over, continues A's
+    // temp file and commits it.
     const got = await viaB.done;
     expect(got.clean).toBe(true);
     expect(got.status).toBe(200);
