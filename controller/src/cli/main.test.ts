@@ -154,6 +154,8 @@ describe("dtrcache status exit codes", () => {
     expect(await run("status", "--url", server.url, "-o", "json")).toBe(EXIT.notReady);
     expect(err.join("")).toContain("not Ready: region-asia");
     expect(statusProblem(readyStatus)).toBeUndefined();
+    // a standby replica judges nothing: it does not reconcile
+    expect(statusProblem({ ...notReady, lease: { role: "standby", identity: "b", holder: "a", since: "2026-11-28T00:00:00Z" } })).toBeUndefined();
   });
 });
 

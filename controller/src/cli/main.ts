@@ -74,6 +74,8 @@ function toCliError(error: unknown): CliError {
 
 /** Why `status` exits 1: the spec is rejected, or a cache is not Ready; undefined when all is well. */
 export function statusProblem(status: RuntimeSnapshot): string | undefined {
+  // a standby does not reconcile: its view of the caches says nothing about them (ask the leader)
+  if (status.lease !== undefined && status.lease.role === "standby") return undefined;
   const problems: string[] = [];
   if (status.spec.errors.length > 0) problems.push(`the spec is rejected (${status.spec.errors.length} error${status.spec.errors.length === 1 ? "" : "s"}; the controller keeps the last good spec)`);
   const notReady = status.caches.filter((c) => c.conditions.find((x) => x.type === "Ready")?.status !== "True").map((c) => c.name);
