@@ -74,7 +74,7 @@ describe("spec store on the real engine", () => {
     expect(await storeConfigs()).toBe(11);
   });
 
-  it("≥ 15 malformed applies and edits exit 2 and write nothing", async () => {
+  it("≥ 15 malformed applies (19, incl. missing Swarm secrets/configs) and edits exit 2 and write nothing", async () => {
     const good = await specText();
     const cases: [string, string][] = [
       ["bad duration", good.replace(/blobTTL: \S+/, "blobTTL: one hour")],
@@ -93,6 +93,10 @@ describe("spec store on the real engine", () => {
       ["bad name", good.replace(`name: ${cacheName}`, "name: Bad_Name")],
       ["replicas on hostname", good.replace("replicas: 1", "replicas: 3")],
       ["bad node label", good.replace(`nodeLabel: dtr.cache.${suffix}=true`, "nodeLabel: nolabel")],
+      // TLS material by Swarm reference (item 3)
+      ["missing cert secret", good.replace("certFile: certs/cache.cert.pem", `certFile: {secret: no-cert-${suffix}}`)],
+      ["missing CA config", good.replace("url: https://127.0.0.1:9", `url: https://127.0.0.1:9\n  trust: {caFile: {config: no-ca-${suffix}}}`)],
+      ["key as a config", good.replace("keyFile: certs/cache.key.pem", "keyFile: {config: cache.key.pem}")],
     ];
     const before = await storeConfigs();
     for (const [name, text] of cases) {
