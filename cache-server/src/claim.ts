@@ -202,6 +202,25 @@ export class ClaimDirectory {
     }
   }
 
+  /**
+   * Claims stale for longer than `olderThanMs` that nobody took over (their digest was not asked
+   * for again): dropped with their temp files, through the same one-winner takeover.
+   */
+  async removeAbandoned(olderThanMs: number): Promise<void> {
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      if (name.includes(".")) continue;
+      const st = await stat(join(this.dir, name)).catch(() => undefined);
+      if (!st || Date.now() - st.mtimeMs <= olderThanMs) continue;
+      const state = await this.read(name);
+      if (state.kind !== "stale") continue;
+      const temp = state.info?.temp;
+      const taken = await this.takeOver(name, state.key, temp ?? "");
+      if (!taken) continue;
+      await taken.release();
+      if (temp?.startsWith(`${join(this.dir, "..", "tmp")}/`)) await unlink(temp).catch(() => undefined);
+    }
+  }
+
   /** Temp files some live claim still writes (the sweeper leaves them alone). */
   async liveTemps(): Promise<Set<string>> {
     const out = new Set<string>();

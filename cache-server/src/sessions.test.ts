@@ -90,4 +90,20 @@ describe("sessions: trusting a shared store at start", () => {
     expect((await claims.read(hex)).kind).toBe("live");
     await (first ?? second)?.release();
   });
+
+  it("a claim abandoned for over an hour (its digest never asked for again) goes with its temp file", async () => {
+    const { root } = await rootWithBlob();
+    const claims = new ClaimDirectory(root);
+    await claims.init();
+    await mkdir(join(root, "tmp"), { recursive: true });
+    const hex = "12".repeat(32);
+    const temp = join(root, "tmp", "abandoned.part");
+    await writeFile(temp, "partial");
+    await writeFile(claims.pathOf(hex), JSON.stringify({ token: "gone", pid: 1, host: "another-node", temp }));
+    const old = new Date(Date.now() - 2 * 3600_000);
+    await utimes(claims.pathOf(hex), old, old);
+    await claims.removeAbandoned(3600_000);
+    expect(await exists(claims.pathOf(hex))).toBe(false);
+    expect(await exists(temp)).toBe(false);
+  });
 });

@@ -163,6 +163,7 @@ export class BlobStore {
     }
     for (const [digest, entry] of this.blobs) if (!seen.has(digest) && entry.readers === 0) this.forget(digest, entry);
     await this.claims.removeStaleGuards();
+    await this.claims.removeAbandoned(ORPHAN_TEMP_MS);
     const live = await this.claims.liveTemps();
     for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
       const path = join(this.tmpDir, name);
