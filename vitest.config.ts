@@ -18,7 +18,7 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: "unit",
-          include: ["crds/src/**/*.test.ts", "controller/src/**/*.test.ts", "cache-server/src/**/*.test.ts", "test/dtr-emulator/**/*.test.ts", "test/security/**/*.test.ts", "test/monitoring/**/*.test.ts"],
+          include: ["crds/src/**/*.test.ts", "controller/src/**/*.test.ts", "cache-server/src/**/*.test.ts", "test/dtr-emulator/**/*.test.ts", "test/security/**/*.test.ts", "test/monitoring/**/*.test.ts", "test/contract/**/*.test.ts"],
           exclude: ["**/dist/**", "**/node_modules/**"],
         },
       },

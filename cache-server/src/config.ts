@@ -4,7 +4,7 @@
 // keys are warnings, wrong values are errors; the entry file exits non-zero on any error before
 // it listens.
 import { readFile } from "node:fs/promises";
-import { parseDuration, DURATION_HINT } from "@dtrcache/crds";
+import { parseDuration, parseSize, DURATION_HINT } from "@dtrcache/crds";
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode, type YAMLMap } from "yaml";
 import { maskCredentials } from "./mask.js";
 
@@ -213,18 +213,6 @@ class Reader {
     });
     return out;
   }
-}
-
-const SIZE_PATTERN = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$/;
-const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12 };
-
-export function parseSize(value: unknown): number | undefined {
-  if (typeof value === "number") return Number.isSafeInteger(value) && value > 0 ? value : undefined;
-  if (typeof value !== "string") return undefined;
-  const m = SIZE_PATTERN.exec(value.trim());
-  if (!m) return undefined;
-  const bytes = Math.floor(Number(m[1]) * (SIZE_UNITS[m[2] ?? "B"] ?? 1));
-  return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 function normalizeUpstreamUrl(raw: string): { url: string } | { problem: string } {

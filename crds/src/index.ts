@@ -1,4 +1,5 @@
 export * from "./duration.js";
+export * from "./size.js";
 export * from "./schema.js";
 export * from "./model.js";
 export { ISSUE_CODES, formatIssue, type IssueCode } from "./issues.js";

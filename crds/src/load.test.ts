@@ -110,6 +110,12 @@ const cases: Case[] = [
   { name: "a duration in words", text: cache(NODE + URL_LINE + "  blobTTL: 24 hours\n"), code: "INVALID_FIELD", at: "18:12", path: "spec.blobTTL", says: '"24 hours" is not a duration (use e.g. 24h)' },
   { name: "a duration in days", text: cache(NODE + URL_LINE + "  blobTTL: 1d\n"), code: "INVALID_FIELD", at: "18:12", path: "spec.blobTTL", says: '"1d" is not a duration' },
   { name: "a fractional duration", text: cache(NODE + URL_LINE + "  blobTTL: 1.5h\n"), code: "INVALID_FIELD", at: "18:12", path: "spec.blobTTL", says: '"1.5h" is not a duration' },
+  // Values the cache-server would refuse at start (issue 10, defect 5): refused here instead.
+  { name: "a zero blob TTL", text: cache(NODE + URL_LINE + "  blobTTL: 0s\n"), code: "INVALID_FIELD", at: "18:12", path: "spec.blobTTL", says: "must be at least 1ms" },
+  { name: "a bare-number blob TTL under 1ms", text: cache(NODE + URL_LINE + "  blobTTL: 999999\n"), code: "INVALID_FIELD", at: "18:12", path: "spec.blobTTL", says: "must be at least 1ms" },
+  { name: "a zero size cap", text: cache(NODE + URL_LINE + "  storage:\n    maxSize: 0B\n"), code: "INVALID_FIELD", at: "19:14", path: "spec.storage.maxSize", says: "must be a size from 1B" },
+  { name: "a size cap under one byte", text: cache(NODE + URL_LINE + "  storage:\n    maxSize: 0.5B\n"), code: "INVALID_FIELD", at: "19:14", path: "spec.storage.maxSize", says: "must be a size from 1B" },
+  { name: "a size cap past 8191TiB", text: cache(NODE + URL_LINE + "  storage:\n    maxSize: 8192TiB\n"), code: "INVALID_FIELD", at: "19:14", path: "spec.storage.maxSize", says: "must be a size from 1B" },
   { name: "a boolean duration", text: cache(NODE + URL_LINE + "  blobTTL: true\n"), code: "INVALID_FIELD", at: "18:12", path: "spec.blobTTL", says: "true must be a duration such as 24h" },
   // URLs
   { name: "an external URL without a scheme", text: cache(NODE + "  externalURL: cache.example.com\n"), code: "INVALID_FIELD", at: "17:16", path: "spec.externalURL", says: '"cache.example.com" must be an http:// or https:// URL' },

@@ -117,7 +117,7 @@ describe("renderCacheConfig", () => {
 
   it("quotes values YAML would read as something else", () => {
     const result = loadCacheSpecFromText(
-      "apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata: {name: d}\nspec: {url: https://d.example.com, admin: {username: a, password: {env: P}}}\n---\napiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata: {name: c}\nspec: {node: {hostname: n}, externalURL: https://c.example.com, tls: {generate: true}, blobTTL: 5000}\n",
+      "apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata: {name: d}\nspec: {url: https://d.example.com, admin: {username: a, password: {env: P}}}\n---\napiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata: {name: c}\nspec: {node: {hostname: n}, externalURL: https://c.example.com, tls: {generate: true}, blobTTL: 5000000000}\n",
       "q.yaml",
     );
     if (!result.ok) throw new Error(JSON.stringify(result.issues));
@@ -126,7 +126,7 @@ describe("renderCacheConfig", () => {
     const text = renderCacheConfig(cache, { httpSecret: "12345", caBundle: false });
     const config = parse(text) as { http: { secret: unknown }; middleware: { registry: { options: { blobttl: unknown } }[] } };
     expect(config.http.secret).toBe("12345");
-    expect(config.middleware.registry[0]?.options.blobttl).toBe("5000");
+    expect(config.middleware.registry[0]?.options.blobttl).toBe("5000000000");
   });
 });
 

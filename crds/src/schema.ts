@@ -11,6 +11,7 @@
 // files. Schemas are strict (unknown fields are errors) so a typo never silently does nothing.
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
+import { parseSize, SIZE_HINT } from "./size.js";
 
 export const API_VERSION = "cache.dtr.io/v1alpha1";
 export const KIND_DTR = "DTR";
@@ -163,7 +164,12 @@ export const storageSchema = z
     path: z.string().startsWith("/", "must be an absolute path inside the container").default("/var/lib/registry").describe("storage.filesystem.rootdirectory inside the container."),
     volume: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "must be a Docker volume name").optional().describe("Named volume mounted at `path`, so cached data survives a task restart on the same node."),
     bind: z.string().startsWith("/", "must be an absolute host path").optional().describe("Host directory bind-mounted at `path` (must exist on the node)."),
-    maxSize: z.string().regex(/^\d+(\.\d+)?(B|KiB|MiB|GiB|TiB)$/, "must be a size such as 20GiB").optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it. Rendered as the downstream option `maxsize`, which this project's cache-server honours (not part of DTR's own cache format)."),
+    maxSize: z
+      .string()
+      .regex(/^\d+(\.\d+)?(B|KiB|MiB|GiB|TiB)$/, "must be a size such as 20GiB")
+      // The cache-server's own parser: what validates here is what the cache accepts at start.
+      .refine((value) => parseSize(value) !== undefined, `must be ${SIZE_HINT}`)
+      .optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it. Rendered as the downstream option `maxsize`, which this project's cache-server honours (not part of DTR's own cache format)."),
   })
   .refine((s) => !(s.volume && s.bind), { message: "cannot be combined with storage.volume; set at most one of volume and bind", path: ["bind"] })
   .describe("Where cached blobs live. Without volume or bind, data lives in the container and is lost on reschedule (the runbook's default).");
@@ -200,7 +206,11 @@ export const contentCacheSpecSchema = z
     externalURL: originUrl.describe("The URL clients and DTR use to reach this cache; registered with DTR as `host`."),
     tls: tlsSchema.default({ generate: true }),
     storage: storageSchema.default({ path: "/var/lib/registry" }),
-    blobTTL: durationString.prefault("24h").describe("How long a blob is kept after its last access (the runbook's blobttl)."),
+    blobTTL: durationString
+      // The cache counts time in whole milliseconds and refuses a TTL that is 0 there (0s, or a
+      // bare number under 1,000,000 nanoseconds).
+      .refine((value) => (parseDuration(value)?.milliseconds ?? 0) >= 1, "must be at least 1ms (a bare number counts nanoseconds: 1000000 is 1ms)")
+      .prefault("24h").describe("How long a blob is kept after its last access (the runbook's blobttl)."),
     upstreams: z.array(upstreamSchema).default([]).describe("Next hops, used round-robin. Empty means the DTR itself."),
     extraCAFiles: z.array(pemSource).default([]).describe("Further PEM CAs the cache trusts for its upstreams: files or {config: NAME} (combined into one bundle, so they must be readable; a {secret: NAME} here is refused unless it is the only CA)."),
     users: z.array(z.string().min(1)).default([]).describe("DTR users whose Content Cache setting points at this cache."),
