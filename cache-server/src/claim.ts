@@ -204,7 +204,8 @@ export class ClaimDirectory {
 
   /**
    * Claims stale for longer than `olderThanMs` that nobody took over (their digest was not asked
-   * for again): dropped with their temp files, through the same one-winner takeover.
+   * for again; 0 at start: every stale claim): dropped with their temp files, through the same
+   * one-winner takeover.
    */
   async removeAbandoned(olderThanMs: number): Promise<void> {
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {

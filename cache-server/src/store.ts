@@ -116,6 +116,10 @@ export class BlobStore {
     await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
     await mkdir(join(this.root, "manifests", "sha256"), { recursive: true });
     await this.claims.init();
+    // A fill left by a crashed process (its claim stale, e.g. its pid gone on this host) is not
+    // continued by a restart: claim and temp file go, as tmp/ was emptied before. Live processes'
+    // fills and temp files are left alone.
+    await this.claims.removeAbandoned(0);
     this.cleanStart = await this.sessions.register(() => this.consumeCleanMarker());
     this.blobs.clear();
     this.unverified.clear();
