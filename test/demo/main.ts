@@ -7,13 +7,14 @@
 // the spec file so that edits are applied live. Ctrl-C (or SIGTERM) tears everything down; a
 // second Ctrl-C stops waiting for an orderly teardown.
 //
-//   node test/dist/demo/main.js [--exit-after-pull]     (or DEMO_EXIT_AFTER_PULL=1)
+//   node test/dist/demo/main.js [--exit-after-pull] [--file-mode]     (or DEMO_EXIT_AFTER_PULL=1)
+import { execFile } from "node:child_process";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { conditionOf, formatStatusTable, startRuntime, type ControllerStatus, type Runtime } from "@dtrcache/controller";
-import { buildServiceImage, cleanupStale, dockerCli, ensurePackages, startSwarm, type SwarmHandle } from "../harness/index.js";
+import { buildServiceImage, cleanupStale, dockerCli, ensurePackages, repoRoot, startSwarm, type SwarmHandle } from "../harness/index.js";
 import { blobTraffic, dockerAs, readCacheCounters, sampleBlobs, startDtrStack, type CacheCounters, type DtrStack } from "../support/dtr-stack.js";
 import { describeChanges } from "./progress.js";
 
@@ -26,13 +27,16 @@ const ANSWER_TIMEOUT_MS = 60_000;
 const TEARDOWN_STEP_TIMEOUT_MS = 30_000;
 const POLL_MS = 250;
 
-const USAGE = `usage: npm run demo [-- --exit-after-pull]
+const USAGE = `usage: npm run demo [-- --exit-after-pull] [-- --file-mode]
 
 Brings up a private swarm, a DTR emulator with a sample image and users, and the controller with
-an example CacheSpec; pulls the sample image through the cache as alice; then watches the spec file
-(its path is printed) and applies your edits. Ctrl-C tears everything down.
+an example CacheSpec stored in the swarm (\`dtrcache apply -f\`); pulls the sample image through the
+cache as alice; then applies every change you store with \`dtrcache apply -f FILE\` or
+\`dtrcache edit NAME\` (the exact commands are printed). Ctrl-C tears everything down.
 
   --exit-after-pull   tear down and exit right after the pull (CI); same as DEMO_EXIT_AFTER_PULL=1
+  --file-mode         the process mode instead: the controller watches the spec file itself and
+                      applies each saved edit (no store); same as DEMO_FILE_MODE=1
   --help              this text
 
 Exit codes: 0 done (also after Ctrl-C with a clean teardown), 1 failed, 2 bad arguments, 130 forced.`;
@@ -40,7 +44,7 @@ Exit codes: 0 done (also after Ctrl-C with a clean teardown), 1 failed, 2 bad ar
 /** A demo failure with a stable code; the message says what to do. */
 class DemoError extends Error {
   constructor(
-    readonly code: "NOT_BUILT" | "READY_TIMEOUT" | "NOT_ANSWERING" | "PULL_MISMATCH" | "TEARDOWN_FAILED",
+    readonly code: "NOT_BUILT" | "READY_TIMEOUT" | "NOT_ANSWERING" | "PULL_MISMATCH" | "TEARDOWN_FAILED" | "CLI_FAILED",
     message: string,
   ) {
     super(message);
@@ -154,7 +158,7 @@ interface Cleanup {
 async function main(): Promise<number> {
   let args;
   try {
-    args = parseArgs({ options: { "exit-after-pull": { type: "boolean", default: false }, help: { type: "boolean", default: false } }, strict: true }).values;
+    args = parseArgs({ options: { "exit-after-pull": { type: "boolean", default: false }, "file-mode": { type: "boolean", default: false }, help: { type: "boolean", default: false } }, strict: true }).values;
   } catch (error) {
     process.stderr.write(`demo: ${error instanceof Error ? error.message : "bad arguments"}\n${USAGE}\n`);
     return 2;
@@ -164,6 +168,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const exitAfterPull = args["exit-after-pull"] || process.env.DEMO_EXIT_AFTER_PULL === "1";
+  const fileMode = args["file-mode"] || process.env.DEMO_FILE_MODE === "1";
 
   const abort = new AbortController();
   const cleanups: Cleanup[] = [];
@@ -192,7 +197,7 @@ async function main(): Promise<number> {
 
   let failure: unknown;
   try {
-    await demo(abort.signal, cleanups, exitAfterPull, (s) => {
+    await demo(abort.signal, cleanups, { exitAfterPull, fileMode }, (s) => {
       swarm = s;
     });
   } catch (error) {
@@ -224,7 +229,23 @@ async function main(): Promise<number> {
   return failure === undefined ? 0 : 1;
 }
 
-async function demo(signal: AbortSignal, cleanups: Cleanup[], exitAfterPull: boolean, onSwarm: (swarm: SwarmHandle) => void): Promise<void> {
+/**
+ * `dtrcache ARGS` as an operator runs it against the demo's swarm (the checkout's CLI on this
+ * Node); resolves to its output, rejects with it on a non-zero exit.
+ */
+function dtrcache(dockerHost: string, args: readonly string[]): Promise<string> {
+  const cli = join(repoRoot(), "controller", "dist", "cli", "main.js");
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [cli, ...args], { env: { ...process.env, DOCKER_HOST: dockerHost }, timeout: 60_000 }, (error, stdout, stderr) => {
+      const text = `${stdout}${stderr}`.trim();
+      if (error) reject(new DemoError("CLI_FAILED", `dtrcache ${args.join(" ")} failed: ${text || error.message}`));
+      else resolve(text);
+    });
+  });
+}
+
+async function demo(signal: AbortSignal, cleanups: Cleanup[], mode: { exitAfterPull: boolean; fileMode: boolean }, onSwarm: (swarm: SwarmHandle) => void): Promise<void> {
+  const { exitAfterPull, fileMode } = mode;
   say("checking system packages (docker.io, docker-registry, skopeo, ...)");
   const installed = await ensurePackages();
   if (installed.length > 0) say(`installed ${installed.join(", ")}`);
@@ -260,9 +281,21 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], exitAfterPull: boo
   const specPath = await stack.writeSpec({ cacheName: CACHE_NAME, nodeHostname: node.hostname, port: CACHE_PORT, debugPort: CACHE_DEBUG_PORT, externalURL: cacheUrl, users: ["alice"], image, passwordRef: "file", path: join(dir, "cachespec.yaml") });
   const logFile = join(dir, "controller.log");
   say(`CacheSpec written: ${specPath}`);
-  say(`  -> edit this file while the demo runs; the controller applies each change (controller log: ${logFile})`);
+  const owner = `demo-${swarm.id}`;
+  // The operator's command for a store edit, printed as they would type it (scripts/dtrcache runs
+  // the checkout's CLI on the project's Node 24).
+  const applyCommand = `DOCKER_HOST=${dockerHost} ${join(repoRoot(), "scripts", "dtrcache")} apply -f ${specPath} --id ${owner}`;
+  if (fileMode) {
+    say(`  -> edit this file while the demo runs; the controller applies each change (controller log: ${logFile})`);
+  } else {
+    say(`storing it in the swarm: dtrcache apply -f ${specPath} --id ${owner}`);
+    say(indent(await dtrcache(dockerHost, ["apply", "-f", specPath, "--id", owner])));
+    say(`  -> edit this file, then store the edit (the controller applies what the store holds; controller log: ${logFile}):`);
+    say(`     ${applyCommand}`);
+    say(`     or edit it in place: DOCKER_HOST=${dockerHost} ${join(repoRoot(), "scripts", "dtrcache")} edit ${CACHE_NAME} --id ${owner}`);
+  }
   const logger = pino({ level: "info" }, pino.destination({ dest: logFile, sync: true }));
-  const runtime = await startRuntime({ specPath, dockerHost, env: {}, logger, listen: { host: "127.0.0.1", port: 0 }, id: `demo-${swarm.id}` });
+  const runtime = await startRuntime({ ...(fileMode ? { specPath } : { store: true }), dockerHost, env: {}, logger, listen: { host: "127.0.0.1", port: 0 }, id: owner });
   cleanups.push({ what: "controller", run: () => runtime.stop() });
   say(`controller running; status endpoint ${runtime.statusUrl ?? "(none)"}/status`);
 
@@ -316,7 +349,8 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], exitAfterPull: boo
   say(`pulled through the cache (${elapsed()} after start)`);
   if (exitAfterPull) return;
 
-  say(`watching ${specPath}: edit it (blobTTL: 1h, users: [alice, bob], ...) and watch the change being applied; Ctrl-C tears everything down`);
+  if (fileMode) say(`watching ${specPath}: edit it (blobTTL: 1h, users: [alice, bob], ...) and watch the change being applied; Ctrl-C tears everything down`);
+  else say(`waiting for store edits: edit ${specPath} (blobTTL: 1h, users: [alice, bob], ...), run \`${applyCommand}\` and watch the change being applied; Ctrl-C tears everything down`);
   let lastApplied = cacheOf(runtime.controller.status())?.observedGeneration ?? "";
   // Runs until Ctrl-C / SIGTERM; each look is bounded and sleeps between looks.
   await watch(runtime, signal, seen, (s) => {

@@ -134,12 +134,20 @@ describe("npm run demo", () => {
     expect(text).toMatch(/cache: \d+ hit\(s\), 0 miss\(es\); fetched 0\.00 MiB from DTR/);
     expect(text).toMatch(/NAME\s+READY\s+TASKS/);
 
-    // the user edits the printed spec file: bob joins the users; the demo shows it being applied
+    // The spec went into the swarm's store with `dtrcache apply` (the demo printed its answer).
+    expect(text).toMatch(/storing it in the swarm: dtrcache apply -f/);
+    expect(text).toMatch(/contentcache\/\S+ created/);
+    // the user edits the printed spec file (bob joins the users) and stores the edit with the
+    // command the demo printed, verbatim; the demo shows it being applied
     const specPath = /CacheSpec written: (\S+)/.exec(text)?.[1] ?? "";
     const spec = await readFile(specPath, "utf8");
     expect(spec).toMatch(/^(\s+)- alice$/m);
     await writeFile(`${specPath}.tmp`, spec.replace(/^(\s+)- alice$/m, "$1- alice\n$1- bob"));
     await rename(`${specPath}.tmp`, specPath);
+    const applyCommand = /\s(DOCKER_HOST=\S+ \S+\/scripts\/dtrcache apply -f \S+ --id \S+)$/m.exec(text)?.[1] ?? "";
+    expect(applyCommand).not.toBe("");
+    const applied = await run("sh", ["-c", applyCommand]);
+    expect(applied.stdout).toMatch(/contentcache\/\S+ configured/);
     await waitForLine(/DTR users alice:assigned, bob:assigned/, 60_000);
     await waitForLine(/change applied/, 60_000);
 
