@@ -16,7 +16,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { RUNTIME_MAJOR, RUNTIME_NODE, runtimeVersion } from "../scripts/node-runtime.mjs";
-import { ESM_CJS_BANNER } from "./offline/build.mjs";
+import { bundle } from "./offline/build.mjs";
 
 const exec = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -198,21 +198,6 @@ export async function ensureBaseImage(host, options = {}) {
   return { image, imported: true };
 }
 
-async function bundle(entry, outfile) {
-  const { build } = await import("esbuild");
-  await build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    platform: "node",
-    target: `node${RUNTIME_MAJOR}`,
-    format: "esm",
-    logLevel: "warning",
-    // ssh2's optional native modules stay out (it falls back to JavaScript), see offline/build.mjs
-    external: ["cpu-features", "*.node"],
-    banner: { js: ESM_CJS_BANNER },
-  });
-}
 
 /** The commit and its time: labels that only change with the source keep rebuilds identical. */
 async function gitRevision() {

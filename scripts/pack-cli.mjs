@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { REPO_ROOT, RUNTIME_MAJOR } from "./node-runtime.mjs";
-import { ESM_CJS_BANNER } from "../deploy/offline/build.mjs";
+import { bundle } from "../deploy/offline/build.mjs";
 
 const exec = promisify(execFile);
 
@@ -23,19 +23,8 @@ export async function packCli(outDir = process.cwd()) {
   const controller = JSON.parse(await readFile(join(REPO_ROOT, "controller/package.json"), "utf8"));
   const stage = await mkdtemp(join(tmpdir(), "dtrcache-pack-"));
   try {
-    const { build } = await import("esbuild");
-    await build({
-      entryPoints: [entry],
-      outfile: join(stage, "dtrcache.mjs"),
-      bundle: true,
-      platform: "node",
-      target: `node${RUNTIME_MAJOR}`,
-      format: "esm",
-      logLevel: "warning",
-      external: ["cpu-features", "*.node"],
-      // the entry keeps its own "#!/usr/bin/env node" line first (esbuild preserves it)
-      banner: { js: ESM_CJS_BANNER },
-    });
+    // the entry keeps its own "#!/usr/bin/env node" line first (esbuild preserves it)
+    await bundle(entry, join(stage, "dtrcache.mjs"));
     await chmod(join(stage, "dtrcache.mjs"), 0o755);
     await mkdir(join(stage, "completion"));
     for (const f of ["dtrcache.bash", "_dtrcache"]) await copyFile(join(REPO_ROOT, "deploy/completion", f), join(stage, "completion", f));

@@ -105,7 +105,11 @@ export const ESM_CJS_BANNER = [
   "const __dirname = __pathDirname(__filename);",
 ].join(" ");
 
-async function bundle(entry, outfile) {
+/**
+ * One self-contained ES module for the project's Node from an entry file: what the images run, and
+ * what `npm run pack:cli` ships (deploy/build.mjs and scripts/pack-cli.mjs use this one).
+ */
+export async function bundle(entry, outfile) {
   const { build } = await import("esbuild");
   await build({
     entryPoints: [entry],
