@@ -63,7 +63,11 @@ async function drive(urls: readonly string[]): Promise<{ ms: number[]; seconds: 
 }
 
 export async function measureDtrPath(workDir: string, registryUrl: string, repo: string, digest: string): Promise<DtrPathResult> {
-  const dtr = await startDtrEmulator({ listenHost: "127.0.0.1", backendRegistryUrl: registryUrl, users: [{ username: "carol", password: "c-pw" }], redirectHead: true, bearerOnly: true });
+  // DTR signs (repository, digest, expires, user) with `expires` in whole seconds: URLs handed out
+  // within one second would be identical, one credential. The emulator's clock steps one second per
+  // redirect, so every client gets a URL of its own, as it would over a real pull's lifetime.
+  let redirects = 0;
+  const dtr = await startDtrEmulator({ listenHost: "127.0.0.1", backendRegistryUrl: registryUrl, users: [{ username: "carol", password: "c-pw" }], redirectHead: true, bearerOnly: true, clock: () => Date.now() + redirects * 1000, redirectTtlSeconds: 3600, tokenTtlSeconds: 7200 });
   const port = await freePort("127.0.0.1");
   const cache = await startCacheProcess({ workDir: join(workDir, "dtr-path"), upstreams: [dtr.url], port, httpHost: `http://127.0.0.1:${port}` });
   try {
@@ -78,12 +82,14 @@ export async function measureDtrPath(workDir: string, registryUrl: string, repo:
       const location = r.headers.get("location");
       if (r.status !== 307 || !location) throw new Error(`DTR answered ${r.status} instead of a redirect`);
       urls.push(location);
+      redirects++;
     }
     // Warm: the first URL fills the blob; it is then the "plain hit" URL (decision remembered).
     const warm = urls.shift() ?? "";
     if ((await get(warm)).status !== 200) throw new Error("warm-up failed");
     dtr.setFaults({ delayMs: DTR_DELAY_MS });
     const plain = await drive(Array.from({ length: URLS }, () => warm));
+    if (new Set(urls).size !== urls.length) throw new Error("signed URLs repeat: the bench would measure one credential");
     const before = dtr.requestLog().length;
     const fresh = await drive(urls);
     const dtrCalls = dtr.requestLog().length - before;
