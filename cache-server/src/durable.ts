@@ -6,8 +6,11 @@
 import { mkdir, open, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 
-/** fsync a file by path (any descriptor of the inode flushes its data on Linux). */
-export async function syncFile(path: string): Promise<void> {
+/**
+ * fsync by path. For a file, any read descriptor of the inode flushes its data on Linux; for a
+ * directory, it makes the names created or removed in it durable. One step serves both.
+ */
+async function syncPath(path: string): Promise<void> {
   const fh = await open(path, "r");
   try {
     await fh.sync();
@@ -16,15 +19,10 @@ export async function syncFile(path: string): Promise<void> {
   }
 }
 
-/** fsync a directory, which makes the names created or removed in it durable. */
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+/** fsync a file's bytes. */
+export const syncFile = syncPath;
+/** fsync a directory's names. */
+export const syncDir = syncPath;
 
 /** mkdir -p whose new directories are durable too (each new name is fsynced in its parent). */
 export async function mkdirDurable(dir: string): Promise<void> {
