@@ -187,7 +187,7 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
         Mounts: mounts,
         ...(container.healthcheck ? { Healthcheck: container.healthcheck } : {}),
       },
-      Placement: { Constraints: constraints },
+      Placement: placementSpec(cache, constraints),
       RestartPolicy: { Condition: "on-failure" },
     },
     Mode: { Replicated: { Replicas: cache.spec.replicas } },
@@ -198,6 +198,16 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
   };
   const service = withRolloutHash(unhashed);
   return { name, generation: specGeneration(cache), placement, blobs, service, users };
+}
+
+/**
+ * Several replicas are the HA topology: one task per labelled node, so that losing a node loses one
+ * replica, never two (Swarm would otherwise pack them wherever it likes, e.g. both on one node of
+ * an ingress-published cache). One replica keeps the spec it always had, so running single caches
+ * are not rolled by this field.
+ */
+function placementSpec(cache: ResolvedCache, constraints: readonly string[]): { Constraints: string[]; MaxReplicas?: number } {
+  return cache.spec.replicas > 1 ? { Constraints: [...constraints], MaxReplicas: 1 } : { Constraints: [...constraints] };
 }
 
 /**

@@ -47,6 +47,8 @@ export function normalizeService(spec: ServiceSpec, reference?: ServiceSpec): Fl
     "TaskTemplate.ContainerSpec.Mounts": sortedJson((c.Mounts ?? []).map((m) => ({ type: m.Type, source: m.Source, target: m.Target, readOnly: m.ReadOnly === true }))),
     "TaskTemplate.ContainerSpec.Healthcheck": JSON.stringify(health ? { test: health.Test, interval: health.Interval ?? 0, timeout: health.Timeout ?? 0, retries: health.Retries ?? 0, start: health.StartPeriod ?? 0 } : null),
     "TaskTemplate.Placement.Constraints": sortedJson(spec.TaskTemplate?.Placement?.Constraints),
+    // 0 is Swarm's "no limit", so a service without the field compares equal to one with 0.
+    "TaskTemplate.Placement.MaxReplicas": JSON.stringify(spec.TaskTemplate?.Placement?.MaxReplicas ?? 0),
     "TaskTemplate.RestartPolicy.Condition": JSON.stringify(spec.TaskTemplate?.RestartPolicy?.Condition ?? "any"),
     "Mode.Replicated.Replicas": JSON.stringify(spec.Mode?.Replicated?.Replicas ?? 1),
     "UpdateConfig": JSON.stringify({ parallelism: update.Parallelism ?? 1, order: update.Order ?? "stop-first", failureAction: update.FailureAction ?? "pause", monitor: update.Monitor ?? 5_000_000_000 }),

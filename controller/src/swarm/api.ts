@@ -108,7 +108,7 @@ export interface ServiceSpec {
       readonly Mounts?: readonly ServiceMount[];
       readonly Healthcheck?: HealthConfig;
     };
-    readonly Placement?: { readonly Constraints?: readonly string[] };
+    readonly Placement?: { readonly Constraints?: readonly string[]; readonly MaxReplicas?: number };
     readonly RestartPolicy?: { readonly Condition?: string; readonly Delay?: number; readonly MaxAttempts?: number; readonly Window?: number };
     readonly ForceUpdate?: number;
   };
