@@ -51,3 +51,40 @@ describe("controller metrics", () => {
     expect(text).toContain("dtrcache_controller_queue_depth 3");
   });
 });
+
+describe("per-cache series while the spec is rejected (issue 13, item 3)", () => {
+  const rejected = (caches: RuntimeSnapshot["caches"]): RuntimeSnapshot => ({ ...snapshotWith("True"), spec: { path: "/spec.yaml", loaded: false, files: [], errors: ["spec.yaml:3:1 kind: unknown"] }, caches });
+
+  it("keeps cache_ready present at 0 for a cache the snapshot stops listing while the spec is rejected; forgets it once a valid spec drops it", async () => {
+    const registry = new Registry();
+    let current = snapshotWith("True");
+    registerControllerMetrics(registry, () => current);
+    expect(await registry.metrics()).toContain('dtrcache_controller_cache_ready{cache="region-asia"} 1');
+    current = rejected([]);
+    const text = await registry.metrics();
+    expect(text).toContain('dtrcache_controller_cache_ready{cache="region-asia"} 0');
+    expect(text).toContain('dtrcache_controller_cache_condition{cache="region-asia",condition="Ready",status="Unknown"} 1');
+    expect(text).toContain("dtrcache_controller_spec_loaded 0");
+    current = { ...snapshotWith("True"), caches: [] };
+    expect(await registry.metrics()).not.toContain('cache="region-asia"');
+  });
+
+  it("reports an owned cache found at start at 0 when the first spec load is rejected", async () => {
+    const registry = new Registry();
+    const metrics = registerControllerMetrics(registry, () => rejected([]));
+    expect(await registry.metrics()).not.toContain("dtrcache_controller_cache_ready{");
+    metrics.rememberCaches(["region-europe"]);
+    expect(await registry.metrics()).toContain('dtrcache_controller_cache_ready{cache="region-europe"} 0');
+  });
+
+  it("counts Swarm writes and refused writes per cache", async () => {
+    const registry = new Registry();
+    const metrics = registerControllerMetrics(registry, () => snapshotWith("True"));
+    metrics.observeSwarmWrite("region-asia", false);
+    metrics.observeSwarmWrite("region-asia", false);
+    metrics.observeSwarmWrite("region-asia", true);
+    const text = await registry.metrics();
+    expect(text).toContain('dtrcache_controller_swarm_writes_total{cache="region-asia"} 2');
+    expect(text).toContain('dtrcache_controller_swarm_writes_refused_total{cache="region-asia"} 1');
+  });
+});

@@ -5,6 +5,7 @@ import type { Logger as PinoLogger } from "pino";
 import { Registry } from "prom-client";
 import { createController, type Controller, type ControllerOptions } from "../controller.js";
 import { createDtrSync, type DtrSyncService } from "../dtr/index.js";
+import type { DtrMetrics } from "../dtr/metrics.js";
 import { EventRecorder } from "../events/recorder.js";
 import { recordDtrEvents } from "../events/dtr-events.js";
 import { reconcileEventObserver } from "../events/reconcile-events.js";
@@ -12,6 +13,7 @@ import { recordSwarmEvents } from "../events/swarm-events.js";
 import { startStatusServer, type StatusServer } from "../http/status-server.js";
 import { generatedCertificateOf } from "../reconcile/materials.js";
 import { PemSources } from "../reconcile/pem-sources.js";
+import { observeOwnedCaches } from "../reconcile/observe.js";
 import { LeaderElector } from "../lease/elector.js";
 import { fileSpecSource, type SpecSource } from "../source.js";
 import { storeSpecSource } from "../store/source.js";
@@ -76,7 +78,7 @@ function specSourceOf(options: RuntimeOptions, raw: SwarmApi): SpecSource {
  * With `events`, the controller's Swarm writes and DTR passes are recorded there; the store and
  * the lease use the unrecorded engine (their writes are not the controller's actions on a cache).
  */
-export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"], events?: EventRecorder, onSwarmWrite?: (cache: string, refused: boolean) => void): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
+export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"], events?: EventRecorder, onSwarmWrite?: (cache: string, refused: boolean) => void, dtrMetrics?: DtrMetrics): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
   const env = options.env ?? process.env;
   const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
   const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
@@ -90,12 +92,13 @@ export function assembleController(options: RuntimeOptions, onReconcile?: Contro
     const read = await pemSources.read({ config: name }, "trust.caFile");
     return read.readable ? read.pem : "";
   };
-  const dtrSync = createDtrSync({ logger: options.logger.child({ part: "dtr" }), env, readConfig });
+  const dtrSync = createDtrSync({ logger: options.logger.child({ part: "dtr" }), env, readConfig, ...(dtrMetrics ? { observer: dtrMetrics.observeRequest } : {}) });
+  const measured = dtrMetrics ? dtrMetrics.instrument(dtrSync) : dtrSync;
   const controller = createController({
     ...options.controllerOptions,
     docker: swarm,
     specSource: specSourceOf(options, raw),
-    dtrSync: events ? recordDtrEvents(dtrSync, events) : dtrSync,
+    dtrSync: events ? recordDtrEvents(measured, events) : measured,
     dtrCa: (dtr) => dtrSync.caPem(dtr),
     logger: options.logger,
     allowEmpty: options.store === true || (options.allowEmpty ?? false),
@@ -122,6 +125,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
     events,
     (cache, refused) => metrics.observeSwarmWrite(cache, refused),
+    metrics.dtr,
   );
   const owner = options.id ?? "dtrcache";
   const tls: TlsMonitor = createTlsMonitor({
@@ -143,6 +147,12 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const lead = async (): Promise<void> => {
     await controller.start();
     controllerStarted = true;
+    // Owned caches keep their per-cache series even when the spec is rejected from the start
+    // (metrics.ts). Only the leader: a standby says nothing about caches.
+    void observeOwnedCaches(raw, owner).then(
+      (names) => metrics.rememberCaches(names),
+      () => undefined,
+    );
     tls.start(controller);
   };
   try {

@@ -17,6 +17,7 @@ import {
   DtrUnavailableError,
 } from "./errors.js";
 import { silentLogger, type DtrLogger } from "./logger.js";
+import { requestErrorCode, type DtrRequestObserver, type DtrRoute } from "./metrics-observer.js";
 
 export interface ContentCacheRecord {
   readonly id: string;
@@ -42,11 +43,15 @@ export interface DtrClientOptions {
   readonly timeoutMs?: number;
   readonly retry?: Partial<RetryPolicy>;
   readonly logger?: DtrLogger;
+  /** Told about every HTTP request (each attempt), by route template: the controller's metrics. */
+  readonly observer?: DtrRequestObserver;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { retries: 4, minTimeoutMs: 250, maxTimeoutMs: 5_000 };
 
 interface CallOptions {
+  /** The path's template, for metrics: the real path carries ids and user names. */
+  readonly route: DtrRoute;
   readonly body?: unknown;
   /** Statuses that count as success. */
   readonly ok: readonly number[];
@@ -75,7 +80,7 @@ export class DtrClient {
   }
 
   async listContentCaches(signal: AbortSignal): Promise<ContentCacheRecord[]> {
-    const answer = await this.call("GET", "/api/v0/content_caches", { ok: [200], idempotent: true }, signal);
+    const answer = await this.call("GET", "/api/v0/content_caches", { route: "/api/v0/content_caches", ok: [200], idempotent: true }, signal);
     if (!Array.isArray(answer.json) || !answer.json.every(isCacheRecord)) throw new DtrProtocolError("GET /api/v0/content_caches: expected a JSON array of {id, name, host}", answer.status);
     return answer.json.map(({ id, name, host }) => ({ id, name, host }));
   }
@@ -86,19 +91,19 @@ export class DtrClient {
    */
   async createContentCache(name: string, host: string, signal: AbortSignal): Promise<ContentCacheRecord> {
     // The body is exactly {name, host}: DTR refuses any other field.
-    const answer = await this.call("POST", "/api/v0/content_caches", { body: { name, host }, ok: [201], idempotent: false }, signal);
+    const answer = await this.call("POST", "/api/v0/content_caches", { route: "/api/v0/content_caches", body: { name, host }, ok: [201], idempotent: false }, signal);
     if (!isCacheRecord(answer.json)) throw new DtrProtocolError("POST /api/v0/content_caches: expected {id, name, host}", answer.status);
     return { id: answer.json.id, name: answer.json.name, host: answer.json.host };
   }
 
   /** 204 also when absent, so deleting twice is fine. */
   async deleteContentCache(id: string, signal: AbortSignal): Promise<void> {
-    await this.call("DELETE", `/api/v0/content_caches/${encodeURIComponent(id)}`, { ok: [204, 404], idempotent: true }, signal);
+    await this.call("DELETE", `/api/v0/content_caches/${encodeURIComponent(id)}`, { route: "/api/v0/content_caches/{id}", ok: [204, 404], idempotent: true }, signal);
   }
 
   /** The user's ContentCacheUUID ("" when unset). NO_SUCH_USER surfaces as DtrNotFoundError. */
   async getUserContentCache(username: string, signal: AbortSignal): Promise<string> {
-    const answer = await this.call("GET", settingsPath(username), { ok: [200], idempotent: true }, signal);
+    const answer = await this.call("GET", settingsPath(username), { route: SETTINGS_ROUTE, ok: [200], idempotent: true }, signal);
     if (typeof answer.json !== "object" || answer.json === null) throw new DtrProtocolError(`GET ${settingsPath(username)}: expected a JSON object`, answer.status);
     // DTR answers with a capital C; read the key case-insensitively, as DTR itself decodes.
     const entry = Object.entries(answer.json).find(([key]) => key.toLowerCase() === "contentcacheuuid");
@@ -110,7 +115,7 @@ export class DtrClient {
   /** Points the user at a cache id, or clears the setting with "". */
   async setUserContentCache(username: string, contentCacheId: string, signal: AbortSignal): Promise<void> {
     // Lower-case c in the request, as DTR's API documents it.
-    await this.call("PATCH", settingsPath(username), { body: { contentCacheUUID: contentCacheId }, ok: [200, 204], idempotent: true }, signal);
+    await this.call("PATCH", settingsPath(username), { route: SETTINGS_ROUTE, body: { contentCacheUUID: contentCacheId }, ok: [200, 204], idempotent: true }, signal);
   }
 
   private async call(method: string, path: string, call: CallOptions, signal: AbortSignal): Promise<Answer> {
@@ -138,7 +143,21 @@ export class DtrClient {
     });
   }
 
+  /** One HTTP request, reported to the observer whatever its outcome. */
   private async once(method: string, path: string, call: CallOptions, signal: AbortSignal): Promise<Answer> {
+    const started = performance.now();
+    let status: number | undefined;
+    try {
+      const answer = await this.request(method, path, call, signal, (code) => (status = code));
+      this.options.observer?.({ method, route: call.route, status: answer.status, durationSeconds: (performance.now() - started) / 1000 });
+      return answer;
+    } catch (error) {
+      this.options.observer?.({ method, route: call.route, ...(status !== undefined ? { status } : {}), errorCode: requestErrorCode(error), durationSeconds: (performance.now() - started) / 1000 });
+      throw error;
+    }
+  }
+
+  private async request(method: string, path: string, call: CallOptions, signal: AbortSignal, answered: (status: number) => void): Promise<Answer> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
     const what = `DTR ${method} ${path}`;
     let response: Dispatcher.ResponseData;
@@ -157,6 +176,7 @@ export class DtrClient {
       if (code !== undefined && TLS_VERIFY_CODES.test(code)) throw new DtrTrustError(`${what}: DTR's TLS certificate is not trusted (${code}); set trust.caFile or trust.fetchCA`, false, { cause: error });
       throw new DtrUnavailableError(`${what}: ${this.scrub(code === undefined ? networkReason(error) : `network error ${code}`)}`, undefined, undefined, { cause: error });
     }
+    answered(response.statusCode);
     let text: string;
     try {
       text = await response.body.text();
@@ -187,6 +207,8 @@ export class DtrClient {
     return this.options.password === "" ? text : text.split(this.options.password).join("[REDACTED]");
   }
 }
+
+const SETTINGS_ROUTE: DtrRoute = "/api/v0/accounts/{user}/settings";
 
 function settingsPath(username: string): string {
   return `/api/v0/accounts/${encodeURIComponent(username)}/settings`;

@@ -9,6 +9,7 @@ import { DtrClient, type ContentCacheRecord, type RetryPolicy } from "./client.j
 import { DtrError, isDtrError } from "./errors.js";
 import { KeyedLock } from "./keyed-lock.js";
 import { silentLogger, type DtrLogger } from "./logger.js";
+import type { DtrRequestObserver } from "./metrics-observer.js";
 import { readSecretRef } from "./secret.js";
 import type { DtrApplyRequest, DtrCacheStatus, DtrRemoval, DtrRemovalResult, DtrSync, UserAssignment, UserReset } from "./sync.js";
 import { establishTrust, type DtrTrust } from "./trust.js";
@@ -21,6 +22,8 @@ export interface DtrSyncOptions {
   readonly retry?: Partial<RetryPolicy>;
   /** Reads a Swarm config's content by name, for `trust.caFile: {config: NAME}` (the engine's API). */
   readonly readConfig?: (name: string) => Promise<string>;
+  /** Told about every HTTP request to DTR (the controller's metrics, dtr/metrics.ts). */
+  readonly observer?: DtrRequestObserver;
 }
 
 export interface DtrSyncService extends DtrSync {
@@ -63,7 +66,7 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
   const clientFor = async (dtr: ResolvedDtr): Promise<DtrClient> => {
     const password = await readSecretRef(dtr.spec.admin.password, options.env);
     const trust = await trustFor(dtr);
-    return new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, timeoutMs: options.timeoutMs, retry: options.retry, logger });
+    return new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, timeoutMs: options.timeoutMs, retry: options.retry, logger, ...(options.observer ? { observer: options.observer } : {}) });
   };
 
   return {
