@@ -17,6 +17,11 @@ async function exported(registry: Registry): Promise<Set<string>> {
   return names;
 }
 
+/** A histogram's series name back to its metric's name. */
+function baseName(series: string): string {
+  return series.replace(/_(bucket|sum|count)$/, "");
+}
+
 async function allExported(): Promise<Set<string>> {
   const controller = new Registry();
   registerControllerMetrics(controller, () => ({ caches: [], spec: { loaded: true, errors: [] } }) as never);
@@ -44,6 +49,19 @@ describe("deploy/monitoring", () => {
       expect(used.length, `${panel} uses no metric of ours`).toBeGreaterThan(0);
       for (const name of used) expect(names.has(name), `${panel}: ${name} is not exported`).toBe(true);
     }
+  });
+
+  it("every metric the controller exports has a dashboard panel (a new metric without one fails here)", async () => {
+    const controller = new Registry();
+    registerControllerMetrics(controller, () => ({ caches: [], spec: { loaded: true, errors: [] } }) as never);
+    const onDashboard = new Set([...dashboardExpressions().values()].flatMap((expr) => projectMetricsIn(expr)).map(baseName));
+    const missing = (await controller.getMetricsAsJSON()).map((m) => m.name).filter((name) => !onDashboard.has(name));
+    expect(missing).toEqual([]);
+  });
+
+  it("the DTR, sync-age and write-budget metrics have alerts", () => {
+    const used = new Set([...alertExpressions().values()].flatMap((expr) => projectMetricsIn(expr)));
+    for (const name of ["dtrcache_controller_dtr_last_sync_timestamp_seconds", "dtrcache_controller_dtr_request_errors_total", "dtrcache_controller_swarm_writes_refused_total", "dtrcache_controller_cache_ready"]) expect(used.has(name), name).toBe(true);
   });
 
   it("the name check itself catches a metric that does not exist", async () => {
