@@ -1,6 +1,7 @@
 // Human output for the CLI: the status table (kubectl-style columns) and the plan listing.
 import type { Action, Plan } from "../reconcile/planner.js";
 import type { CacheSnapshot, RuntimeSnapshot, SnapshotCondition } from "./snapshot.js";
+import { age } from "./store-io.js";
 
 function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
@@ -15,15 +16,36 @@ function shortId(id: string | undefined): string {
   return id ? (id.length > 12 ? `${id.slice(0, 8)}…` : id) : "-";
 }
 
+/**
+ * GENERATION: observed/stored. In store mode the store's revision numbers (what `dtrcache get`
+ * shows), "-" before the first reconcile; in file mode the spec's content hash (7 characters),
+ * "acted-on/loaded" while a change is being applied.
+ */
+function generationCell(cache: CacheSnapshot): string {
+  const stored = cache.spec?.storedGeneration;
+  if (stored !== undefined) return `${cache.spec?.observedStoreGeneration ?? "-"}/${stored}`;
+  const short = (hash: string): string => hash.slice(0, 7);
+  if (cache.observedGeneration === "") return `-/${short(cache.generation) || "-"}`;
+  return cache.observedGeneration === cache.generation ? short(cache.generation) : `${short(cache.observedGeneration)}/${short(cache.generation)}`;
+}
+
+/** A rollout in words, from the Progressing condition: "Rolling out (1/2 tasks running, ...)". */
+function rolloutLine(cache: CacheSnapshot): string | undefined {
+  const progressing = condition(cache, "Progressing");
+  if (progressing?.status !== "True" || condition(cache, "Degraded")?.status === "True") return undefined;
+  const detail = progressing.message.replace(/^Rolling out:\s*/, "");
+  return `Rolling out${detail ? ` (${detail})` : ""}`;
+}
+
 /** One line per cache; then, for any cache that is not Ready, why. */
-export function formatStatusTable(status: RuntimeSnapshot): string {
-  const header = ["NAME", "READY", "TASKS", "NODE", "DTR ID", "USERS", "DTR", "TLS", "AGE OF SPEC"];
+export function formatStatusTable(status: RuntimeSnapshot, now = Date.now()): string {
+  const header = ["NAME", "READY", "TASKS", "NODE", "DTR ID", "USERS", "DTR", "TLS", "GENERATION", "SPEC", "AGE"];
+  const rejected = status.spec.errors.length > 0;
   const rows = status.caches.map((cache) => {
     const ready = condition(cache, "Ready");
     const users = cache.dtr.users;
     const assigned = users.filter((u) => u.state === "assigned").length;
     const node = cache.node.hostname ? `${cache.node.hostname}${cache.node.labelled ? "" : " (unlabelled)"}` : cache.node.label || "-";
-    const spec = cache.observedGeneration === "" ? "pending" : cache.observedGeneration === cache.generation ? "current" : "changing";
     return [
       cache.terminating ? `${cache.name} (removing)` : cache.name,
       ready?.status ?? "Unknown",
@@ -33,13 +55,19 @@ export function formatStatusTable(status: RuntimeSnapshot): string {
       users.length === 0 ? "-" : `${assigned}/${users.length}`,
       condition(cache, "DtrSynced")?.status ?? "Unknown",
       condition(cache, "TlsTrusted")?.status ?? "-",
-      spec,
+      generationCell(cache),
+      cache.spec?.state ?? (cache.terminating ? "Removed" : rejected ? "Rejected" : "Valid"),
+      cache.spec?.since !== undefined ? age(cache.spec.since, now) : "-",
     ];
   });
   const lines = [status.caches.length === 0 ? "no caches" : table([header, ...rows])];
   if (status.lease && status.lease.role !== "leader") lines.unshift(`controller ${status.lease.identity}: ${status.lease.message ?? status.lease.role}`);
   for (const cache of status.caches) {
-    const problems = cache.conditions.filter((c) => (c.type === "Degraded" || c.type === "Progressing" ? c.status === "True" : c.status !== "True"));
+    // During a rollout, one line says so; Ready=False and Progressing=True would say it twice,
+    // and Ready=False alone reads like a failure.
+    const rollout = rolloutLine(cache);
+    if (rollout !== undefined) lines.push(`  ${cache.name}: ${rollout}`);
+    const problems = cache.conditions.filter((c) => (rollout !== undefined && (c.type === "Ready" || c.type === "Progressing") ? false : c.type === "Degraded" || c.type === "Progressing" ? c.status === "True" : c.status !== "True"));
     for (const c of problems) lines.push(`  ${cache.name}: ${c.type}=${c.status} ${c.reason}: ${c.message}`);
     for (const u of cache.dtr.users.filter((x) => x.state !== "assigned")) lines.push(`  ${cache.name}: user ${u.username}: ${u.state}`);
   }

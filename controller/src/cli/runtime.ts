@@ -25,6 +25,7 @@ import type { SwarmApi } from "../swarm/api.js";
 import { registerControllerMetrics, type ControllerMetrics } from "./metrics.js";
 import { createTlsMonitor, type TlsMonitor } from "./tls-monitor.js";
 import { buildSnapshot, type RuntimeSnapshot } from "./snapshot.js";
+import { SpecViewTracker, trackedSpecSource } from "./spec-view.js";
 
 export interface RuntimeOptions {
   /** File or directory mode; ignored when `store` is set. */
@@ -67,10 +68,26 @@ export interface Runtime {
   stop(): Promise<void>;
 }
 
-function specSourceOf(options: RuntimeOptions, raw: SwarmApi): SpecSource {
-  if (options.store) return storeSpecSource(new SpecStore({ swarm: raw, owner: options.id ?? "dtrcache" }), raw);
+function specSourceOf(options: RuntimeOptions, raw: SwarmApi, tracker?: SpecViewTracker): SpecSource {
+  if (options.store) {
+    const store = new SpecStore({ swarm: raw, owner: options.id ?? "dtrcache" });
+    const source = storeSpecSource(store, raw);
+    return tracker ? trackedSpecSource(source, tracker, store) : source;
+  }
   if (options.specPath === undefined) throw new Error("a spec file (specPath) or the store is required");
-  return fileSpecSource(options.specPath);
+  const source = fileSpecSource(options.specPath);
+  return tracker ? trackedSpecSource(source, tracker) : source;
+}
+
+/** What a running controller adds around the bare assembly (`plan` uses none of it). */
+export interface AssemblyHooks {
+  readonly onReconcile?: ControllerOptions["onReconcile"];
+  /** Records the controller's Swarm writes and DTR passes (the store and the lease are not recorded). */
+  readonly events?: EventRecorder;
+  readonly onSwarmWrite?: (cache: string, refused: boolean) => void;
+  readonly dtrMetrics?: DtrMetrics;
+  /** Learns which store revision each loaded spec came from (the status's GENERATION and AGE). */
+  readonly tracker?: SpecViewTracker;
 }
 
 /**
@@ -78,7 +95,8 @@ function specSourceOf(options: RuntimeOptions, raw: SwarmApi): SpecSource {
  * With `events`, the controller's Swarm writes and DTR passes are recorded there; the store and
  * the lease use the unrecorded engine (their writes are not the controller's actions on a cache).
  */
-export function assembleController(options: RuntimeOptions, onReconcile?: ControllerOptions["onReconcile"], events?: EventRecorder, onSwarmWrite?: (cache: string, refused: boolean) => void, dtrMetrics?: DtrMetrics): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
+export function assembleController(options: RuntimeOptions, hooks: AssemblyHooks = {}): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
+  const { onReconcile, events, onSwarmWrite, dtrMetrics, tracker } = hooks;
   const env = options.env ?? process.env;
   const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
   const raw: SwarmApi = new DockerodeSwarmApi(createDockerClient(connection));
@@ -97,7 +115,7 @@ export function assembleController(options: RuntimeOptions, onReconcile?: Contro
   const controller = createController({
     ...options.controllerOptions,
     docker: swarm,
-    specSource: specSourceOf(options, raw),
+    specSource: specSourceOf(options, raw, tracker),
     dtrSync: events ? recordDtrEvents(measured, events) : measured,
     dtrCa: (dtr) => dtrSync.caPem(dtr),
     logger: options.logger,
@@ -116,17 +134,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const events = new EventRecorder();
   // Called only after a reconcile, so `controller` is assigned by then.
   const observeEvents = reconcileEventObserver(events, () => controller.status());
-  const { controller, dtrSync, swarm, raw } = assembleController(
-    options,
-    (event) => {
+  const tracker = new SpecViewTracker();
+  const { controller, dtrSync, swarm, raw } = assembleController(options, {
+    onReconcile: (event) => {
       metrics.observeReconcile(event.cache, event.outcome, event.durationMs / 1000, event.errorCode);
       metrics.setQueueDepth(event.queueDepth);
       observeEvents(event);
     },
     events,
-    (cache, refused) => metrics.observeSwarmWrite(cache, refused),
-    metrics.dtr,
-  );
+    onSwarmWrite: (cache, refused) => metrics.observeSwarmWrite(cache, refused),
+    dtrMetrics: metrics.dtr,
+    tracker,
+  });
   const owner = options.id ?? "dtrcache";
   const tls: TlsMonitor = createTlsMonitor({
     dtrCa: (dtr) => dtrSync.caPem(dtr),
@@ -138,7 +157,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // The lease uses the unwrapped engine: its renewals are not the controller's writes.
   const elector = options.lease ? new LeaderElector({ swarm: raw, owner, logger: options.logger.child({ part: "lease" }), ...pick(options.lease) }) : undefined;
   snapshot = () => {
-    const built = buildSnapshot(controller.status(), tls.findings());
+    const built = tracker.decorate(buildSnapshot(controller.status(), tls.findings()));
     return elector ? { ...built, lease: elector.status() } : built;
   };
   let server: StatusServer | undefined;

@@ -25,9 +25,23 @@ function upstreamWording(result: TlsCheckResult): string {
 
 export type SnapshotCondition = Omit<Condition, "type"> & { readonly type: Condition["type"] | "TlsTrusted" };
 
+/** The cache's spec as `status` shows it (cli/spec-view.ts). */
+export interface SpecView {
+  /** Valid: the latest spec load was accepted; Rejected: it was not (the last good one stays in force); Removed: the cache left the spec. */
+  readonly state: "Valid" | "Rejected" | "Removed";
+  /** Store mode: the stored revision of the ContentCache (`dtrcache get` shows it). */
+  readonly storedGeneration?: number;
+  /** Store mode: the revision the controller's last completed reconcile acted on. */
+  readonly observedStoreGeneration?: number;
+  /** When the cache's current spec was written (store) or first loaded by this controller (file). */
+  readonly since?: string;
+}
+
 export interface CacheSnapshot extends Omit<CacheStatus, "conditions"> {
   readonly conditions: readonly SnapshotCondition[];
   readonly tls?: TlsCheckResult;
+  /** Absent from a controller that predates it. */
+  readonly spec?: SpecView;
 }
 
 export interface RuntimeSnapshot extends Omit<ControllerStatus, "caches"> {
