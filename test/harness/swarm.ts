@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ping } from "./engine.js";
 import { HarnessError } from "./errors.js";
@@ -30,6 +30,14 @@ export interface SwarmHandle {
   subnet: string;
   /** Per-instance directory for data, logs and whatever a test wants to put next to them; removed by stop(). */
   workDir: string;
+  /**
+   * A host directory for storage that every node shares (the HA topology's shared store): the nodes
+   * are namespaces on this one machine, so a bind mount of this path in a task on any node is the
+   * same directory (one kernel: O_EXCL, rename, mtimes behave as on local disk, unlike NFS).
+   * Created under workDir (removed by stop()), owned by `owner` (default uid/gid 1000, the
+   * production images' `node` user), mode 0750.
+   */
+  sharedDirectory(name: string, owner?: { uid: number; gid: number }): Promise<string>;
   /** Copies an image from one engine to every other node. */
   loadImage(tag: string, fromDockerHost: string): Promise<void>;
   /** Kills that node's engine, its containerd and containers: the node is down as after a crash. */
@@ -256,6 +264,13 @@ export async function startSwarm(options: StartSwarmOptions): Promise<SwarmHandl
       hostIp: addressIn(record.subnet, 1),
       subnet: record.subnet,
       workDir: stateDir,
+      async sharedDirectory(name, owner = { uid: 1000, gid: 1000 }) {
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new HarnessError("BAD_ARGUMENT", `sharedDirectory: ${JSON.stringify(name)} is not a plain directory name`);
+        const dir = join(stateDir, "shared", name);
+        await mkdir(dir, { recursive: true, mode: 0o750 });
+        await chown(dir, owner.uid, owner.gid);
+        return dir;
+      },
       async loadImage(tag, fromDockerHost) {
         const targets = nodes.filter((n) => n.dockerHost !== fromDockerHost);
         if (targets.length === 0) return;

@@ -14,7 +14,7 @@ export interface PushedImage {
 /**
  * Builds a small two-layer image locally (FROM scratch: nothing to pull) and pushes it to a registry
  * with skopeo, a real registry client. The second layer is 1 MiB of random bytes so that blob
- * transfers are large enough to see in logs and byte counts.
+ * transfers are large enough to see in logs and byte counts (`blobBytes` makes it larger).
  */
 export async function pushTestImage(options: {
   dockerHost: string;
@@ -22,13 +22,15 @@ export async function pushTestImage(options: {
   workDir: string;
   repository?: string;
   tag?: string;
+  /** Size of the random layer; default 1 MiB. Larger images let a test act in the middle of a pull. */
+  blobBytes?: number;
 }): Promise<PushedImage> {
   const repository = options.repository ?? "hello/web";
   const tag = options.tag ?? "1";
   const context = await mkdtemp(join(options.workDir, "testimage-"));
   try {
     await writeFile(join(context, "hello.txt"), "hello from the dtrcache test image\n");
-    await writeFile(join(context, "blob.bin"), randomBytes(1024 * 1024));
+    await writeFile(join(context, "blob.bin"), randomBytes(options.blobBytes ?? 1024 * 1024));
     await writeFile(join(context, "Dockerfile"), 'FROM scratch\nCOPY hello.txt /hello.txt\nCOPY blob.bin /blob.bin\nCMD ["/hello.txt"]\n');
     const local = `${repository}:${tag}`;
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", DOCKER_BUILDKIT: "0", HOME: context, DOCKER_CONFIG: join(context, ".docker") };
