@@ -8,20 +8,14 @@ import { DtrClient } from "./client.js";
 import { startEmulator, writesIn, type EmulatorHandle } from "./emulator.test-helper.js";
 import { readSecretRef } from "./secret.js";
 import { establishTrust } from "./trust.js";
-import type { DtrLogger } from "./logger.js";
+import { memoryLogger, type LogEntry, type Logger } from "../logger.js";
 
 const signal = (): AbortSignal => AbortSignal.timeout(20_000);
 const fast = { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 };
 
-interface Recorded {
-  level: string;
-  fields: object;
-  message: string;
-}
-function recordingLogger(): { logger: DtrLogger; entries: Recorded[] } {
-  const entries: Recorded[] = [];
-  const at = (level: string) => (fields: object, message: string) => void entries.push({ level, fields, message });
-  return { logger: { debug: at("debug"), info: at("info"), warn: at("warn") }, entries };
+function recordingLogger(): { logger: Logger; entries: LogEntry[] } {
+  const logger = memoryLogger();
+  return { logger, entries: logger.entries };
 }
 
 describe("DtrClient over plain HTTP", () => {

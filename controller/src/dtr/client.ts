@@ -16,7 +16,7 @@ import {
   DtrUnauthenticatedError,
   DtrUnavailableError,
 } from "./errors.js";
-import { silentLogger, type DtrLogger } from "./logger.js";
+import { silentLogger, type Logger } from "../logger.js";
 import { requestErrorCode, type DtrRequestObserver, type DtrRoute } from "./metrics-observer.js";
 
 export interface ContentCacheRecord {
@@ -42,7 +42,7 @@ export interface DtrClientOptions {
   /** Per-request timeout. Default 10 s. */
   readonly timeoutMs?: number;
   readonly retry?: Partial<RetryPolicy>;
-  readonly logger?: DtrLogger;
+  readonly logger?: Logger;
   /** Told about every HTTP request (each attempt), by route template: the controller's metrics. */
   readonly observer?: DtrRequestObserver;
 }
@@ -69,7 +69,7 @@ export class DtrClient {
   private readonly authorization: string;
   private readonly retry: RetryPolicy;
   private readonly timeoutMs: number;
-  private readonly logger: DtrLogger;
+  private readonly logger: Logger;
 
   constructor(private readonly options: DtrClientOptions) {
     this.origin = new URL(options.url).origin;

@@ -8,14 +8,14 @@ import { mapBounded } from "./bounded.js";
 import { DtrClient, type ContentCacheRecord, type RetryPolicy } from "./client.js";
 import { DtrError, isDtrError } from "./errors.js";
 import { KeyedLock } from "./keyed-lock.js";
-import { silentLogger, type DtrLogger } from "./logger.js";
+import { silentLogger, type Logger } from "../logger.js";
 import type { DtrRequestObserver } from "./metrics-observer.js";
 import { readSecretRef } from "./secret.js";
 import type { DtrApplyRequest, DtrCacheStatus, DtrRemoval, DtrRemovalResult, DtrSync, UserAssignment, UserReset } from "./sync.js";
 import { establishTrust, type DtrTrust } from "./trust.js";
 
 export interface DtrSyncOptions {
-  readonly logger?: DtrLogger;
+  readonly logger?: Logger;
   /** Where {env: NAME} secret references are looked up. Default process.env. */
   readonly env?: NodeJS.ProcessEnv;
   readonly timeoutMs?: number;
@@ -139,7 +139,7 @@ interface Registration {
  * none of ours does, nothing is created (DTR's name uniqueness is UNCONFIRMED) and the pass fails
  * with DTR_NOT_OWNED so the condition names it.
  */
-async function ensureRegistration(client: DtrClient, name: string, host: string, request: DtrApplyRequest, signal: AbortSignal, logger: DtrLogger, log: object): Promise<Registration> {
+async function ensureRegistration(client: DtrClient, name: string, host: string, request: DtrApplyRequest, signal: AbortSignal, logger: Logger, log: object): Promise<Registration> {
   const owned = new Set(request.owned);
   const named = (await client.listContentCaches(signal)).filter((entry) => entry.name === name);
   const isOurs = (entry: ContentCacheRecord): boolean => owned.has(entry.id) || (request.adoptHost !== undefined && sameHost(entry.host, request.adoptHost));
@@ -191,7 +191,7 @@ function rethrowIfPassWide(error: unknown, signal: AbortSignal): void {
   if (isDtrError(error) && (error.code === "DTR_UNAUTHENTICATED" || error.code === "DTR_FORBIDDEN")) throw error;
 }
 
-async function assignUser(client: DtrClient, username: string, id: string, signal: AbortSignal, logger: DtrLogger, log: object): Promise<UserAssignment> {
+async function assignUser(client: DtrClient, username: string, id: string, signal: AbortSignal, logger: Logger, log: object): Promise<UserAssignment> {
   try {
     const current = await client.getUserContentCache(username, signal);
     if (current !== id) {
@@ -210,7 +210,7 @@ async function assignUser(client: DtrClient, username: string, id: string, signa
   }
 }
 
-async function resetUser(client: DtrClient, username: string, ours: ReadonlySet<string>, signal: AbortSignal, logger: DtrLogger, log: object): Promise<UserReset> {
+async function resetUser(client: DtrClient, username: string, ours: ReadonlySet<string>, signal: AbortSignal, logger: Logger, log: object): Promise<UserReset> {
   try {
     const current = await client.getUserContentCache(username, signal);
     // Someone (the user, another cache's spec) re-pointed this user since: leave them alone.

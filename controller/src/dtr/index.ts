@@ -5,4 +5,3 @@ export { DtrClient, type ContentCacheRecord, type DtrClientOptions, type RetryPo
 export { createDtrSync, summarizeDtrStatus, describeDtrFailure, type DtrSyncOptions, type DtrSyncService, type DtrSyncSummary } from "./dtr-sync.js";
 export { establishTrust, type DtrTrust } from "./trust.js";
 export { readSecretRef } from "./secret.js";
-export type { DtrLogger } from "./logger.js";

@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { Agent, request, type Dispatcher } from "undici";
 import type { DtrSpec } from "@dtrcache/crds";
 import { DtrTrustError } from "./errors.js";
-import type { DtrLogger } from "./logger.js";
+import type { Logger } from "../logger.js";
 
 export interface DtrTrust {
   readonly dispatcher: Dispatcher;
@@ -44,7 +44,7 @@ async function readCaFile(caFile: NonNullable<DtrSpec["trust"]["caFile"]>, optio
   }
 }
 
-export async function establishTrust(spec: DtrSpec, logger: DtrLogger, options: TrustOptions = {}): Promise<DtrTrust> {
+export async function establishTrust(spec: DtrSpec, logger: Logger, options: TrustOptions = {}): Promise<DtrTrust> {
   const url = new URL(spec.url);
   if (url.protocol === "http:") return wrap(new Agent());
   if (spec.trust.caFile !== undefined) {
