@@ -318,6 +318,9 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     // Swarm keeps the limit of one task per node: replica 1 is not restarted beside replica 2.
     await expect.poll(() => status()?.tasks.running, { timeout: 30_000, interval: 250 }).toBe(1);
     expect(conditionOf(status(), "Ready")?.status).toBe("False");
+    await expect.poll(() => conditionOf(status(), "Degraded")?.status, { timeout: 30_000, interval: 250 }).toBe("True");
+    const degraded = conditionOf(status(), "Degraded");
+    process.stderr.write(`ha-cache: with node 2 down: Degraded ${degraded?.reason}: ${degraded?.message}\n`);
     expect((await runningTasks(manager, cacheName)).filter((s) => s.endsWith(" Running"))).toEqual([`${n3.hostname} Running`]);
   });
 });
