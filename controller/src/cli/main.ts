@@ -16,9 +16,10 @@ import { stringify } from "yaml";
 import { ConnectionError } from "../swarm/connection.js";
 import { isSwarmError } from "../swarm/errors.js";
 import { ControllerError } from "../errors.js";
-import { formatPlans, formatStatusTable } from "./format.js";
+import { formatStatusTable } from "./format.js";
+import { serverDryRun } from "./dry-run.js";
 import { createLogger, type LogFormat, type LogLevel } from "./logger.js";
-import { assembleController, startRuntime } from "./runtime.js";
+import { startRuntime } from "./runtime.js";
 import type { RuntimeSnapshot } from "./snapshot.js";
 import { waitForConvergence } from "./wait.js";
 import { CliError, EXIT } from "./exit.js";
@@ -188,19 +189,16 @@ export function buildProgram(): Command {
 
   program
     .command("plan")
-    .description("dry run: print what apply would create, update or remove, field by field; writes nothing")
+    .description("dry run: what converging on this spec would do in the swarm (field by field, with the names apply creates) and in DTR (read live); warns about objects another owner id holds; writes nothing")
     .requiredOption("-f, --file <path>", "CacheSpec file or directory")
     .option("--allow-empty", "plan the teardown of every owned cache when the spec has none", false)
     .option("--id <owner>", "owner id (see run --help)", "dtrcache")
     .addHelpText("after", EXIT_HELP)
     .action(async (opts: { file: string; id: string; allowEmpty: boolean }) => {
-      await validateSpec(opts.file);
-      const { controller, dtrSync } = assembleController({ specPath: opts.file, logger: createLogger("error"), id: opts.id, allowEmpty: opts.allowEmpty });
-      try {
-        process.stdout.write(`${formatPlans(await controller.plan())}\n`);
-      } finally {
-        await dtrSync.close();
-      }
+      const loaded = await loadCacheSpec(opts.file);
+      if (!loaded.ok) throw new CliError(EXIT.invalid, `invalid spec, nothing changed:\n${loaded.issues.map(formatIssue).join("\n")}`);
+      const swarm = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(process.env["DOCKER_HOST"], process.env)));
+      process.stdout.write(`${await serverDryRun(swarm, opts.id, loaded.spec, { allowEmpty: opts.allowEmpty })}\n`);
     });
 
   registerStoreCommands(program, EXIT_HELP);
