@@ -17,6 +17,7 @@ import { observeOwnedCaches } from "../reconcile/observe.js";
 import { LeaderElector } from "../lease/elector.js";
 import { fileSpecSource, type SpecSource } from "../source.js";
 import { storeSpecSource } from "../store/source.js";
+import { EventJournal } from "../store/events-journal.js";
 import { SpecStore } from "../store/store.js";
 import { createDockerClient, resolveDockerConnection, type DockerEnv } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
@@ -53,6 +54,10 @@ export interface RuntimeOptions {
   readonly allowEmpty?: boolean;
   /** Owner id on every object; two controllers with different ids never touch each other's objects. */
   readonly id?: string;
+  /** Keep the events in the swarm across restarts and failovers (default: when running with a lease). */
+  readonly persistEvents?: boolean;
+  /** Bounds and flush interval of the event journal (store/events-journal.ts). */
+  readonly eventJournal?: { readonly perCache?: number; readonly maxBytes?: number; readonly intervalMs?: number };
   /** Test seam: a wrapped Swarm API (recording, fault-injecting). */
   readonly wrapSwarm?: (api: SwarmApi) => SwarmApi;
   readonly controllerOptions?: Partial<Omit<ControllerOptions, "docker" | "specSource" | "dtrSync" | "logger">>;
@@ -163,7 +168,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   let server: StatusServer | undefined;
   let controllerStarted = false;
   const leading = new AbortController();
+  // Events outlive the process when it runs as the in-cluster leader (store/events-journal.ts):
+  // the journal is read before the controller starts, so restored events come first.
+  const journal = elector && options.persistEvents !== false ? new EventJournal({ swarm: raw, owner, ...(options.eventJournal ?? {}), onError: (error) => options.logger.warn({ err: error instanceof Error ? error.message : String(error) }, "event journal not written; kept in memory, retried") }) : undefined;
+  let journalAttached = false;
+  let leaseLost = false;
   const lead = async (): Promise<void> => {
+    if (journal) {
+      const restored = await journal.attach(events);
+      journalAttached = true;
+      if (restored > 0) options.logger.info({ events: restored }, "events of the previous controller restored");
+    }
     await controller.start();
     controllerStarted = true;
     // Owned caches keep their per-cache series even when the spec is rejected from the start
@@ -218,6 +233,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       .then(async () => {
         elector.keepRenewing((reason) => {
           // Stop writing at once; the process owner (the CLI) exits so Swarm restarts it as a standby.
+          // The journal too: the new leader owns it now, a last flush of ours would undo its writes.
+          leaseLost = true;
+          journal?.abandon();
           void controller.stop().finally(() => onLost(reason));
         });
         await lead();
@@ -237,6 +255,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       tls.stop();
       await server?.close();
       if (controllerStarted || !elector) await controller.stop();
+      if (journal && journalAttached && !leaseLost) await journal.close(events);
       await elector?.release();
       await dtrSync.close();
     },

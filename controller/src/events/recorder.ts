@@ -45,6 +45,7 @@ export class EventRecorder {
   private readonly now: () => Date;
   /** Insertion order = least recently active first (a key is re-inserted on every record). */
   private readonly rings = new Map<string, ControllerEvent[]>();
+  private readonly listeners = new Set<() => void>();
 
   constructor(options: EventRecorderOptions = {}) {
     this.perCache = Math.max(1, options.perCache ?? 50);
@@ -65,11 +66,48 @@ export class EventRecorder {
       ring.push({ ...input, firstTime: at, lastTime: at, count: 1 });
       if (ring.length > this.perCache) ring.splice(0, ring.length - this.perCache);
     }
+    this.trim();
+    for (const listener of this.listeners) listener();
+  }
+
+  private trim(): void {
     while (this.rings.size > this.maxCaches) {
       const oldest = this.rings.keys().next().value;
       if (oldest === undefined) break;
       this.rings.delete(oldest);
     }
+  }
+
+  /** Called after every record (the journal uses it to know there is something to persist). */
+  onRecord(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Puts back events kept from an earlier controller (store/events-journal.ts), oldest first,
+   * before anything new is recorded: events recorded since are kept after them, and the rings'
+   * bounds hold as for recorded ones.
+   */
+  restore(events: readonly ControllerEvent[]): void {
+    const byKey = new Map<string, ControllerEvent[]>();
+    for (const e of [...events].sort((a, b) => (a.lastTime < b.lastTime ? -1 : a.lastTime > b.lastTime ? 1 : 0))) {
+      const key = e.cache ?? CONTROLLER_WIDE;
+      byKey.set(key, [...(byKey.get(key) ?? []), e]);
+    }
+    for (const [key, restored] of byKey) {
+      const current = this.rings.get(key) ?? [];
+      this.rings.delete(key);
+      this.rings.set(key, [...restored, ...current].slice(-this.perCache));
+    }
+    // restored caches are older than the ones active in this process: put those last again
+    for (const key of [...this.rings.keys()]) {
+      if (byKey.has(key)) continue;
+      const ring = this.rings.get(key) ?? [];
+      this.rings.delete(key);
+      this.rings.set(key, ring);
+    }
+    this.trim();
   }
 
   /**
