@@ -5,6 +5,7 @@ import { defineConfig } from "vitest/config";
 // unit test never depends on a stale build.
 const src = (pkg: string): string => fileURLToPath(new URL(`./${pkg}/src/index.ts`, import.meta.url));
 const alias = {
+  "@dtrcache/config-yml": src("config-yml"),
   "@dtrcache/crds": src("crds"),
   "@dtrcache/cache-server": src("cache-server"),
   "@dtrcache/controller": src("controller"),
@@ -18,7 +19,7 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: "unit",
-          include: ["crds/src/**/*.test.ts", "controller/src/**/*.test.ts", "cache-server/src/**/*.test.ts", "test/dtr-emulator/**/*.test.ts", "test/security/**/*.test.ts", "test/monitoring/**/*.test.ts", "test/contract/**/*.test.ts"],
+          include: ["config-yml/src/**/*.test.ts", "crds/src/**/*.test.ts", "controller/src/**/*.test.ts", "cache-server/src/**/*.test.ts", "test/dtr-emulator/**/*.test.ts", "test/security/**/*.test.ts", "test/monitoring/**/*.test.ts", "test/contract/**/*.test.ts"],
           exclude: ["**/dist/**", "**/node_modules/**"],
         },
       },

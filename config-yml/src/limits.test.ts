@@ -1,7 +1,8 @@
 // The limit options (downstream: maxconnections, headertimeout, requesttimeout, idletimeout,
 // stalltimeout) and http.debug.addr: defaults, accepted values, errors.
 import { describe, expect, it } from "vitest";
-import { DEFAULT_LIMITS, parseConfig } from "./config.js";
+import { DEFAULT_LIMITS } from "./model.js";
+import { parseConfig } from "./parse.js";
 
 function config(httpExtra: string, options: string): string {
   return `version: 0.1
@@ -54,7 +55,7 @@ describe("limits and the debug listener in config.yml", () => {
     ["maxconnections: many", "maxconnections", "between 1 and 1000000"],
     ["headertimeout: 0s", "headertimeout", "greater than zero"],
     ["idletimeout: 2h", "idletimeout", "at most 1h"],
-    ["stalltimeout: soon", "stalltimeout", "invalid duration"],
+    ["stalltimeout: soon", "stalltimeout", "\"soon\" is not a duration"],
     ["headertimeout: 20s\n        requesttimeout: 10s", "requesttimeout", "at least headertimeout"],
   ])("rejects %s", (line, key, says) => {
     const r = parseConfig(config("", `        ${line}\n`));

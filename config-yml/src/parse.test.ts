@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { parseSize } from "@dtrcache/crds";
-import { parseConfig } from "./config.js";
+import { parseSize } from "./size.js";
+import { parseConfig } from "./parse.js";
 
 // The runbook's config.yml, exactly as published (with the placeholders filled in).
 const SEED = `version: 0.1

@@ -5,4 +5,4 @@ export * from "./model.js";
 export { ISSUE_CODES, formatIssue, type IssueCode } from "./issues.js";
 export { loadCacheSpec, loadCacheSpecFromText, loadCacheSpecFromTexts, type LoadResult, type SpecText } from "./load.js";
 export { checkCertificates, checkPrivateKey } from "./pem.js";
-export { CONTAINER_PATHS, generateHttpSecret, renderCacheConfig, type RenderOptions } from "./render.js";
+export { CONTAINER_PATHS, cacheConfigDocument, generateHttpSecret, renderCacheConfig, type RenderOptions } from "./render.js";

@@ -1,7 +1,8 @@
-// The pure renderer: one resolved cache -> the cache's config.yml, laid out exactly like the
-// runbook's (same keys, same order, same indentation), so an operator can diff the two.
+// The CacheSpec side of the config.yml contract: one resolved cache -> the ConfigDocument that
+// @dtrcache/config-yml writes (and checks with the cache's own reader), plus where the controller
+// mounts each file. The layout and every rule live in that package, not here.
 import { randomBytes } from "node:crypto";
-import { parse } from "yaml";
+import { renderConfig, type ConfigDocument } from "@dtrcache/config-yml";
 import type { ResolvedCache } from "./model.js";
 
 /** Where the controller mounts each file inside the cache container (the runbook's paths). */
@@ -24,47 +25,31 @@ export function generateHttpSecret(): string {
   return randomBytes(32).toString("base64url");
 }
 
-export function renderCacheConfig(cache: ResolvedCache, options: RenderOptions): string {
+/** The document a resolved cache renders to; exported for the contract tests. */
+export function cacheConfigDocument(cache: ResolvedCache, options: RenderOptions): ConfigDocument {
   const { spec } = cache;
-  const lines = [
-    "version: 0.1",
-    "log:",
-    `  level: ${scalar(spec.logLevel)}`,
-    "storage:",
-    "  delete:",
-    "    enabled: true",
-    "  filesystem:",
-    `    rootdirectory: ${scalar(spec.storage.path)}`,
-    "http:",
-    `  addr: ${scalar(`0.0.0.0:${spec.port}`)}`,
-    `  secret: ${scalar(options.httpSecret)}`,
-    `  host: ${scalar(spec.externalURL)}`,
-  ];
-  // Generated TLS material is mounted at the same paths as user files; only plain HTTP has none.
-  if (!("disabled" in spec.tls)) {
-    lines.push("  tls:", `    certificate: ${scalar(CONTAINER_PATHS.cacheCert)}`, `    key: ${scalar(CONTAINER_PATHS.cacheKey)}`);
-  }
-  // distribution's debug listener (/metrics, /healthz), on all interfaces so the published port
-  // reaches it; absent, the cache keeps it on the container's loopback, and the runbook example
-  // renders exactly as the runbook.
-  if (spec.debugPort !== undefined) lines.push("  debug:", `    addr: ${scalar(`0.0.0.0:${spec.debugPort}`)}`);
-  // The runbook indents the middleware list by six; kept so the file reads like the runbook.
-  lines.push("middleware:", "  registry:", "      - name: downstream", "        options:", `          blobttl: ${scalar(spec.blobTTL)}`, "          upstreams:");
-  for (const url of cache.upstreamUrls) lines.push(`            - ${scalar(url)}`);
-  if (options.caBundle) lines.push("          cas:", `            - ${scalar(CONTAINER_PATHS.caBundle)}`);
-  // Not in the runbook's format: this project's cache-server reads it (LRU cap); emitted only when
-  // the spec asks for a cap, so the runbook example renders exactly as the runbook.
-  if (spec.storage.maxSize !== undefined) lines.push(`          maxsize: ${scalar(spec.storage.maxSize)}`);
-  return `${lines.join("\n")}\n`;
+  return {
+    logLevel: spec.logLevel,
+    rootDirectory: spec.storage.path,
+    listen: { host: "0.0.0.0", port: spec.port },
+    secret: options.httpSecret,
+    host: spec.externalURL,
+    // Generated TLS material is mounted at the same paths as user files; only plain HTTP has none.
+    ...(!("disabled" in spec.tls) ? { tls: { certificate: CONTAINER_PATHS.cacheCert, key: CONTAINER_PATHS.cacheKey } } : {}),
+    // distribution's debug listener on all interfaces so the published port reaches it; absent,
+    // the cache keeps it on the container's loopback and the runbook example renders unchanged.
+    ...(spec.debugPort !== undefined ? { debug: { host: "0.0.0.0", port: spec.debugPort } } : {}),
+    blobTtl: spec.blobTTL,
+    upstreams: cache.upstreamUrls,
+    cas: options.caBundle ? [CONTAINER_PATHS.caBundle] : [],
+    ...(spec.storage.maxSize !== undefined ? { maxSize: spec.storage.maxSize } : {}),
+  };
 }
 
-/** Plain when YAML reads it back as the same string, else double-quoted. */
-function scalar(value: string): string {
-  let plain: boolean;
-  try {
-    plain = !/[\n#]/.test(value) && parse(value) === value;
-  } catch {
-    plain = false;
-  }
-  return plain ? value : JSON.stringify(value);
+/**
+ * The cache's config.yml for one resolved cache. Throws ConfigRenderError (code
+ * CONFIG_RENDER_REFUSED) only if validation let through a value the cache would refuse.
+ */
+export function renderCacheConfig(cache: ResolvedCache, options: RenderOptions): string {
+  return renderConfig(cacheConfigDocument(cache, options)).text;
 }

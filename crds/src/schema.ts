@@ -11,7 +11,8 @@
 // files. Schemas are strict (unknown fields are errors) so a typo never silently does nothing.
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
-import { parseSize, SIZE_HINT } from "./size.js";
+import { BLOB_TTL_MINIMUM, checkBlobTtl, checkListeners, checkMaxSize, checkUpstreamUrl } from "@dtrcache/config-yml";
+import { SIZE_HINT } from "./size.js";
 
 export const API_VERSION = "cache.dtr.io/v1alpha1";
 export const KIND_DTR = "DTR";
@@ -41,14 +42,9 @@ export const metadataSchema = z
 /** An http(s) URL with scheme, host and optional port, and no path, query or credentials. */
 export const originUrl = z
   .string()
-  .refine((value) => {
-    try {
-      const url = new URL(value);
-      return (url.protocol === "https:" || url.protocol === "http:") && url.username === "" && url.password === "" && (url.pathname === "/" || url.pathname === "") && url.search === "" && url.hash === "";
-    } catch {
-      return false;
-    }
-  }, "must be an http:// or https:// URL with a host and optional port, and no path, credentials or query (e.g. https://dtr.example.com:443)")
+  // The cache's own rule for an upstream (@dtrcache/config-yml); DTR's URL and externalURL become
+  // upstreams of chained caches, so all three follow it.
+  .refine((value) => checkUpstreamUrl(value).ok, "must be an http:// or https:// URL with a host and optional port, and no path, credentials or query (e.g. https://dtr.example.com:443)")
   .describe("scheme://host[:port]");
 
 export const durationString = z
@@ -167,8 +163,8 @@ export const storageSchema = z
     maxSize: z
       .string()
       .regex(/^\d+(\.\d+)?(B|KiB|MiB|GiB|TiB)$/, "must be a size such as 20GiB")
-      // The cache-server's own parser: what validates here is what the cache accepts at start.
-      .refine((value) => parseSize(value) !== undefined, `must be ${SIZE_HINT}`)
+      // The cache's own rule for maxsize (@dtrcache/config-yml): what validates here, it accepts.
+      .refine((value) => checkMaxSize(value).ok, `must be ${SIZE_HINT}`)
       .optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it. Rendered as the downstream option `maxsize`, which this project's cache-server honours (not part of DTR's own cache format)."),
   })
   .refine((s) => !(s.volume && s.bind), { message: "cannot be combined with storage.volume; set at most one of volume and bind", path: ["bind"] })
@@ -207,9 +203,8 @@ export const contentCacheSpecSchema = z
     tls: tlsSchema.default({ generate: true }),
     storage: storageSchema.default({ path: "/var/lib/registry" }),
     blobTTL: durationString
-      // The cache counts time in whole milliseconds and refuses a TTL that is 0 there (0s, or a
-      // bare number under 1,000,000 nanoseconds).
-      .refine((value) => (parseDuration(value)?.milliseconds ?? 0) >= 1, "must be at least 1ms (a bare number counts nanoseconds: 1000000 is 1ms)")
+      // The cache's own rule for blobttl (@dtrcache/config-yml): what validates here, it accepts.
+      .refine((value) => checkBlobTtl(value).ok, BLOB_TTL_MINIMUM)
       .prefault("24h").describe("How long a blob is kept after its last access (the runbook's blobttl)."),
     upstreams: z.array(upstreamSchema).default([]).describe("Next hops, used round-robin. Empty means the DTR itself."),
     extraCAFiles: z.array(pemSource).default([]).describe("Further PEM CAs the cache trusts for its upstreams: files or {config: NAME} (combined into one bundle, so they must be readable; a {secret: NAME} here is refused unless it is the only CA)."),
@@ -217,6 +212,12 @@ export const contentCacheSpecSchema = z
     logLevel: z.enum(["error", "warn", "info", "debug"]).default("info").describe("The cache's log.level."),
   })
   .refine((s) => s.debugPort === undefined || s.debugPort !== s.port, { message: "must differ from port (the registry port never serves /metrics)", path: ["debugPort"] })
+  // Unset, the cache's debug listener takes 127.0.0.1:5001, which the registry port on all
+  // interfaces would collide with at start: the cache's own rule (@dtrcache/config-yml).
+  .refine((s) => s.debugPort !== undefined || checkListeners({ host: "0.0.0.0", port: s.port }, undefined).ok, {
+    message: "is the cache's own debug listener port while debugPort is unset; set debugPort to another port",
+    path: ["port"],
+  })
   .describe("One content cache: where it runs, how it is reached, and whom it serves.");
 
 export const contentCacheDocumentSchema = z

@@ -2,9 +2,11 @@
 // (cache-server parses it at start), checked as a property over generated specs: any spec that
 // validates renders a config.yml the cache-server accepts, and what the cache reads back equals
 // what the spec said. Values are drawn around the edges that drifted before (zero and sub-
-// millisecond TTLs, sub-byte and huge size caps, bare-number nanosecond durations, odd paths).
+// millisecond TTLs, sub-byte and huge size caps, bare-number nanosecond durations, odd paths, the
+// debug listener's default port, upstream URLs with paths, queries or credentials). Both sides
+// now come from @dtrcache/config-yml; this test holds the CacheSpec's validation to it.
 import { describe, expect, it } from "vitest";
-import { loadCacheSpecFromText, parseDuration, parseSize, renderCacheConfig } from "@dtrcache/crds";
+import { CONTAINER_PATHS, loadCacheSpecFromText, parseDuration, parseSize, renderCacheConfig } from "@dtrcache/crds";
 import { parseConfig } from "@dtrcache/cache-server";
 
 const SPECS = 1_000;
@@ -37,12 +39,14 @@ function size(r: () => number): string {
 }
 
 function specText(r: () => number): string {
-  const port = pick(r, [1, 80, 443, 5000, 65535, 1 + Math.floor(r() * 65534)]);
+  // 5001 is where the cache puts its debug listener when debugPort is unset.
+  const port = pick(r, [1, 80, 443, 5000, 5001, 65535, 1 + Math.floor(r() * 65534)]);
   const debugPort = r() < 0.4 ? `\n  debugPort: ${pick(r, [5001, 9090, port])}` : "";
   const tls = pick(r, ["{generate: true}", "{disabled: true}"]);
   const scheme = tls === "{disabled: true}" ? "http" : "https";
   const storage = [`    path: ${pick(r, ["/var/lib/registry", "/data", '"/srv/cache store"', '"/x/#y"'])}`];
   if (r() < 0.7) storage.push(`    maxSize: ${size(r)}`);
+  const upstreams = r() < 0.4 ? [`  upstreams: [${pick(r, ["https://dtr.example.com:4443", "http://10.0.0.5:5000/", "https://hop.example.com/v2", "https://user:pw@hop.example.com", "https://hop.example.com?t=1", "ftp://hop.example.com"])}]`] : [];
   const blobTTL = r() < 0.3 ? String(pick(r, [0, 999_999, 1_000_000, 86_400_000_000_000, Math.floor(r() * 1e15)])) : duration(r);
   return [
     "apiVersion: cache.dtr.io/v1alpha1",
@@ -60,6 +64,7 @@ function specText(r: () => number): string {
     `  tls: ${tls}`,
     `  blobTTL: ${blobTTL}`,
     `  logLevel: ${pick(r, ["error", "warn", "info", "debug"])}`,
+    ...upstreams,
     "  storage:",
     ...storage,
     "",
@@ -80,7 +85,13 @@ describe("config.yml contract (crds renders, cache-server parses)", () => {
       validated++;
       const cache = loaded.spec.caches[0];
       if (!cache) throw new Error(`seed ${seed}: no cache`);
-      const rendered = renderCacheConfig(cache, { httpSecret: "contract-secret", caBundle: false });
+      const caBundle = seed % 2 === 0;
+      let rendered: string;
+      try {
+        rendered = renderCacheConfig(cache, { httpSecret: "contract-secret", caBundle });
+      } catch (err) {
+        throw new Error(`seed ${seed}: a valid spec renders a config the cache refuses: ${(err as Error).message}\n${text}`, { cause: err });
+      }
       const parsed = parseConfig(rendered);
       if (!parsed.ok) throw new Error(`seed ${seed}: the cache refuses a config rendered from a valid spec: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}\n${text}`);
       const { spec } = cache;
@@ -89,9 +100,16 @@ describe("config.yml contract (crds renders, cache-server parses)", () => {
       expect(parsed.config.logLevel, `seed ${seed}`).toBe(spec.logLevel);
       expect(parsed.config.downstream.blobTtlMs, `seed ${seed}`).toBe(parseDuration(spec.blobTTL)?.milliseconds);
       expect(parsed.config.downstream.maxSizeBytes, `seed ${seed}`).toBe(spec.storage.maxSize === undefined ? undefined : parseSize(spec.storage.maxSize));
+      expect(parsed.config.secret, `seed ${seed}`).toBe("contract-secret");
+      expect(parsed.config.publicHost, `seed ${seed}`).toBe(spec.externalURL);
+      expect(parsed.config.tls, `seed ${seed}`).toEqual("disabled" in spec.tls ? undefined : { certificate: CONTAINER_PATHS.cacheCert, key: CONTAINER_PATHS.cacheKey });
+      expect(parsed.config.debug, `seed ${seed}`).toEqual(spec.debugPort === undefined ? { host: "127.0.0.1", port: 5001, explicit: false } : { host: "0.0.0.0", port: spec.debugPort, explicit: true });
+      expect(parsed.config.downstream.cas, `seed ${seed}`).toEqual(caBundle ? [CONTAINER_PATHS.caBundle] : []);
+      expect(parsed.config.downstream.upstreams.map((u) => new URL(u.url).href), `seed ${seed}`).toEqual(cache.upstreamUrls.map((u) => new URL(u).href));
     }
     // The generator must exercise both sides of the boundaries, or the property says little.
     expect(validated).toBeGreaterThan(SPECS / 4);
     expect(refused).toBeGreaterThan(SPECS / 20);
-  });
+    // ~4 s alone; a loaded machine running every unit file at once needs more than the default 5 s.
+  }, 60_000);
 });

@@ -26,7 +26,7 @@ const here = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url
 
 /**
  * Bundles testing/cache-child.ts (or, with `entry: "main"`, the real entry file main.ts, for
- * tests of the cluster primary) and its imports (the workspace's crds from source too) into `outDir`.
+ * tests of the cluster primary) and its imports (the workspace's config-yml from source too) into `outDir`.
  */
 export async function bundleChildCache(outDir: string, entry: "cache-child" | "main" = "cache-child"): Promise<string> {
   const { build } = await import("esbuild");
@@ -40,7 +40,7 @@ export async function bundleChildCache(outDir: string, entry: "cache-child" | "m
     // cache server needs import.meta.
     format: "cjs",
     target: `node${process.versions.node.split(".")[0]}`,
-    alias: { "@dtrcache/crds": here("../../../crds/src/index.ts") },
+    alias: { "@dtrcache/config-yml": here("../../../config-yml/src/index.ts") },
     logLevel: "warning",
   });
   return outfile;

@@ -18,7 +18,7 @@ function specText(caches: Record<string, readonly string[]>, withDtr = true): st
   const docs = withDtr ? [`apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata:\n  name: main\nspec:\n  url: ${dtr.url}\n  admin:\n    username: admin\n    password:\n      env: DTR_TEST_PASSWORD\n  userConcurrency: 8\n`] : [];
   Object.entries(caches).forEach(([name, users], i) => {
     docs.push(
-      `apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata:\n  name: ${name}\nspec:\n  dtr: main\n  node:\n    hostname: node-${i + 1}\n  nodeLabel: dtr.cache.${name}=true\n  externalURL: https://${name}.example.com:${5000 + i}\n  port: ${5000 + i}\n  tls:\n    generate: true\n  users:${users.length === 0 ? " []" : users.map((u) => `\n    - ${u}`).join("")}\n`,
+      `apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata:\n  name: ${name}\nspec:\n  dtr: main\n  node:\n    hostname: node-${i + 1}\n  nodeLabel: dtr.cache.${name}=true\n  externalURL: https://${name}.example.com:${5000 + i}\n  port: ${5000 + i}\n  debugPort: ${6000 + i}\n  tls:\n    generate: true\n  users:${users.length === 0 ? " []" : users.map((u) => `\n    - ${u}`).join("")}\n`,
     );
   });
   return docs.join("---\n");
