@@ -261,8 +261,9 @@ export class Runner {
       });
       if (attempt > 0 || !this.engineState.reachable) this.o.logger.info({}, "event stream connected");
       this.engineState = { reachable: true, manager: true };
-      // Events may have been missed while disconnected: look at everything once.
-      void this.resync();
+      // Events may have been missed while disconnected: look at everything once. Awaited, so
+      // start() returns with every cache queued and idle() after it means "first pass done".
+      await this.resync();
     } catch (error) {
       this.engineState = { reachable: false, manager: this.engineState.manager, message: errorMessage(error) };
       this.scheduleSubscribe(attempt + 1);
