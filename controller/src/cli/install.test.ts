@@ -1,11 +1,11 @@
-// `dtrcache` on PATH: `npm i -g` of the tarball scripts/pack-cli.mjs makes (the CLI bundled into
+// `dtrcache` on PATH: `npm i -g` (or `npx`) of the tarball scripts/pack-cli.mjs makes (the CLI bundled into
 // one file: the controller workspace depends on the private @dtrcache/crds, which no registry
 // has), and scripts/dtrcache in the checkout. Both run a verb that needs no engine. Needs the
 // compiled workspace (npm run check builds it first).
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -34,6 +34,18 @@ describe("dtrcache on PATH", () => {
     expect((await exec("dtrcache", ["--version"], { env })).stdout.trim()).toBe(version);
     expect((await exec("dtrcache", ["validate", "-f", runbook], { env })).stdout).toContain("valid (1 DTR, 1 cache: region-asia)");
     expect(existsSync(join(prefix, "lib/node_modules/dtrcache/completion/dtrcache.bash"))).toBe(true);
+  }, 60_000);
+
+  it("npx runs the packed tarball without installing it (./ path, or --package= with an absolute one)", async () => {
+    const { stdout } = await exec(process.execPath, [join(root, "scripts/pack-cli.mjs"), "--out", join(dir, "npx")]);
+    const tarball = stdout.trim();
+    // a cache of its own: npx unpacks the tarball there, nothing comes from a registry (--offline)
+    const env = { ...process.env, npm_config_cache: join(dir, "npx-cache"), npm_config_update_notifier: "false" };
+    const relative = await exec("npx", ["--yes", "--offline", `./${basename(tarball)}`, "--help"], { env, cwd: dirname(tarball) });
+    expect(relative.stdout).toContain("Usage: dtrcache");
+    // npx takes a bare absolute path for a command, not a package: --package names the tarball
+    const absolute = await exec("npx", ["--yes", "--offline", `--package=${tarball}`, "--", "dtrcache", "--version"], { env });
+    expect(absolute.stdout.trim()).toBe(version);
   }, 60_000);
 
   it("scripts/dtrcache runs the checkout's CLI on the project's Node 24", async () => {
