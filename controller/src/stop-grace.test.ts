@@ -1,8 +1,10 @@
 // A stopping controller does not wait forever for a reconcile stuck on a slow call: the run in hand
 // gets the grace period, then its waits and calls are aborted and stop() returns (issue 10:
 // cancellation that is real; the stack's stop_grace_period is sized on it).
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { createController } from "./controller.js";
+import { parse } from "yaml";
+import { createController, DEFAULT_STOP_GRACE_MS } from "./controller.js";
 import { memoryLogger } from "./logger.js";
 import { FakeClock } from "./runner/fake-clock.js";
 import { staticSpecSource } from "./source.js";
@@ -71,5 +73,14 @@ describe("stop() with a reconcile blocked on a slow call", () => {
     clock.advance(1);
     await stopping;
     expect(stopped).toBe(true);
+  });
+});
+
+describe("the controller stack's stop_grace_period", () => {
+  it("leaves the controller its whole grace period plus room to abort, release the lease and exit", () => {
+    const stack = parse(readFileSync(new URL("../../deploy/stack/controller.stack.yml", import.meta.url), "utf8")) as { services: { controller: { stop_grace_period?: string } } };
+    const period = /^(\d+)s$/.exec(stack.services.controller.stop_grace_period ?? "");
+    expect(period, "stop_grace_period in whole seconds").not.toBeNull();
+    expect(Number(period?.[1]) * 1000).toBeGreaterThanOrEqual(DEFAULT_STOP_GRACE_MS + 5_000);
   });
 });

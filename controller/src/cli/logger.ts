@@ -1,6 +1,9 @@
 // The one place the controller's pino logger is built. Redaction is configuration, not care:
-// any field that could carry a credential is censored wherever it appears.
+// any field that could carry a credential is censored wherever it appears. What it builds is the
+// package's one logger interface (../logger.ts), which every part takes; the return type says so,
+// so a pino whose shape stopped fitting it would fail the build here, not at some call site.
 import { pino, type Logger as PinoLogger, type DestinationStream } from "pino";
+import type { Logger } from "../logger.js";
 
 export const REDACTED_PATHS = [
   "password",
@@ -57,7 +60,7 @@ export function defaultLogFormat(isTty: boolean = process.stderr.isTTY === true)
   return isTty ? "text" : "json";
 }
 
-export function createLogger(level: LogLevel, destination?: DestinationStream, format: LogFormat = destination ? "json" : defaultLogFormat()): PinoLogger {
+export function createLogger(level: LogLevel, destination?: DestinationStream, format: LogFormat = destination ? "json" : defaultLogFormat()): PinoLogger & Logger {
   const options = { level, base: { component: "dtrcache-controller" }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
   if (format === "text") return pino(options, textDestination(destination ?? process.stderr));
   return pino(options, destination ?? pino.destination(2));

@@ -2,7 +2,6 @@
 // configs and secrets also carry PURPOSE and HASH. Nothing without our OWNER label is ever
 // changed or removed. Node labels are the one thing we set on objects we do not own: a marker
 // label records that *we* set a given key, so teardown removes only labels we added.
-export const LABEL_PREFIX = "io.dtrcache.";
 export const OWNER = "io.dtrcache.owner";
 export const CACHE = "io.dtrcache.cache";
 export const PURPOSE = "io.dtrcache.purpose";
@@ -38,8 +37,4 @@ export function nodeLabelMarker(key: string): string {
 
 export function ownerFilter(owner: string, cache?: string): { labels: string[] } {
   return { labels: cache === undefined ? [`${OWNER}=${owner}`] : [`${OWNER}=${owner}`, `${CACHE}=${cache}`] };
-}
-
-export function isOwned(labels: Readonly<Record<string, string>>, owner: string): boolean {
-  return labels[OWNER] === owner;
 }

@@ -1,6 +1,6 @@
 // Reads the actual state of one cache: four list calls (plus one for tasks when the service
 // exists). Everything is filtered by our OWNER and CACHE labels at the engine.
-import type { SwarmApi, SwarmNode } from "../swarm/api.js";
+import type { SwarmApi } from "../swarm/api.js";
 import { DTR_RECORD_PURPOSE } from "../dtr-reconcile/record.js";
 import { PURPOSE, ownerFilter } from "./labels.js";
 import type { ActualCache } from "./planner.js";
@@ -13,10 +13,6 @@ export async function observeCache(swarm: SwarmApi, owner: string, name: string)
   const service = services.find((s) => s.name === name);
   const tasks = service ? await swarm.listTasks(service.id) : [];
   return service ? { name, service, configs, secrets, tasks } : { name, configs, secrets, tasks };
-}
-
-export async function observeNodes(swarm: SwarmApi): Promise<SwarmNode[]> {
-  return swarm.listNodes();
 }
 
 /** Names of every cache that owns an object in the Swarm. */

@@ -4,7 +4,7 @@
 // to remove — is unit-tested without an engine.
 import type { ObjectVersion, SwarmConfig, SwarmNode, SwarmSecret, SwarmService, SwarmTask } from "../swarm/api.js";
 import type { DesiredBlob, DesiredCache } from "./desired.js";
-import { CACHE, NODE_LABEL_MARKER_PREFIX, PURPOSE, ROLLOUT_HASH, nodeLabelMarker } from "./labels.js";
+import { NODE_LABEL_MARKER_PREFIX, PURPOSE, ROLLOUT_HASH, nodeLabelMarker } from "./labels.js";
 import { diffService, type FieldDiff } from "./normalize.js";
 import { rolledBackTo } from "./rollback.js";
 
@@ -174,16 +174,6 @@ export function planTeardown(actual: ActualCache, nodes: readonly SwarmNode[], c
   for (const s of actual.secrets) actions.push({ type: "remove-blob", kind: "secret", id: s.id, name: s.name });
   actions.push(...planNodeLabelGc(nodes, ctx));
   return { cache: actual.name, mode: "teardown", actions, rollout: actual.service ? "updating" : "absent" };
-}
-
-/** Caches that own something in the Swarm, by the CACHE label. */
-export function ownedCacheNames(objects: readonly { labels: Readonly<Record<string, string>> }[]): Set<string> {
-  const names = new Set<string>();
-  for (const o of objects) {
-    const name = o.labels[CACHE];
-    if (name) names.add(name);
-  }
-  return names;
 }
 
 export { nodeLabelMarker };
