@@ -188,7 +188,7 @@ export const contentCacheSpecSchema = z
       .describe("Label key=value that pins the cache to its node (set by the controller when node.hostname is used)."),
     replicas: z.number().int().min(1).max(16).default(1).describe("Number of cache tasks; more than one needs a label on several nodes and shared storage."),
     image: z.string().min(1).default("dtrcache/cache-server:0.1.0").describe("Cache image; its entrypoint must accept `/start.sh /config.yml`."),
-    port: z.number().int().min(1).max(65535).default(443).describe("Port the cache listens on and publishes."),
+    port: z.number().int().min(1).max(65535).default(443).describe("Port the cache listens on and publishes. 5001 needs `debugPort` set: without it the cache's debug listener takes 5001."),
     debugPort: z
       .number()
       .int()
