@@ -11,7 +11,6 @@ import { CONTAINER_PATHS, generateHttpSecret, renderCacheConfig, type CacheSpec,
 import { legacyDtrLabels, type DtrConditionFields, type DtrReconciler } from "../dtr-reconcile/reconciler.js";
 import { ControllerError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { WorkResult } from "../queue.js";
 import { applyPlan, type ApplyOutcome } from "../reconcile/apply.js";
 import { computeConditions, runningTasks } from "../reconcile/conditions.js";
 import { buildDesired, placementOf, specGeneration, type ContainerOptions } from "../reconcile/desired.js";
@@ -33,7 +32,9 @@ export interface ReconcileRequest {
   readonly snapshot: CacheSpec;
 }
 
-export interface ReconcileResult extends WorkResult {
+export interface ReconcileResult {
+  /** Look at the cache again after this long (a rollout, settling tasks, a DTR retry due). */
+  readonly requeueAfterMs?: number;
   readonly mode: "apply" | "teardown";
   readonly outcomes: readonly ApplyOutcome[];
 }
