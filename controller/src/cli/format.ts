@@ -34,7 +34,9 @@ function rolloutLine(cache: CacheSnapshot): string | undefined {
   const progressing = condition(cache, "Progressing");
   if (progressing?.status !== "True" || condition(cache, "Degraded")?.status === "True") return undefined;
   const detail = progressing.message.replace(/^Rolling out:\s*/, "");
-  return `Rolling out${detail ? ` (${detail})` : ""}`;
+  const counted = cache.rollout ? `${cache.rollout.updated}/${cache.rollout.desired} tasks updated` : "";
+  const words = [counted, detail].filter((w) => w !== "").join("; ");
+  return `Rolling out${words ? ` (${words})` : ""}`;
 }
 
 /** One line per cache; then, for any cache that is not Ready, why. */

@@ -27,6 +27,7 @@ import { registerControllerMetrics, type ControllerMetrics } from "./metrics.js"
 import { createTlsMonitor, type TlsMonitor } from "./tls-monitor.js";
 import { buildSnapshot, type RuntimeSnapshot } from "./snapshot.js";
 import { SpecViewTracker, trackedSpecSource } from "./spec-view.js";
+import { RolloutProgress } from "./rollout-progress.js";
 
 export interface RuntimeOptions {
   /** File or directory mode; ignored when `store` is set. */
@@ -161,8 +162,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   });
   // The lease uses the unwrapped engine: its renewals are not the controller's writes.
   const elector = options.lease ? new LeaderElector({ swarm: raw, owner, logger: options.logger.child({ part: "lease" }), ...pick(options.lease) }) : undefined;
+  // Counts updated tasks of caches that are rolling out, for status's "Rolling out (1/2 tasks updated)".
+  const progress = new RolloutProgress(raw, () => buildSnapshot(controller.status(), new Map()));
   snapshot = () => {
-    const built = tracker.decorate(buildSnapshot(controller.status(), tls.findings()));
+    const built = progress.decorate(tracker.decorate(buildSnapshot(controller.status(), tls.findings())));
     return elector ? { ...built, lease: elector.status() } : built;
   };
   let server: StatusServer | undefined;
@@ -181,6 +184,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
     await controller.start();
     controllerStarted = true;
+    progress.start();
     // Owned caches keep their per-cache series even when the spec is rejected from the start
     // (metrics.ts). Only the leader: a standby says nothing about caches.
     void observeOwnedCaches(raw, owner).then(
@@ -253,6 +257,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     async stop() {
       leading.abort();
       tls.stop();
+      progress.stop();
       await server?.close();
       if (controllerStarted || !elector) await controller.stop();
       if (journal && journalAttached && !leaseLost) await journal.close(events);

@@ -42,6 +42,8 @@ export interface CacheSnapshot extends Omit<CacheStatus, "conditions"> {
   readonly tls?: TlsCheckResult;
   /** Absent from a controller that predates it. */
   readonly spec?: SpecView;
+  /** While the cache rolls out: running tasks of the current spec / desired (cli/rollout-progress.ts). */
+  readonly rollout?: { readonly updated: number; readonly desired: number };
 }
 
 export interface RuntimeSnapshot extends Omit<ControllerStatus, "caches"> {
