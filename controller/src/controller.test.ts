@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { loadCacheSpecFromText, type LoadResult } from "@dtrcache/crds";
 import { createController, type ControllerOptions } from "./controller.js";
 import { memoryLogger } from "./logger.js";
+import { FakeClock } from "./runner/fake-clock.js";
 import { CACHE, CONFIG_REF, LEGACY_USERS, OWNER, PURPOSE, ROLLOUT_HASH, nodeLabelMarker } from "./reconcile/labels.js";
 import { staticSpecSource } from "./source.js";
 import { conditionOf } from "./status.js";
@@ -236,12 +237,22 @@ describe("controller on a fake Swarm", () => {
   it("retries a failed DTR pass on its own back-off and reports DtrSynced True once DTR answers", async () => {
     let down = true;
     const dtrSync: DtrSync = { apply: () => (down ? Promise.reject(new Error("DTR answered 503")) : Promise.resolve({ registrationId: "id-1", users: [] })), remove: () => Promise.resolve({ foreign: [] }) };
-    const { controller } = setup(load(runbookText()), { dtrSync, rolloutPollMs: 50, resyncIntervalMs: 3_600_000 });
+    const clock = new FakeClock();
+    const { controller } = setup(load(runbookText()), { dtrSync, rolloutPollMs: 50, resyncIntervalMs: 3_600_000, clock });
+    const dtrSynced = (): string | undefined => conditionOf(controller.status().caches[0], "DtrSynced")?.status;
     await controller.start();
-    await expect.poll(() => conditionOf(controller.status().caches[0], "DtrSynced")?.status).toBe("False");
+    await controller.idle(); // creates the service
+    clock.advance(50); // the rollout poll finds it Ready: the DTR pass runs and fails
+    await controller.idle();
+    expect(dtrSynced()).toBe("False");
     down = false;
-    // No spec change, no resync in reach: only the DTR back-off can bring it back.
-    await expect.poll(() => conditionOf(controller.status().caches[0], "DtrSynced")?.status, { timeout: 5_000 }).toBe("True");
+    // No spec change, no resync in reach: the controller's own requeue (the DTR back-off is 1 s
+    // after a first failure) brings it back within that second of its clock.
+    for (let waited = 0; waited < 1_000 && dtrSynced() !== "True"; waited += 50) {
+      clock.advance(50);
+      await controller.idle();
+    }
+    expect(dtrSynced()).toBe("True");
     await controller.stop();
   });
 

@@ -1,7 +1,7 @@
 // One reconcile reads one spec snapshot (issue 10, defect 7): a spec edit that lands while a
 // reconcile awaits the engine is the next reconcile's business; the one in hand must not mix it
 // into its materials or its status.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { LoadResult, ResolvedCache } from "@dtrcache/crds";
 import { createController } from "./controller.js";
 import { specGeneration } from "./reconcile/desired.js";
@@ -11,8 +11,8 @@ import type { SwarmApi } from "./swarm/api.js";
 import { FakeSwarm } from "./swarm/fake.js";
 import { load, runbookText } from "./testing/specs.js";
 
-/** The fake, with a hook run inside listTasks (the middle of a reconcile's observation). */
-function withHook(fake: FakeSwarm, hook: { next?: () => void }): SwarmApi {
+/** The fake, with a hook run inside listTasks (the middle of a reconcile's observation) and awaited there. */
+function withHook(fake: FakeSwarm, hook: { next?: () => Promise<void> }): SwarmApi {
   return new Proxy(fake, {
     get(target, prop, receiver) {
       if (prop === "listTasks") {
@@ -20,8 +20,7 @@ function withHook(fake: FakeSwarm, hook: { next?: () => void }): SwarmApi {
           const tasks = await target.listTasks(id);
           const run = hook.next;
           delete hook.next;
-          run?.();
-          await new Promise((resolve) => setTimeout(resolve, 20)); // the edit is loaded meanwhile
+          await run?.(); // the edit is loaded while this reconcile is in the middle of observing
           return tasks;
         };
       }
@@ -39,7 +38,7 @@ const cacheIn = (r: LoadResult): ResolvedCache => {
 describe("one spec snapshot per reconcile (defect 7)", () => {
   it("reports each reconcile's status from the spec it started with, although an edit loaded during it", async () => {
     const fake = new FakeSwarm(["node-1", "node-2"]);
-    const hook: { next?: () => void } = {};
+    const hook: { next?: () => Promise<void> } = {};
     const specs = [load(runbookText()), load(runbookText({ blobTTL: "12h" })), load(runbookText({ blobTTL: "6h", hostname: "node-2" }))];
     const byGeneration = new Map(specs.map((s) => [specGeneration(cacheIn(s)), cacheIn(s)]));
     const source = staticSpecSource(specs[0] as LoadResult);
@@ -60,7 +59,11 @@ describe("one spec snapshot per reconcile (defect 7)", () => {
     try {
       await controller.idle();
       // The edit to 12h starts a reconcile; while it observes the engine, the next edit (6h, other node) loads.
-      hook.next = () => source.set(specs[2] as LoadResult);
+      const third = specGeneration(cacheIn(specs[2] as LoadResult));
+      hook.next = async () => {
+        source.set(specs[2] as LoadResult);
+        await vi.waitFor(() => expect(specGeneration(controller.spec()?.caches[0] as ResolvedCache)).toBe(third), { timeout: 5_000, interval: 1 });
+      };
       source.set(specs[1] as LoadResult);
       await expect.poll(() => seen.some((s) => s.observedGeneration === specGeneration(cacheIn(specs[2] as LoadResult))), { timeout: 5_000, interval: 20 }).toBe(true);
       await controller.idle();
