@@ -7,10 +7,11 @@
 // emulator, a slow link when the test wants a fill to take seconds.
 //
 // Shown: a client on node 1 pulls through replica 1, a client on node 4 through replica 2: one
-// upstream GET per blob in total, same digests. Then replica 1's node is killed hard while it is
-// filling a 48 MiB layer for a client: the balancer sends the client's retry to replica 2, which
-// takes the dead node's fill over from the shared store, and the pull completes with correct
-// digests. The steps build on each other; each name says what it shows.
+// upstream GET per blob in total, same digests. Two clients at once, one per replica, while the
+// fill is running: replica 2 follows replica 1's fill and fetches nothing. Then replica 1's node
+// is killed hard while it is filling a 48 MiB layer for a client: the balancer sends the client's
+// retry to replica 2, which takes the dead node's fill over from the shared store, and the pull
+// completes with correct digests. The steps build on each other; each name says what it shows.
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -33,6 +34,8 @@ const LABEL = `dtr.ha-${suffix}=true`;
 const BIG_LAYER = 48 * 1024 * 1024;
 /** The slow link's rate during the kill: a 48 MiB fill takes ~8 s. */
 const SLOW_LINK = 6 * 1024 * 1024;
+/** The image two clients pull at once, one through each replica. */
+const BOTH_LAYER = 16 * 1024 * 1024;
 /** Node 2 is killed once replica 1 has sent this much of the big image to the client. */
 const KILL_AFTER = 8 * 1024 * 1024;
 
@@ -53,6 +56,7 @@ let workDir = "";
 let sharedDir = "";
 let docker = "";
 let bigImage: PushedImage | undefined;
+let sharedImage: PushedImage | undefined;
 
 const debugUrl = (n: SwarmNode): string => `http://${n.ip}:${DEBUG_PORT}`;
 const status = (): CacheStatus | undefined => runtime?.controller.status().caches.find((c) => c.name === cacheName);
@@ -140,6 +144,7 @@ beforeAll(async () => {
     (async () => {
       stack = await startDtrStack({ workDir: join(workDir, "dtr"), hostIp: swarm?.hostIp ?? "", dockerHost: n1.dockerHost });
       bigImage = await pushTestImage({ dockerHost: n1.dockerHost, registryHostPort: stack.backend.hostPort, workDir, repository: "hello/big", tag: "1", blobBytes: BIG_LAYER });
+      sharedImage = await pushTestImage({ dockerHost: n1.dockerHost, registryHostPort: stack.backend.hostPort, workDir, repository: "hello/both", tag: "1", blobBytes: BOTH_LAYER });
       mark("DTR stack up, big image pushed", t);
     })(),
   ]);
@@ -273,6 +278,52 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     process.stderr.write(`ha-cache: upstream GETs per blob ${JSON.stringify(Object.fromEntries(blobs.map((d) => [d.slice(7, 19), (backendAfter[d] ?? 0) - (backendBefore[d] ?? 0)])))}\n`);
   });
 
+  it("fills a blob once when two clients pull it at the same time through different replicas (replica 2 follows replica 1's fill)", async () => {
+    if (!stack || !balancer || !link || !sharedImage) throw new Error("setup failed");
+    const [n1, n2, n3, n4] = node;
+    const { users, emulator } = stack;
+    const blobs = await layersOf(sharedImage);
+    const layer = blobs.reduce((a, b) => (b.size > a.size ? b : a));
+    const digests = blobs.map((b) => b.digest);
+    const backendBefore = await backendGets(digests);
+    const before = await Promise.all([n2, n3].map((n) => readCacheCounters(debugUrl(n))));
+    const fromBackend = balancer.stats().map((s) => s.bytesFromBackend);
+    const linkBefore = link.stats()[0]?.bytesFromBackend ?? 0;
+    const ref = `${emulator.hostPort}/${sharedImage.repository}:${sharedImage.tag}`;
+    const client = (n: SwarmNode) => dockerAs({ docker, dockerHost: n.dockerHost, configDir: join(workDir, `cli-${n.index}-alice`), registryHostPort: emulator.hostPort, user: users.alice });
+    // a 16 MiB fill takes ~4 s at this rate: long enough for the second client to arrive during it
+    link.setRate(4 * 1024 * 1024);
+    const t = Date.now();
+    try {
+      balancer.setPolicy({ kind: "prefer", index: 0 });
+      const first = client(n1).pull(ref);
+      await expect.poll(() => (balancer?.stats()[0]?.bytesFromBackend ?? 0) - (fromBackend[0] ?? 0), { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(1024 * 1024);
+      const linkAtSecond = (link.stats()[0]?.bytesFromBackend ?? 0) - linkBefore;
+      balancer.setPolicy({ kind: "prefer", index: 1 });
+      const second = client(n4).pull(ref);
+      await Promise.all([first, second]);
+      mark("two concurrent pulls, one through each replica", t);
+      process.stderr.write(`ha-cache: concurrent pulls: second client started with ${linkAtSecond} bytes through the link\n`);
+      // the second client arrived while the fill was running, so replica 2 had to follow it
+      expect(linkAtSecond).toBeLessThan(layer.size);
+    } finally {
+      link.setRate(undefined);
+      balancer.setPolicy({ kind: "prefer", index: 0 });
+    }
+    const expected = `${emulator.hostPort}/${sharedImage.repository}@${sharedImage.digest}`;
+    expect(await client(n1).repoDigests(ref)).toContain(expected);
+    expect(await client(n4).repoDigests(ref)).toContain(expected);
+    // replica 2 served the layer to its client too, yet the origin sent each blob once
+    expect((balancer.stats()[1]?.bytesFromBackend ?? 0) - (fromBackend[1] ?? 0)).toBeGreaterThanOrEqual(layer.size);
+    const backendAfter = await backendGets(digests);
+    for (const d of digests) expect((backendAfter[d] ?? 0) - (backendBefore[d] ?? 0)).toBe(1);
+    const [r1, r2] = await Promise.all([n2, n3].map((n) => readCacheCounters(debugUrl(n))));
+    const fetched = [(r1?.bytesFetched ?? 0) - (before[0]?.bytesFetched ?? 0), (r2?.bytesFetched ?? 0) - (before[1]?.bytesFetched ?? 0)];
+    process.stderr.write(`ha-cache: concurrent pulls: bytes fetched upstream by replica 1, 2: ${JSON.stringify(fetched)}\n`);
+    expect(fetched[1]).toBe(0);
+    for (const d of digests) expect(await storedDigest(d)).toBe(d);
+  });
+
   it("completes a pull with correct digests through replica 2 when replica 1's node is killed in the middle of it", async () => {
     if (!stack || !balancer || !link || !swarm || !bigImage) throw new Error("setup failed");
     const [, n2, n3, n4] = node;
@@ -287,12 +338,13 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     balancer.setPolicy({ kind: "prefer", index: 0 });
     link.setRate(SLOW_LINK);
     const fromReplica1 = balancer.stats()[0]?.bytesFromBackend ?? 0;
+    const linkBefore = link.stats()[0]?.bytesFromBackend ?? 0;
 
     const t = Date.now();
     const pull = client.pull(ref).then(() => undefined, (error: unknown) => error);
     // mid-pull AND mid-fill: replica 1 has streamed part of the big layer and its upstream GET is still running
     await expect.poll(() => (balancer?.stats()[0]?.bytesFromBackend ?? 0) - fromReplica1, { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(KILL_AFTER);
-    const linkBytesAtKill = link.stats()[0]?.bytesFromBackend ?? 0;
+    const linkBytesAtKill = (link.stats()[0]?.bytesFromBackend ?? 0) - linkBefore;
     await swarm.stopNode(n2.index);
     mark("pull started -> node 2 killed", t);
     const failed = await pull;
