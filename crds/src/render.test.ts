@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { ConfigRenderError } from "@dtrcache/config-yml";
 import { loadCacheSpec, loadCacheSpecFromText } from "./load.js";
 import type { CacheSpec, ResolvedCache } from "./model.js";
 import { CONTAINER_PATHS, generateHttpSecret, renderCacheConfig } from "./render.js";
@@ -127,6 +128,28 @@ describe("renderCacheConfig", () => {
     const config = parse(text) as { http: { secret: unknown }; middleware: { registry: { options: { blobttl: unknown } }[] } };
     expect(config.http.secret).toBe("12345");
     expect(config.middleware.registry[0]?.options.blobttl).toBe("5000000000");
+  });
+
+  // Validation is the first line (a spec with these values never loads); the writer is the second,
+  // for a ResolvedCache built by hand or by a future code path that skips it. Before the
+  // config.yml contract package, these rendered without complaint and the cache refused them.
+  it.each([
+    ["a zero blobTTL", { blobTTL: "0s" }, "middleware.registry[0].options.blobttl"],
+    ["a sub-byte maxSize", { storage: { path: "/var/lib/registry", maxSize: "0.5B" } }, "middleware.registry[0].options.maxsize"],
+    ["port 5001 with the debug listener at its default", { port: 5001 }, "http.addr"],
+  ])("refuses to render %s, naming the config.yml field, without the secret in the message", (_name, change, field) => {
+    const broken = { ...runbook, spec: { ...runbook.spec, ...change } };
+    let refused: unknown;
+    try {
+      renderCacheConfig(broken, { httpSecret: SECRET, caBundle: true });
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(ConfigRenderError);
+    const err = refused as ConfigRenderError;
+    expect(err.code).toBe("CONFIG_RENDER_REFUSED");
+    expect(err.problems.map((p) => p.path)).toEqual([field]);
+    expect(err.message).not.toContain(SECRET);
   });
 });
 
