@@ -304,9 +304,12 @@ describe(`${GUIDE}, run as written`, () => {
     await editSpec((kind, set) => {
       if (kind === "DTR") set(["spec", "admin", "password"], { secret: "dtr-admin-password.2" });
     });
+    emu.clearRequestLog();
     await step("rotate-admin-password", { timeoutMs: 120_000 });
     expect((await controllerService()).secrets).toContain("dtr-admin-password.2");
     await expect.poll(converged, { timeout: 120_000, interval: 1_000 }).toBe("Ready DtrSynced");
+    // the restarted controller authenticated to DTR's API with what the new secret holds
+    await expect.poll(() => emu.requestLog().some((e) => e.user === users.admin.username && e.path.startsWith("/api/") && e.status < 300), { timeout: 60_000, interval: 1_000 }).toBe(true);
 
     // the status token: the old one is refused, the new one (the file the guide rewrote) works
     const oldToken = (await readFile(join(opDir, "status-token"), "utf8")).trim();
