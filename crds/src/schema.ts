@@ -9,6 +9,7 @@
 //
 // Secrets are never inline: credentials and keys are references to environment variables or
 // files. Schemas are strict (unknown fields are errors) so a typo never silently does nothing.
+import { posix } from "node:path";
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { BLOB_TTL_MINIMUM, checkBlobTtl, checkListeners, checkMaxSize, checkUpstreamUrl } from "@dtrcache/config-yml";
@@ -155,9 +156,18 @@ export const tlsSchema = z
   ], { error: "must be exactly one of {certFile, keyFile}, {generate: true} or {disabled: true}" })
   .describe("TLS material for the cache: files, `generate: true`, or `disabled: true` for plain HTTP.");
 
+/** The cache image's storage directory: the one place its unprivileged user may write without a mount. */
+export const IMAGE_STORAGE_PATH = "/var/lib/registry";
+
+/** Whether the cache's unprivileged user can create `path` in the image's own filesystem (at or under IMAGE_STORAGE_PATH). */
+export function imageWritable(path: string): boolean {
+  const normal = posix.normalize(path).replace(/\/+$/, "");
+  return normal === IMAGE_STORAGE_PATH || normal.startsWith(`${IMAGE_STORAGE_PATH}/`);
+}
+
 export const storageSchema = z
   .strictObject({
-    path: z.string().startsWith("/", "must be an absolute path inside the container").default("/var/lib/registry").describe("storage.filesystem.rootdirectory inside the container."),
+    path: z.string().startsWith("/", "must be an absolute path inside the container").default(IMAGE_STORAGE_PATH).describe(`storage.filesystem.rootdirectory inside the container. Without volume or bind it must be ${IMAGE_STORAGE_PATH} or below it: the cache runs as an unprivileged user that can write nowhere else in its image.`),
     volume: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "must be a Docker volume name").optional().describe("Named volume mounted at `path`, so cached data survives a task restart on the same node."),
     bind: z.string().startsWith("/", "must be an absolute host path").optional().describe("Host directory bind-mounted at `path` (must exist on the node)."),
     maxSize: z
@@ -168,6 +178,13 @@ export const storageSchema = z
       .optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it. Rendered as the downstream option `maxsize`, which this project's cache-server honours (not part of DTR's own cache format)."),
   })
   .refine((s) => !(s.volume && s.bind), { message: "cannot be combined with storage.volume; set at most one of volume and bind", path: ["bind"] })
+  // The image makes only its storage directory the unprivileged user's; anywhere else the cache
+  // cannot create its directories and exits at start (issue 10, item 11). A volume or bind brings
+  // its own directory, whose ownership is then the operator's to set.
+  .refine((s) => s.volume !== undefined || s.bind !== undefined || imageWritable(s.path), {
+    message: `is not writable by the cache's unprivileged user: without storage.volume or storage.bind, storage.path must be ${IMAGE_STORAGE_PATH} or below it`,
+    path: ["path"],
+  })
   .describe("Where cached blobs live. Without volume or bind, data lives in the container and is lost on reschedule (the runbook's default).");
 
 export const upstreamSchema = z
@@ -201,7 +218,7 @@ export const contentCacheSpecSchema = z
     publishMode: z.enum(["host", "ingress"]).default("host").describe("Swarm publish mode: host (bound on the cache's node) or ingress (routing mesh)."),
     externalURL: originUrl.describe("The URL clients and DTR use to reach this cache; registered with DTR as `host`."),
     tls: tlsSchema.default({ generate: true }),
-    storage: storageSchema.default({ path: "/var/lib/registry" }),
+    storage: storageSchema.default({ path: IMAGE_STORAGE_PATH }),
     blobTTL: durationString
       // The cache's own rule for blobttl (@dtrcache/config-yml): what validates here, it accepts.
       .refine((value) => checkBlobTtl(value).ok, BLOB_TTL_MINIMUM)

@@ -44,7 +44,11 @@ function specText(r: () => number): string {
   const debugPort = r() < 0.4 ? `\n  debugPort: ${pick(r, [5001, 9090, port])}` : "";
   const tls = pick(r, ["{generate: true}", "{disabled: true}"]);
   const scheme = tls === "{disabled: true}" ? "http" : "https";
-  const storage = [`    path: ${pick(r, ["/var/lib/registry", "/data", '"/srv/cache store"', '"/x/#y"'])}`];
+  const path = pick(r, ["/var/lib/registry", "/data", '"/srv/cache store"', '"/x/#y"']);
+  const storage = [`    path: ${path}`];
+  // Outside /var/lib/registry the cache's user can write only through a mount (crds refuses it
+  // otherwise); most such specs get one so the unusual paths still reach the renderer.
+  if (path !== "/var/lib/registry" && r() < 0.8) storage.push("    volume: edge-blobs");
   if (r() < 0.7) storage.push(`    maxSize: ${size(r)}`);
   const upstreams = r() < 0.4 ? [`  upstreams: [${pick(r, ["https://dtr.example.com:4443", "http://10.0.0.5:5000/", "https://hop.example.com/v2", "https://user:pw@hop.example.com", "https://hop.example.com?t=1", "ftp://hop.example.com"])}]`] : [];
   const blobTTL = r() < 0.3 ? String(pick(r, [0, 999_999, 1_000_000, 86_400_000_000_000, Math.floor(r() * 1e15)])) : duration(r);
