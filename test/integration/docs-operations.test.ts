@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { generateSelfSigned } from "@dtrcache/controller";
 import { startDtrEmulator, type DtrEmulator } from "../dtr-emulator/index.js";
-import { dockerCli, repoRoot } from "../harness/index.js";
+import { dockerCli, pushTestImage, repoRoot, type PushedImage } from "../harness/index.js";
 import { run } from "../harness/proc.js";
 import { blobTraffic } from "../support/dtr-stack.js";
 import { markedBlocks, requireSteps, variablesSet, type DocBlock } from "../support/docs/blocks.js";
@@ -37,7 +37,7 @@ const harness = inject("harness");
 const node = harness.nodes[0];
 if (!node) throw new Error("the harness has no node");
 const CACHE = "region-asia";
-const CACHE_PORT = 5000;
+const CACHE_PORT = 5443; // a port no other file of the shared harness publishes
 const STACK = "dtr-cache-controller";
 const statusUrl = `http://${node.ip}:9090`;
 const registry = `${harness.registry.hostPort}/docs-ops`;
@@ -49,6 +49,7 @@ let docker = "";
 let workDir = "";
 let opDir = "";
 let emulator: DtrEmulator | undefined;
+let sample: PushedImage;
 let shell: DocShell;
 let blocks: Map<Step, DocBlock>;
 const timings: string[] = [];
@@ -159,7 +160,7 @@ async function projectLeftovers(): Promise<string[]> {
   const networks = (await onSwarm(["network", "ls", "-q", "--filter", `label=com.docker.stack.namespace=${STACK}`])).stdout.trim();
   if (networks) found.push(`network(s) ${networks}`);
   const nodeLabels = JSON.parse((await onSwarm(["node", "inspect", "self", "--format", "{{json .Spec.Labels}}"])).stdout || "{}") as Record<string, string> | null;
-  for (const key of Object.keys(nodeLabels ?? {}).filter((k) => k.startsWith("dtr.cache"))) found.push(`node label ${key}`);
+  for (const key of Object.keys(nodeLabels ?? {}).filter((k) => k === "dtr.cache")) found.push(`node label ${key}`);
   return found;
 }
 
@@ -173,6 +174,9 @@ beforeAll(async () => {
   const source = await readFile(join(repoRoot(), GUIDE), "utf8");
   blocks = new Map(requireSteps(markedBlocks(source, GUIDE), STEPS, GUIDE).map((b) => [b.step as Step, b]));
 
+  // An image of this file's own (a random layer): one pulled by an earlier file would already be
+  // in the engine, and docker would not ask DTR for its blobs at all.
+  sample = await pushTestImage({ dockerHost: harness.dockerHost, registryHostPort: harness.registry.hostPort, workDir, repository: `docs-ops/sample-${randomBytes(3).toString("hex")}` });
   // DTR over TLS; its certificate is the CA the operator obtained out of band.
   const dtrPair = await generateSelfSigned(harness.hostIp, new Date());
   await writeFile(join(opDir, "dtr.cert.pem"), dtrPair.certPem);
@@ -194,7 +198,7 @@ beforeAll(async () => {
     DTRCACHE_CONTROLLER_IMAGE: `${registry}/controller:${version}`,
     DTRCACHE_CONTROLLER_REPLICAS: "1",
     DTRCACHE_STATUS_URL: statusUrl,
-    PULL_IMAGE: `${emulator.hostPort}/${harness.testImage.repository}:${harness.testImage.tag}`,
+    PULL_IMAGE: `${emulator.hostPort}/${sample.repository}:${sample.tag}`,
     DTR_ADMIN_TOKEN: users.admin.password,
   };
   const environment = blocks.get("environment");
@@ -278,10 +282,12 @@ describe(`${GUIDE}, run as written`, () => {
     // the pull: DTR redirects every blob to the cache, which serves it
     emu.clearRequestLog();
     await step("pull", { timeoutMs: 120_000 });
-    const traffic = blobTraffic(emu.requestLog(), harness.testImage.repository);
+    const traffic = blobTraffic(emu.requestLog(), sample.repository);
     expect(traffic.redirected.length).toBeGreaterThanOrEqual(2);
     for (const r of traffic.redirected) expect(r.location.startsWith(`https://${node.ip}:${CACHE_PORT}/`)).toBe(true);
     expect(traffic.servedDirect).toEqual([]);
+    const pulled = await onSwarm(["image", "inspect", `${emu.hostPort}/${sample.repository}:${sample.tag}`, "--format", "{{json .RepoDigests}}"]);
+    expect(pulled.stdout).toContain(`@${sample.digest}`);
 
     // 1.5 a change through the store: the editor sets blobTTL 12h; the controller rolls it out
     const day2 = await step("day-2");
