@@ -4,8 +4,9 @@
 // its last good spec when a load fails, as with files.
 import { loadCacheSpecFromTexts, type LoadResult } from "@dtrcache/crds";
 import type { SpecSource } from "../source.js";
-import type { EventSubscription, SwarmApi } from "../swarm/api.js";
+import type { EventSubscription, SwarmApi, SwarmEvent } from "../swarm/api.js";
 import { storedText } from "./admission.js";
+import { STORE, STORE_FORMAT, STORE_OWNER } from "./labels.js";
 import type { SpecStore } from "./store.js";
 
 export interface StoreSourceOptions {
@@ -14,7 +15,57 @@ export interface StoreSourceOptions {
   readonly resyncMs?: number;
 }
 
+/**
+ * Every revision's name starts so (labels.ts revisionConfigName): a cheap first filter. Other
+ * configs share it — the lease (dtrcache-lease-<owner>, relabelled on every renewal) — so what
+ * decides is the revision's labels.
+ */
 const NAME_PREFIX = "dtrcache-";
+
+/**
+ * Decides whether a config event concerns a spec revision of this owner, by the config's store
+ * labels. Docker's config events carry only the name, so a config is inspected once, the first
+ * time an event names its id, and the verdict kept: the lease's renewals (one event every 2 s)
+ * then cost nothing and never reload the spec.
+ */
+export class RevisionEventFilter {
+  /** Config id -> whether it is one of our revisions. */
+  private readonly known = new Map<string, boolean>();
+
+  constructor(
+    private readonly swarm: SwarmApi,
+    private readonly owner: string,
+  ) {}
+
+  /** Ids the caller already knows are revisions (the heads it listed). */
+  remember(ids: Iterable<string>): void {
+    for (const id of ids) this.known.set(id, true);
+  }
+
+  private ours(labels: Readonly<Record<string, string>>): boolean {
+    return labels[STORE] === STORE_FORMAT && labels[STORE_OWNER] === this.owner;
+  }
+
+  async concerns(event: SwarmEvent): Promise<boolean> {
+    if (event.type !== "config" || !(event.name ?? "").startsWith(NAME_PREFIX)) return false;
+    if (STORE in event.labels) return this.ours(event.labels);
+    const verdict = this.known.get(event.id);
+    if (event.action === "remove") {
+      this.known.delete(event.id);
+      // A removed config cannot be inspected; only a revision we had seen can matter.
+      return verdict === true;
+    }
+    if (verdict !== undefined) return verdict;
+    try {
+      const revision = this.ours((await this.swarm.inspectConfig(event.id)).labels);
+      this.known.set(event.id, revision);
+      return revision;
+    } catch {
+      // Gone already, or the engine did not answer: reloading once is the safe side.
+      return true;
+    }
+  }
+}
 
 export function storeSpecSource(store: SpecStore, swarm: SwarmApi, options: StoreSourceOptions = {}): SpecSource {
   const description = `swarm store (owner ${store.owner})`;
@@ -42,7 +93,12 @@ export function storeSpecSource(store: SpecStore, swarm: SwarmApi, options: Stor
           if (!stopped) onChange();
         }, debounceMs);
       };
-      const fingerprint = async (): Promise<string> => (await store.heads()).map((r) => `${r.configId}:${r.generation}`).sort().join(",");
+      const filter = new RevisionEventFilter(swarm, store.owner);
+      const fingerprint = async (): Promise<string> => {
+        const heads = await store.heads();
+        filter.remember(heads.map((r) => r.configId));
+        return heads.map((r) => `${r.configId}:${r.generation}`).sort().join(",");
+      };
       let last = await fingerprint().catch(() => "");
       const resync = setInterval(() => {
         void fingerprint().then(
@@ -64,7 +120,9 @@ export function storeSpecSource(store: SpecStore, swarm: SwarmApi, options: Stor
         try {
           subscription = await swarm.subscribeEvents({
             onEvent: (event) => {
-              if (event.type === "config" && (event.name ?? "").startsWith(NAME_PREFIX)) fire();
+              void filter.concerns(event).then((yes) => {
+                if (yes) fire();
+              });
             },
             onEnd: () => {
               subscription = undefined;
