@@ -16,8 +16,8 @@ import { SpecStore } from "./store.js";
 class CountingSwarm extends FakeSwarm {
   storeListings = 0;
   inspects = 0;
-  override listConfigs(filter?: LabelFilter): Promise<SwarmConfig[]> {
-    if (filter?.labels.some((l) => l.startsWith(`${STORE}=`))) this.storeListings += 1;
+  override listConfigs(filter: LabelFilter): Promise<SwarmConfig[]> {
+    if (filter.labels.some((l) => l.startsWith(`${STORE}=`))) this.storeListings += 1;
     return super.listConfigs(filter);
   }
   override inspectConfig(id: string): Promise<SwarmConfig> {
