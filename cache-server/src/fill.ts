@@ -15,6 +15,7 @@ import type { Readable } from "node:stream";
 import { OwnedClaim } from "./claim.js";
 import type { BlobStore, StoredBlob } from "./store.js";
 import { FillError } from "./errors.js";
+import { upstreamBytesRead } from "./gc-pacing.js";
 import { digestHex } from "./names.js";
 
 const QUEUE_LIMIT = 8 * 1024 * 1024;
@@ -332,6 +333,7 @@ export class Fill {
         }
         this.received += chunk.length;
         events.onFetched?.(chunk.length);
+        upstreamBytesRead(whole.length);
         if (this.size !== undefined && this.received > this.size) {
           src.body.on("error", () => undefined).destroy();
           throw new FillError("FILL_SIZE_MISMATCH", `upstream sent more than its Content-Length ${this.size}`);
