@@ -5,7 +5,7 @@
 // the CLI is bundled (esbuild, from controller/dist: `npm run build` first) into one file with no
 // dependencies, next to the completion scripts, and `npm pack` runs on that.
 //
-//   node scripts/pack-cli.mjs [--out DIR]      prints the tarball's path
+//   node scripts/pack-cli.mjs [--out DIR]      prints the tarball's path (--help: the usage)
 import { execFile } from "node:child_process";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -53,12 +53,44 @@ export async function packCli(outDir = process.cwd()) {
   }
 }
 
+export const USAGE = `Usage: node scripts/pack-cli.mjs [--out DIR]
+
+Packs the dtrcache CLI (bundled from controller/dist: npm run build first) as an npm tarball with
+no dependencies, writes it to DIR (default: the current directory) and prints its path. Then:
+  npm i -g ./dtrcache-<version>.tgz        dtrcache on PATH
+  npx --yes ./dtrcache-<version>.tgz --help without installing
+
+Exit codes: 0 packed, 1 failed, 2 bad arguments.`;
+
+/** The command line: `{ outDir }`, `"help"`, or an error message for a bad argument. */
+export function parseArgs(argv) {
+  let outDir;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "-h" || arg === "--help") return "help";
+    if (arg === "--out") {
+      const value = argv[++i];
+      if (value === undefined || value.startsWith("-")) return { error: "--out needs a directory" };
+      outDir = value;
+    } else if (arg.startsWith("--out=")) outDir = arg.slice("--out=".length);
+    else return { error: `unknown argument ${arg}` };
+  }
+  return { outDir };
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const i = process.argv.indexOf("--out");
-  packCli(i > 0 ? process.argv[i + 1] : undefined)
-    .then((file) => console.log(file))
-    .catch((error) => {
-      console.error(`pack-cli: ${error.message}`);
-      process.exit(1);
-    });
+  const args = parseArgs(process.argv.slice(2));
+  if (args === "help") {
+    console.log(USAGE);
+  } else if (args.error !== undefined) {
+    console.error(`pack-cli: ${args.error}\n\n${USAGE}`);
+    process.exitCode = 2;
+  } else {
+    packCli(args.outDir)
+      .then((file) => console.log(file))
+      .catch((error) => {
+        console.error(`pack-cli: ${error.message}`);
+        process.exit(1);
+      });
+  }
 }

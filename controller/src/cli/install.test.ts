@@ -3,7 +3,7 @@
 // has), and scripts/dtrcache in the checkout. Both run a verb that needs no engine. Needs the
 // compiled workspace (npm run check builds it first).
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -47,6 +47,23 @@ describe("dtrcache on PATH", () => {
     const absolute = await exec("npx", ["--yes", "--offline", `--package=${tarball}`, "--", "dtrcache", "--version"], { env });
     expect(absolute.stdout.trim()).toBe(version);
   }, 60_000);
+
+  it("pack-cli --help prints its usage and packs nothing; a bad argument exits 2", async () => {
+    const cwd = join(dir, "help");
+    mkdirSync(cwd, { recursive: true });
+    const help = await exec(process.execPath, [join(root, "scripts/pack-cli.mjs"), "--help"], { cwd });
+    expect(help.stdout).toContain("Usage: node scripts/pack-cli.mjs [--out DIR]");
+    expect(readdirSync(cwd)).toEqual([]);
+    for (const args of [["--out"], ["--outdir", "x"]]) {
+      const failed = await exec(process.execPath, [join(root, "scripts/pack-cli.mjs"), ...args], { cwd }).then(
+        () => ({ code: 0, stderr: "" }),
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(failed.code, args.join(" ")).toBe(2);
+      expect(failed.stderr).toMatch(/^pack-cli: (--out needs a directory|unknown argument --outdir)/);
+    }
+    expect(readdirSync(cwd)).toEqual([]);
+  });
 
   it("scripts/dtrcache runs the checkout's CLI on the project's Node 24", async () => {
     const { stdout } = await exec(join(root, "scripts/dtrcache"), ["validate", "-f", runbook]);
