@@ -1,6 +1,8 @@
 // The status model: plain data, no secrets, ready to be served as JSON by the status endpoint and
 // printed by the CLI. Conditions follow the Kubernetes shape: a condition's lastTransitionTime
 // changes only when its status flips.
+import type { SwarmNode, SwarmTask } from "./swarm/api.js";
+
 export type ConditionType = "Ready" | "Progressing" | "Degraded" | "DtrSynced";
 
 export interface Condition {
@@ -28,7 +30,12 @@ export interface CacheStatus {
   readonly node: { readonly hostname?: string; readonly label: string; readonly labelled: boolean };
   /** Current config/secret revisions mounted by the service. */
   readonly revisions: readonly RevisionStatus[];
-  readonly tasks: { readonly running: number; readonly desired: number };
+  /**
+   * `nodes`: the hostname of each running task's node, sorted (a name twice if two tasks run on
+   * one node): where the cache answers, for a load balancer's pool. Absent before the first
+   * reconcile and from a controller that predates it.
+   */
+  readonly tasks: { readonly running: number; readonly desired: number; readonly nodes?: readonly string[] };
   readonly dtr: { readonly registrationId?: string; readonly users: readonly { readonly username: string; readonly state: string }[] };
   readonly lastReconcile?: { readonly at: string; readonly durationMs: number; readonly actions: number; readonly error?: string };
 }
@@ -48,6 +55,18 @@ export interface ControllerStatus {
   readonly engine: { readonly reachable: boolean; readonly manager: boolean; readonly message?: string };
   readonly spec: SpecStatus;
   readonly caches: readonly CacheStatus[];
+}
+
+/**
+ * Hostnames of the nodes running the cache's tasks (running and meant to run, as `running` counts
+ * them). A task on a node the listing does not know shows its node id, so it is never hidden.
+ */
+export function runningTaskNodes(tasks: readonly SwarmTask[], nodes: readonly SwarmNode[]): string[] {
+  const hostname = new Map(nodes.map((n) => [n.id, n.hostname]));
+  return tasks
+    .filter((t) => t.desiredState === "running" && t.state === "running" && t.nodeId !== undefined)
+    .map((t) => hostname.get(t.nodeId ?? "") ?? t.nodeId ?? "")
+    .sort();
 }
 
 /** Sets a condition, keeping lastTransitionTime when the status did not change. */

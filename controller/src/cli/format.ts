@@ -39,6 +39,27 @@ function rolloutLine(cache: CacheSnapshot): string | undefined {
   return `Rolling out${words ? ` (${words})` : ""}`;
 }
 
+/**
+ * NODE: where the cache's tasks run — the hostname of each running task's node (what a load
+ * balancer's pool needs), else where the spec places it (hostname or label) while none runs.
+ */
+function nodeCell(cache: CacheSnapshot): string {
+  const unlabelled = cache.node.hostname && !cache.node.labelled ? " (unlabelled)" : "";
+  const running = cache.tasks.nodes ?? [];
+  if (running.length > 0) return `${running.join(",")}${unlabelled}`;
+  return cache.node.hostname ? `${cache.node.hostname}${unlabelled}` : cache.node.label || "-";
+}
+
+/**
+ * The cache's tasks for `describe`: "Tasks: 2/2 running on node-2, node-3". Without node names (a
+ * controller that predates them) the counts alone.
+ */
+export function formatTasksLine(cache: Pick<CacheSnapshot, "tasks">): string {
+  const { running, desired, nodes } = cache.tasks;
+  const where = nodes && nodes.length > 0 ? ` on ${nodes.join(", ")}` : "";
+  return `Tasks:        ${running}/${desired} running${where}`;
+}
+
 /** One line per cache; then, for any cache that is not Ready, why. */
 export function formatStatusTable(status: RuntimeSnapshot, now = Date.now()): string {
   const header = ["NAME", "READY", "TASKS", "NODE", "DTR ID", "USERS", "DTR", "TLS", "GENERATION", "SPEC", "AGE"];
@@ -47,12 +68,11 @@ export function formatStatusTable(status: RuntimeSnapshot, now = Date.now()): st
     const ready = condition(cache, "Ready");
     const users = cache.dtr.users;
     const assigned = users.filter((u) => u.state === "assigned").length;
-    const node = cache.node.hostname ? `${cache.node.hostname}${cache.node.labelled ? "" : " (unlabelled)"}` : cache.node.label || "-";
     return [
       cache.terminating ? `${cache.name} (removing)` : cache.name,
       ready?.status ?? "Unknown",
       `${cache.tasks.running}/${cache.tasks.desired}`,
-      node,
+      nodeCell(cache),
       shortId(cache.dtr.registrationId),
       users.length === 0 ? "-" : `${assigned}/${users.length}`,
       condition(cache, "DtrSynced")?.status ?? "Unknown",

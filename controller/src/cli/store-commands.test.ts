@@ -81,12 +81,13 @@ describe("dtrcache store verbs", () => {
     events.record({ cache: "region-asia", type: "Warning", source: "dtr", reason: "DtrSyncFailed", message: "DTR_UNAVAILABLE: connect ECONNREFUSED" });
     events.record({ cache: "other", type: "Normal", source: "swarm", reason: "ServiceCreated", message: "created service other" });
     const conditions = [{ type: "Ready", status: "True", reason: "TasksRunning", message: "1/1 tasks running", lastTransitionTime: new Date().toISOString() }];
-    const server = await startStatusServer({ provider: { snapshot: () => ({ caches: [{ name: "region-asia", conditions }] }), readiness: () => Promise.resolve({}) }, metrics: new Registry(), events: (cache, limit) => events.list(cache, limit), bearerToken: "tok-9" }, "127.0.0.1", 0);
+    const server = await startStatusServer({ provider: { snapshot: () => ({ caches: [{ name: "region-asia", conditions, tasks: { running: 2, desired: 2, nodes: ["node-2", "node-3"] } }] }), readiness: () => Promise.resolve({}) }, metrics: new Registry(), events: (cache, limit) => events.list(cache, limit), bearerToken: "tok-9" }, "127.0.0.1", 0);
     try {
       const tokenFile = join(dir, "status-token");
       writeFileSync(tokenFile, "tok-9\n");
       expect(await run("describe", "region-asia", "--url", server.url, "--token-file", tokenFile, "--events", "3")).toBe(EXIT.ok);
       expect(out).toContain("  Ready=True TasksRunning: 1/1 tasks running");
+      expect(out).toContain("Tasks:        2/2 running on node-2, node-3");
       expect(out).toMatch(/Events:\n\s+TYPE\s+REASON\s+AGE\s+FROM\s+MESSAGE\n/);
       expect(out).toContain("updated service region-asia #11");
       expect(out).toContain("updated service region-asia #12");

@@ -20,6 +20,8 @@ import { SpecStore, type Revision, type StoredResource } from "../store/store.js
 import { CliError, EXIT } from "./exit.js";
 import { getStatusJson, readToken } from "./status-client.js";
 import { age, lineDiff, readSpecTexts, table } from "./store-io.js";
+import { formatTasksLine } from "./format.js";
+import type { CacheSnapshot } from "./snapshot.js";
 
 interface Ctx {
   readonly swarm: SwarmApi;
@@ -323,9 +325,9 @@ async function statusLines(r: StoredResource, url: string | undefined, token: st
   const base = url ?? process.env["DTRCACHE_STATUS_URL"];
   if (r.kind !== "ContentCache" || base === undefined) return [];
   try {
-    const status = await getStatusJson<{ caches?: { name: string; conditions: { type: string; status: string; reason: string; message: string }[] }[] }>(base, `/status`, token, 3000);
+    const status = await getStatusJson<{ caches?: (Partial<Pick<CacheSnapshot, "tasks">> & { name: string; conditions: { type: string; status: string; reason: string; message: string }[] })[] }>(base, `/status`, token, 3000);
     const cache = status.caches?.find((c) => c.name === r.name);
-    const lines = cache ? ["Conditions:", ...cache.conditions.map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message}`)] : ["Conditions:   (the controller does not report this cache yet)"];
+    const lines = cache ? [...(cache.tasks ? [formatTasksLine({ tasks: cache.tasks })] : []), "Conditions:", ...cache.conditions.map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message}`)] : ["Conditions:   (the controller does not report this cache yet)"];
     if (limit === 0) return lines;
     // An older controller has no /events: say so rather than fail the describe.
     const events = await getStatusJson<{ events: ShownEvent[] }>(base, `/events/${r.name}?limit=${limit}`, token, 3000).catch(() => undefined);

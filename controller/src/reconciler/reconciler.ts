@@ -20,8 +20,8 @@ import { labelUseKey, planCache, planTeardown, type ActualCache, type Plan, type
 import type { SettleState, SettleTracker } from "../reconcile/settle.js";
 import { cancellableSwarm } from "../runner/cancellable-swarm.js";
 import type { Clock } from "../runner/clock.js";
-import { conditionOf, setCondition, type CacheStatus } from "../status.js";
-import type { SwarmApi } from "../swarm/api.js";
+import { conditionOf, runningTaskNodes, setCondition, type CacheStatus } from "../status.js";
+import type { SwarmApi, SwarmNode } from "../swarm/api.js";
 import { SwarmError } from "../swarm/errors.js";
 import { nodeStatusOf, type CacheState, type CacheStates } from "./cache-state.js";
 import { teardownCache } from "./teardown.js";
@@ -82,6 +82,8 @@ interface StatusInput {
   readonly error?: unknown;
   readonly desiredRevisions?: { purpose: string; name: string }[];
   readonly nodeLabelled?: boolean;
+  /** The swarm's nodes as this pass listed them: names the nodes the running tasks are on. */
+  readonly nodes?: readonly SwarmNode[];
 }
 
 export class CacheReconciler implements Reconciler {
@@ -152,12 +154,12 @@ export class CacheReconciler implements Reconciler {
     } catch (error) {
       if (error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code)) {
         state.terminalGeneration = generation;
-        this.finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem: { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message }, startedAt, error });
+        this.finishStatus(state, { cache, generation, plan, actual, nodes, settled, outcomes, problem: { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message }, startedAt, error });
         log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
       } else {
         // The write budget's refusal has its own reason: the cache is contended, not broken.
         const reason = error instanceof ControllerError && error.code === "CONTENDED" ? "Contended" : "ReconcileError";
-        this.finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem: { reason, message: errorMessage(error) }, startedAt, error });
+        this.finishStatus(state, { cache, generation, plan, actual, nodes, settled, outcomes, problem: { reason, message: errorMessage(error) }, startedAt, error });
       }
       throw error;
     }
@@ -167,7 +169,7 @@ export class CacheReconciler implements Reconciler {
       delete state.rolledBackGeneration;
     }
     this.o.owned.add(name);
-    this.finishStatus(state, { cache, generation, plan, actual, settled, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
+    this.finishStatus(state, { cache, generation, plan, actual, nodes, settled, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
 
     // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm. It
     // has its own record, back-off per user and periodic verification (dtr-reconcile/).
@@ -216,7 +218,7 @@ export class CacheReconciler implements Reconciler {
       conditions,
       node: nodeStatusOf(input.cache, input.nodeLabelled ?? state.status.node.labelled),
       revisions,
-      tasks: { running: runningTasks(input.actual.tasks), desired: replicas },
+      tasks: { running: runningTasks(input.actual.tasks), desired: replicas, ...(input.nodes ? { nodes: runningTaskNodes(input.actual.tasks, input.nodes) } : {}) },
       lastReconcile: { at: now.toISOString(), durationMs: Math.round(performance.now() - input.startedAt), actions: input.outcomes.filter((o) => o.result === "done").length, ...(input.error ? { error: errorMessage(input.error) } : {}) },
     };
   }
