@@ -15,9 +15,14 @@ describe("the executed blocks of docs/operations.md", () => {
     for (const b of blocks) expect(b.script.trim(), b.step).not.toBe("");
   });
 
-  it("takes a marked block verbatim and skips unmarked ones", () => {
-    const md = ["intro", "```sh", "echo not run", "```", "", "<!-- docs-test: one (a note) -->", "", "```sh", "a  'quoted'", "  b", "```", "```text", "x", "```"].join("\n");
-    expect(markedBlocks(md)).toEqual([{ step: "one", line: 9, script: "a  'quoted'\n  b\n" }]);
+  it("takes a marked block verbatim, leaves out blocks skipped with a reason and other fences", () => {
+    const md = ["intro", "<!-- docs-test: skip (writes to /etc) -->", "```sh", "echo not run", "```", "", "<!-- docs-test: one (a note) -->", "", "```sh", "a  'quoted'", "  b", "```", "```text", "x", "```", "<!-- docs-test: skip (again) -->", "```sh", "y", "```"].join("\n");
+    expect(markedBlocks(md)).toEqual([{ step: "one", line: 10, script: "a  'quoted'\n  b\n" }]);
+  });
+
+  it("refuses an unmarked sh block and a skip without a reason", () => {
+    expect(() => markedBlocks("text\n```sh\nrm -rf x\n```\n")).toThrow(/markdown:2: a sh block without a docs-test marker/);
+    expect(() => markedBlocks("<!-- docs-test: skip -->\n```sh\nx\n```\n")).toThrow(/a skipped block must say why/);
   });
 
   it("refuses a marker without a sh block, a repeated step, a malformed marker and an unclosed block", () => {

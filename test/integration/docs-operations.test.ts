@@ -10,7 +10,7 @@
 // whose blobs the cache serves, an edit rolled out, new secrets mounted and served, the upgrade's
 // image running, and after the uninstall nothing of the project left in the swarm or in DTR.
 //
-// Not run, on purpose (unmarked in the guide): `npm ci && npm run build` (it would rewrite the
+// Not run, on purpose (marked `docs-test: skip (why)` in the guide): `npm ci && npm run build` (it would rewrite the
 // node_modules of the checkout this test runs from; the integration setup needs it built anyway)
 // and the completion `cp`s (they write to this machine's /etc and /usr/local).
 import { randomBytes, X509Certificate } from "node:crypto";

@@ -6,9 +6,10 @@
 //   commands
 //   ```
 //
-// Unmarked blocks are illustration and are skipped on purpose. A marker not followed by a `sh`
-// fence, a repeated step name or a step the test expects but the guide lacks is an error, so a
-// block cannot silently drop out of the test when the guide is edited.
+// A `sh` block that is not to run says so, with the reason: `<!-- docs-test: skip (why) -->`.
+// An unmarked `sh` block, a marker not followed by a `sh` fence, a repeated step name or a step the
+// test expects but the guide lacks is an error, so a command block cannot silently drop out of
+// the test when the guide is edited. Other fences (```text, ```yaml) are illustration.
 
 export interface DocBlock {
   /** The marker's step name. */
@@ -27,21 +28,26 @@ export class DocBlockError extends Error {
   }
 }
 
-const MARKER = /^<!--\s*docs-test:\s*([a-z0-9][a-z0-9-]*)(?:\s+\([^)]*\))?\s*-->\s*$/;
+const MARKER = /^<!--\s*docs-test:\s*([a-z0-9][a-z0-9-]*)(?:\s+\(([^)]*)\))?\s*-->\s*$/;
+/** The marker of a block kept out of the run on purpose; its note must say why. */
+const SKIP = "skip";
 const LOOSE_MARKER = /<!--\s*docs-test/;
 
-/** Every marked block of `markdown`, in document order. */
+/** Every marked block of `markdown` that is to run, in document order. */
 export function markedBlocks(markdown: string, source = "markdown"): DocBlock[] {
   const lines = markdown.split("\n");
   const blocks: DocBlock[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i] ?? "";
+    if (text.trim() === "```sh") throw new DocBlockError(`${source}:${i + 1}: a sh block without a docs-test marker (name its step, or <!-- docs-test: skip (why) -->)`);
     if (!LOOSE_MARKER.test(text)) continue;
     const marker = MARKER.exec(text.trim());
     if (!marker?.[1]) throw new DocBlockError(`${source}:${i + 1}: malformed docs-test marker (want <!-- docs-test: step-name -->): ${text.trim()}`);
     const step = marker[1];
-    if (seen.has(step)) throw new DocBlockError(`${source}:${i + 1}: step "${step}" is marked twice`);
+    const skipped = step === SKIP;
+    if (skipped && !marker[2]?.trim()) throw new DocBlockError(`${source}:${i + 1}: a skipped block must say why: <!-- docs-test: skip (why) -->`);
+    if (!skipped && seen.has(step)) throw new DocBlockError(`${source}:${i + 1}: step "${step}" is marked twice`);
     seen.add(step);
     let fence = i + 1;
     while (fence < lines.length && (lines[fence] ?? "").trim() === "") fence++;
@@ -50,7 +56,7 @@ export function markedBlocks(markdown: string, source = "markdown"): DocBlock[] 
     let end = fence + 1;
     for (; end < lines.length && (lines[end] ?? "").trim() !== "```"; end++) body.push(lines[end] ?? "");
     if (end >= lines.length) throw new DocBlockError(`${source}:${fence + 1}: step "${step}": the block is never closed`);
-    blocks.push({ step, line: fence + 2, script: `${body.join("\n")}\n` });
+    if (!skipped) blocks.push({ step, line: fence + 2, script: `${body.join("\n")}\n` });
     i = end;
   }
   return blocks;
