@@ -82,7 +82,7 @@ describe("controller on a fake Swarm", () => {
     const status = controller.status().caches[0];
     expect(conditionOf(status, "Ready")?.status).toBe("True");
     expect(conditionOf(status, "Degraded")?.status).toBe("False");
-    expect(status?.tasks).toEqual({ running: 1, desired: 1 });
+    expect(status?.tasks).toEqual({ running: 1, desired: 1, nodes: ["node-1"] });
     expect(status?.revisions).toHaveLength(4);
     expect(status?.observedGeneration).toMatch(/^[0-9a-f]{16}$/);
   });
