@@ -6,7 +6,8 @@
 // Everything it touches comes in through ControllerOptions, so tests run it against a fake Swarm
 // and a fake clock, and the CLI wires the real engine.
 import type { CacheSpec, ResolvedCache } from "@dtrcache/crds";
-import type { DtrSync } from "./dtr/sync.js";
+import type { DtrRegistrationLister, DtrSync } from "./dtr/sync.js";
+import { DEFAULT_DTR_CHECK_MS, DtrDriftCheck } from "./dtr-reconcile/drift.js";
 import { DtrReconciler } from "./dtr-reconcile/reconciler.js";
 import { ControllerError } from "./errors.js";
 import { silentLogger, type Logger } from "./logger.js";
@@ -59,6 +60,13 @@ export interface ControllerOptions {
   /** How often a cache already in sync with DTR is verified again (default 60 s). */
   readonly dtrResyncMs?: number;
   /**
+   * How often DTR's registration list is compared with what DTR confirmed (default 10 s; 0 turns
+   * the check off): drift or an outage's end triggers a full verification (dtr-reconcile/drift.ts).
+   */
+  readonly dtrCheckMs?: number;
+  /** The list call of that check; default: `dtrSync` when it has one (createDtrSync's does). */
+  readonly dtrLister?: DtrRegistrationLister;
+  /**
    * How long stop() lets the reconciles in hand finish before aborting their waits and calls
    * (default 10 s; deploy/stack/controller.stack.yml's stop_grace_period leaves room for it).
    */
@@ -79,7 +87,7 @@ export interface Controller {
   status(): ControllerStatus;
   /** The last good spec, the one being applied (undefined until one has loaded). */
   spec(): CacheSpec | undefined;
-  /** Resolves once the queue has nothing ready or running. */
+  /** Resolves once no DTR drift check is in flight and the queue has nothing ready or running. */
   idle(): Promise<void>;
 }
 
@@ -93,7 +101,10 @@ export function createController(options: ControllerOptions): Controller {
   const states = new CacheStates();
   const owned = new Set<string>();
   const tracker = new SpecTracker({ source: options.specSource, clock, logger, allowEmpty: options.allowEmpty ?? false, owned: () => owned });
-  const dtr = options.dtrSync ? new DtrReconciler({ swarm, owner, dtrSync: options.dtrSync, logger, now: () => clock.now().getTime(), verifyEveryMs: options.dtrResyncMs ?? 60_000 }) : undefined;
+  const dtr = options.dtrSync ? new DtrReconciler({ swarm, owner, dtrSync: options.dtrSync, logger, now: () => clock.now().getTime(), verifyEveryMs: options.dtrResyncMs ?? 60_000, requeue: (name) => runner.enqueue(name) }) : undefined;
+  const lister = options.dtrLister ?? (options.dtrSync && "listRegistrations" in options.dtrSync ? (options.dtrSync as DtrSync & DtrRegistrationLister) : undefined);
+  const checkMs = options.dtrCheckMs ?? DEFAULT_DTR_CHECK_MS;
+  const drift = dtr && lister && checkMs > 0 ? new DtrDriftCheck({ reconciler: dtr, lister, clock, intervalMs: checkMs, logger }) : undefined;
   const container = options.container;
   const reconciler = new CacheReconciler({
     swarm,
@@ -127,8 +138,14 @@ export function createController(options: ControllerOptions): Controller {
   });
 
   return {
-    start: () => runner.start(),
-    stop: () => runner.stop(),
+    async start() {
+      await runner.start();
+      drift?.start();
+    },
+    async stop() {
+      await drift?.stop();
+      await runner.stop();
+    },
     reconcileOnce: () => runner.reconcileOnce(),
 
     async plan() {
@@ -152,6 +169,10 @@ export function createController(options: ControllerOptions): Controller {
       return { controllerId: owner, engine: runner.engine(), spec: tracker.status(), caches: [...names].sort().map((n) => states.of(n, snapshot).status) };
     },
 
-    idle: () => runner.idle(),
+    async idle() {
+      // A drift check in flight may still queue caches: wait for it, then for the queue.
+      await drift?.settled();
+      await runner.idle();
+    },
   };
 }

@@ -21,11 +21,11 @@ _dtrcache() {
       else COMPREPLY=($(compgen -W "table json yaml" -- "$cur")); fi
       return 0 ;;
     --kind) COMPREPLY=($(compgen -W "ContentCache DTR" -- "$cur")); return 0 ;;
-    --lease-duration|--listen|--id|--timeout|--url|--events|--to-revision|--interval) return 0 ;;
+    --lease-duration|--listen|--id|--timeout|--url|--events|--to-revision|--interval|--dtr-check-interval) return 0 ;;
   esac
   local flags=""
   case "$verb" in
-    run) flags="-f --file --lease-duration --listen --status-token-file --allow-empty --id --log-level --log-format" ;;
+    run) flags="-f --file --lease-duration --listen --status-token-file --dtr-check-interval --allow-empty --id --log-level --log-format" ;;
     reconcile) flags="--once -f --file --timeout --allow-empty --id --log-level --log-format" ;;
     plan) flags="-f --file --allow-empty --id" ;;
     apply|diff) flags="-f --file --id" ;;

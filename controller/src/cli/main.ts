@@ -46,7 +46,8 @@ Exit codes:
 Environment:
   DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH   engine connection, as for the docker CLI
   DTRCACHE_STATUS_URL                                 status endpoint for \`status\` (default http://127.0.0.1:9090)
-  DTRCACHE_STATUS_TOKEN                               bearer token for the status endpoint`;
+  DTRCACHE_STATUS_TOKEN                               bearer token for the status endpoint
+  DTRCACHE_DTR_CHECK_INTERVAL                         run: default of --dtr-check-interval`;
 
 
 function parseListen(value: string): { host: string; port: number } {
@@ -110,12 +111,18 @@ export function buildProgram(): Command {
     .addOption(new Option("--lease-duration <duration>", "leader lease duration; a standby takes over this long after the leader stops renewing").argParser(parseTimeout).default(10_000, "10s"))
     .addOption(new Option("--listen <host:port>", "status endpoint address").argParser(parseListen).default({ host: "0.0.0.0", port: 9090 }, "0.0.0.0:9090"))
     .option("--status-token-file <path>", "require this bearer token on the status endpoint (default: $DTRCACHE_STATUS_TOKEN)")
+    .addOption(
+      new Option("--dtr-check-interval <duration>", "how often DTR's registration list is compared with what it confirmed; drift, or DTR answering again after an outage, starts a full verification (0 = off)")
+        .argParser(parseTimeout)
+        .env("DTRCACHE_DTR_CHECK_INTERVAL")
+        .default(10_000, "10s"),
+    )
     .option("--allow-empty", "accept a spec with no caches and tear every owned cache down", false)
     .option("--id <owner>", "owner id written on every object; controllers with different ids never touch each other's objects", "dtrcache")
     .addOption(logLevel("info"))
     .addOption(logFormat())
     .addHelpText("after", EXIT_HELP)
-    .action(async (opts: { file?: string; leaseDuration: number; listen: { host: string; port: number }; statusTokenFile?: string; allowEmpty: boolean; id: string; logLevel: LogLevel; logFormat?: LogFormat }) => {
+    .action(async (opts: { file?: string; leaseDuration: number; listen: { host: string; port: number }; statusTokenFile?: string; dtrCheckInterval: number; allowEmpty: boolean; id: string; logLevel: LogLevel; logFormat?: LogFormat }) => {
       const logger = createLogger(opts.logLevel, undefined, opts.logFormat);
       let lost: ((reason: string) => void) | undefined;
       const leaseLost = new Promise<string>((resolve) => (lost = resolve));
@@ -127,6 +134,7 @@ export function buildProgram(): Command {
         statusToken: readToken(opts.statusTokenFile, process.env["DTRCACHE_STATUS_TOKEN"]),
         allowEmpty: opts.allowEmpty,
         id: opts.id,
+        controllerOptions: { dtrCheckMs: opts.dtrCheckInterval },
       });
       logger.info({ status: runtime.statusUrl }, "status endpoint listening");
       const reasonLost = await new Promise<string | undefined>((resolve) => {

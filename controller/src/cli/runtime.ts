@@ -123,6 +123,8 @@ export function assembleController(options: RuntimeOptions, hooks: AssemblyHooks
     docker: swarm,
     specSource: specSourceOf(options, raw, tracker),
     dtrSync: events ? recordDtrEvents(measured, events) : measured,
+    // The drift check's list call goes to the bare service: the wrappers above record passes only.
+    dtrLister: dtrSync,
     dtrCa: (dtr) => dtrSync.caPem(dtr),
     logger: options.logger,
     allowEmpty: options.store === true || (options.allowEmpty ?? false),

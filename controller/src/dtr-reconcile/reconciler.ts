@@ -2,16 +2,22 @@
 // It owns its record of what DTR confirmed (record.ts) and never reads the Swarm step's labels, so
 // a failed DTR pass cannot lose the users it still has to reset (issue 10, defect 2). Failures are
 // retried per user with their own back-off (1 s doubling to 60 s); the whole set is verified
-// again every `verifyEveryMs`. DtrSynced is True only when every listed user is assigned and no
-// reset is pending; otherwise its reason and message name each failed or unknown user.
-import type { ResolvedCache } from "@dtrcache/crds";
+// again every `verifyEveryMs`, and at once when the drift check (drift.ts) finds DTR's list differs
+// from what this record says DTR confirmed, or when a DTR that stopped answering answers again (it
+// may have been restored from a backup). DtrSynced is True only when every listed user is assigned
+// and no reset is pending; otherwise its reason and message name each failed or unknown user.
+import type { ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
 import { describeDtrFailure, summarizeDtrStatus } from "../dtr/dtr-sync.js";
 import type { DtrSync, UserAssignment, UserReset } from "../dtr/sync.js";
 import type { Logger } from "../logger.js";
-import { LEGACY_USERS } from "../reconcile/labels.js";
 import type { CacheStatus, Condition } from "../status.js";
 import type { SwarmApi } from "../swarm/api.js";
+import type { LegacyDtrLabels } from "./legacy.js";
 import { DtrRecordStore, type DtrRecord } from "./record.js";
+import { dtrKey, OUTAGE_CODES, type ConfirmedRegistration, type WatchedDtr } from "./watched.js";
+
+export { legacyDtrLabels, type LegacyDtrLabels } from "./legacy.js";
+export type { ConfirmedRegistration, WatchedDtr } from "./watched.js";
 
 export interface DtrReconcilerOptions {
   readonly swarm: SwarmApi;
@@ -23,6 +29,8 @@ export interface DtrReconcilerOptions {
   readonly verifyEveryMs: number;
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
+  /** Queues a cache for a reconcile now (the runner's queue); a full verification was asked for. */
+  readonly requeue?: (name: string) => void;
 }
 
 export interface DtrConditionFields {
@@ -44,11 +52,6 @@ export interface DtrTeardownOutcome {
   readonly condition?: DtrConditionFields;
 }
 
-/** What an older controller recorded on the service (users label), adopted once when no record exists. */
-export interface LegacyDtrLabels {
-  readonly users: readonly string[];
-}
-
 interface Trouble {
   readonly state: "failed" | "unknown-user";
   readonly message?: string;
@@ -59,6 +62,15 @@ interface Trouble {
 interface CacheDtrState {
   generation?: string;
   verifiedAt?: number;
+  /** The DTR of the last pass, and the registration host it confirmed. */
+  dtr?: ResolvedDtr;
+  host?: string;
+  /**
+   * Full verifications asked for from outside (drift, recovery), counted; `verifiedStale` is the
+   * count the last full pass started under. A request arriving while a pass runs is not lost.
+   */
+  stale: number;
+  verifiedStale: number;
   pass?: { failures: number; dueAt: number; reason: string; message: string };
   /** Listed users not confirmed assigned. */
   readonly assign: Map<string, Trouble>;
@@ -71,6 +83,8 @@ interface CacheDtrState {
 export class DtrReconciler {
   private readonly store: DtrRecordStore;
   private readonly caches = new Map<string, CacheDtrState>();
+  /** DTRs (by key) that did not answer since they last did: their next answer re-verifies every cache on them. */
+  private readonly down = new Set<string>();
 
   constructor(private readonly options: DtrReconcilerOptions) {
     this.store = new DtrRecordStore(options.swarm, options.owner);
@@ -79,7 +93,7 @@ export class DtrReconciler {
   private stateOf(name: string): CacheDtrState {
     let s = this.caches.get(name);
     if (!s) {
-      s = { assign: new Map(), reset: new Map() };
+      s = { assign: new Map(), reset: new Map(), stale: 0, verifiedStale: 0 };
       this.caches.set(name, s);
     }
     return s;
@@ -88,6 +102,46 @@ export class DtrReconciler {
   private backoff(failures: number): number {
     const base = this.options.retryBaseMs ?? 1_000;
     return Math.min(this.options.retryMaxMs ?? 60_000, base * 2 ** Math.max(0, failures - 1));
+  }
+
+  /** Every DTR with a cache on it, and the registrations confirmed by each cache's last full pass. */
+  watched(): WatchedDtr[] {
+    const byKey = new Map<string, { dtr: ResolvedDtr; confirmed: ConfirmedRegistration[] }>();
+    for (const [cache, s] of this.caches) {
+      if (s.dtr === undefined) continue;
+      const key = dtrKey(s.dtr);
+      const entry = byKey.get(key) ?? { dtr: s.dtr, confirmed: [] };
+      byKey.set(key, entry);
+      // Only what a completed full pass confirmed, and nothing already due for verification.
+      if (s.registrationId && s.host !== undefined && s.pass === undefined && s.verifiedAt !== undefined && s.stale === s.verifiedStale) entry.confirmed.push({ cache, registrationId: s.registrationId, host: s.host });
+    }
+    return [...byKey].map(([key, v]) => ({ key, ...v }));
+  }
+
+  /** Asks for a full verification of the cache's DTR side at its next reconcile, and queues it now. */
+  reverify(name: string, reason: string): void {
+    const s = this.caches.get(name);
+    if (s === undefined) return;
+    s.stale += 1;
+    this.options.logger.info({ cache: name, reason }, "DTR drift: verifying the cache's registration and users in full");
+    this.options.requeue?.(name);
+  }
+
+  /** A call to this DTR got no answer (down, timed out): remembered until it answers again. */
+  dtrUnreachable(key: string, message: string): void {
+    if (this.down.has(key)) return;
+    this.down.add(key);
+    this.options.logger.warn({ dtr: key, err: message }, "DTR did not answer; every cache on it is verified in full once it answers again");
+  }
+
+  /**
+   * This DTR answered. After an outage it may have been restored from a backup (registrations or
+   * user settings gone or older), so every cache on it is verified in full — but `except`, whose
+   * full pass just succeeded.
+   */
+  dtrAnswered(key: string, except?: string): void {
+    if (!this.down.delete(key)) return;
+    for (const [name, s] of this.caches) if (name !== except && s.dtr !== undefined && dtrKey(s.dtr) === key) this.reverify(name, "DTR answers again after an outage");
   }
 
   /** Whether the DTR side of this generation has had its first pass (else DtrSynced is stale). */
@@ -99,10 +153,12 @@ export class DtrReconciler {
     const s = this.stateOf(cache.name);
     const now = this.options.now();
     const listed = [...new Set(cache.spec.users)];
-    const full = s.generation !== generation || s.verifiedAt === undefined || now - s.verifiedAt >= this.options.verifyEveryMs || (s.pass !== undefined && now >= s.pass.dueAt);
+    const staleAtStart = s.stale;
+    const full = s.generation !== generation || s.verifiedAt === undefined || s.stale !== s.verifiedStale || now - s.verifiedAt >= this.options.verifyEveryMs || (s.pass !== undefined && now >= s.pass.dueAt);
     const due = (m: Map<string, Trouble>): string[] => [...m].filter(([, t]) => t.dueAt <= now).map(([u]) => u);
     if (!full && due(s.assign).length === 0 && due(s.reset).length === 0) return this.outcome(s, listed);
 
+    s.dtr = cache.dtr;
     const found = await this.store.read(cache.name);
     const record: DtrRecord = found ?? { cache: cache.name, dtr: cache.dtr, registrationIds: [], users: [...(legacy?.users ?? [])] };
     const host = cache.spec.externalURL;
@@ -122,6 +178,7 @@ export class DtrReconciler {
     } catch (error) {
       if (signal.aborted) throw error;
       const failure = describeDtrFailure(error);
+      if (OUTAGE_CODES.has(failure.reason)) this.dtrUnreachable(dtrKey(cache.dtr), failure.message);
       const failures = (s.pass?.failures ?? 0) + 1;
       // Not retryable (credentials, a foreign registration): the periodic verification looks again.
       s.pass = { failures, dueAt: now + (failure.retryable ? this.backoff(failures) : this.options.verifyEveryMs), reason: failure.reason, message: failure.message };
@@ -130,6 +187,7 @@ export class DtrReconciler {
       return this.outcome(s, listed);
     }
     delete s.pass;
+    this.dtrAnswered(dtrKey(cache.dtr), full ? cache.name : undefined);
     for (const u of [...s.assign.keys()]) if (!listed.includes(u)) s.assign.delete(u);
     for (const u of [...s.reset.keys()]) if (listed.includes(u)) s.reset.delete(u);
     this.track(s.assign, result.users, now, true);
@@ -140,12 +198,14 @@ export class DtrReconciler {
     const ids = [...new Set([registrationId, ...(s.reset.size > 0 ? record.registrationIds : [])])].filter((id) => id !== "");
     await this.store.write({ cache: cache.name, dtr: cache.dtr, registrationIds: ids, ...(result.host !== undefined ? { host: result.host } : {}), users: ahead.users.filter((u) => !gone.has(u)) });
     s.registrationId = registrationId;
+    s.host = result.host ?? host;
     const foreign = result.foreign ?? [];
     if (foreign.length > 0) s.note = `registrations of this name not ours, left alone: ${foreign.map((f) => `${f.id} ${f.host}`).join(", ")}`;
     else delete s.note;
     if (full) {
       s.generation = generation;
       s.verifiedAt = now;
+      s.verifiedStale = staleAtStart;
     }
     return this.outcome(s, listed);
   }
@@ -201,26 +261,13 @@ export class DtrReconciler {
     } catch (error) {
       if (signal.aborted) throw error;
       const failure = describeDtrFailure(error);
+      if (OUTAGE_CODES.has(failure.reason)) this.dtrUnreachable(dtrKey(record.dtr), failure.message);
       return { done: false, condition: { status: "False", reason: failure.reason, message: failure.message } };
     }
-    await this.store.remove(name);
+    // Forgotten first, so a recovery re-verifies the caches still on this DTR, not this one.
     this.caches.delete(name);
+    this.dtrAnswered(dtrKey(record.dtr));
+    await this.store.remove(name);
     return { done: true };
-  }
-}
-
-/**
- * Before the record existed, the service carried the users last assigned in a label. A cache
- * without a record adopts them once (so a user dropped in the first edit after an upgrade is still
- * reset), and its registration by host (adoptHost).
- */
-export function legacyDtrLabels(labels: Readonly<Record<string, string>> | undefined): LegacyDtrLabels | undefined {
-  const text = labels?.[LEGACY_USERS];
-  if (text === undefined) return undefined;
-  try {
-    const parsed: unknown = JSON.parse(text);
-    return { users: Array.isArray(parsed) ? parsed.filter((u): u is string => typeof u === "string") : [] };
-  } catch {
-    return undefined;
   }
 }

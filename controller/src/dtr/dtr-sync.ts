@@ -11,7 +11,7 @@ import { KeyedLock } from "./keyed-lock.js";
 import { silentLogger, type Logger } from "../logger.js";
 import type { DtrRequestObserver } from "./metrics-observer.js";
 import { readSecretRef } from "./secret.js";
-import type { DtrApplyRequest, DtrCacheStatus, DtrRemoval, DtrRemovalResult, DtrSync, UserAssignment, UserReset } from "./sync.js";
+import type { DtrApplyRequest, DtrCacheStatus, DtrRegistrationLister, DtrRemoval, DtrRemovalResult, DtrSync, UserAssignment, UserReset } from "./sync.js";
 import { establishTrust, type DtrTrust } from "./trust.js";
 
 export interface DtrSyncOptions {
@@ -26,7 +26,7 @@ export interface DtrSyncOptions {
   readonly observer?: DtrRequestObserver;
 }
 
-export interface DtrSyncService extends DtrSync {
+export interface DtrSyncService extends DtrSync, DtrRegistrationLister {
   /**
    * The CA the controller trusts DTR with, for the caches' CA bundle: the CA file's PEM, or the
    * one fetched from /ca (fetched once and shared with the API client, so trust-on-first-use
@@ -63,10 +63,10 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
     return trust;
   };
 
-  const clientFor = async (dtr: ResolvedDtr): Promise<DtrClient> => {
+  const clientFor = async (dtr: ResolvedDtr, retry: Partial<RetryPolicy> | undefined = options.retry): Promise<DtrClient> => {
     const password = await readSecretRef(dtr.spec.admin.password, options.env);
     const trust = await trustFor(dtr);
-    return new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, timeoutMs: options.timeoutMs, retry: options.retry, logger, ...(options.observer ? { observer: options.observer } : {}) });
+    return new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, timeoutMs: options.timeoutMs, retry, logger, ...(options.observer ? { observer: options.observer } : {}) });
   };
 
   return {
@@ -84,6 +84,12 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
       const assign = [...new Set(request.assign)].filter((username) => listed.has(username));
       const users = await mapBounded(assign, concurrency, (username) => locked(cache.dtr, username, () => assignUser(client, username, registration.id, signal, logger, log)));
       return { registrationId: registration.id, host: registration.host, users, resets, foreign };
+    },
+
+    async listRegistrations(dtr: ResolvedDtr, signal: AbortSignal): Promise<readonly ContentCacheRecord[]> {
+      // No retries: a retried list would hide the short outage the drift check is there to see.
+      const client = await clientFor(dtr, { ...options.retry, retries: 0 });
+      return client.listContentCaches(signal);
     },
 
     async caPem(dtr: ResolvedDtr): Promise<string | undefined> {

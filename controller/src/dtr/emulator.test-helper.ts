@@ -36,6 +36,8 @@ export interface EmulatorHandle {
 
 export interface EmulatorStart {
   readonly users: readonly EmulatorUserSpec[];
+  /** A fixed port: a second emulator on the first one's port stands for DTR restarted (0 or absent: any). */
+  readonly port?: number;
   readonly tls?: { readonly cert: string; readonly key: string };
 }
 

@@ -71,3 +71,12 @@ export interface DtrSync {
   /** Reset the users that still point at an owned registration, then delete the owned ones. Idempotent. */
   remove(removal: DtrRemoval, signal: AbortSignal): Promise<DtrRemovalResult>;
 }
+
+/**
+ * One cheap read of DTR's registrations, for the controller's drift check: a single list call,
+ * not retried (the check runs again at its next interval, and a failure is itself news: DTR did
+ * not answer).
+ */
+export interface DtrRegistrationLister {
+  listRegistrations(dtr: ResolvedDtr, signal: AbortSignal): Promise<readonly ContentCacheRecord[]>;
+}

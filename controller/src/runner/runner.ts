@@ -179,6 +179,11 @@ export class Runner {
     return true;
   }
 
+  /** Queues a cache from outside the watches (the DTR drift check); ignored until start(). */
+  enqueue(name: string): void {
+    if (this.started) this.queue.add(name);
+  }
+
   /** Resolves once the queue has nothing ready or running. */
   idle(): Promise<void> {
     return this.queue.idle();
