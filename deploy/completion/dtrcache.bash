@@ -28,7 +28,8 @@ _dtrcache() {
     run) flags="-f --file --lease-duration --listen --status-token-file --dtr-check-interval --allow-empty --id --log-level --log-format" ;;
     reconcile) flags="--once -f --file --timeout --allow-empty --id --log-level --log-format" ;;
     plan) flags="-f --file --allow-empty --id" ;;
-    apply|diff) flags="-f --file --id" ;;
+    apply) flags="-f --file --id --wait --timeout --url --token-file" ;;
+    diff) flags="-f --file --id" ;;
     get) flags="-o --output --id" ;;
     describe) flags="--kind --id --url --token-file --events" ;;
     history|delete|edit) flags="--kind --id" ;;

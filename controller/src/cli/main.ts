@@ -22,6 +22,9 @@ import { createLogger, type LogFormat, type LogLevel } from "./logger.js";
 import { startRuntime } from "./runtime.js";
 import type { RuntimeSnapshot } from "./snapshot.js";
 import { waitForConvergence } from "./wait.js";
+import { parseTimeout } from "./durations.js";
+import { pendingLines, statusProblem, withStoreHeads } from "./convergence.js";
+import { storedCacheGenerations } from "./store-heads.js";
 import { CliError, EXIT } from "./exit.js";
 import { registerStoreCommands } from "./store-commands.js";
 import { DEFAULT_STATUS_URL, getStatusJson, readToken } from "./status-client.js";
@@ -30,14 +33,16 @@ import { LeaderElector, LeaseHeldError } from "../lease/elector.js";
 import { createDockerClient, resolveDockerConnection } from "../swarm/connection.js";
 import { DockerodeSwarmApi } from "../swarm/dockerode.js";
 
-export { EXIT };
+export { EXIT, statusProblem };
 
 const EXIT_HELP = `
 Exit codes:
-  0  success (reconcile --once: every cache Ready; validate: spec valid; apply: stored;
-     status: the spec is accepted and every cache shown is Ready)
-  1  not Ready within --timeout, resource not found, or a failure while running;
-     status: the spec is rejected or a cache shown is not Ready (the table is still printed)
+  0  success (reconcile --once: every cache Ready; validate: spec valid; apply: stored, and with
+     --wait every applied cache Ready and DtrSynced at the stored revision; status: the spec is
+     accepted and every cache shown is Ready at its stored revision)
+  1  not Ready within --timeout (apply --wait: or Degraded on the new revision), resource not
+     found, or a failure while running; status: the spec is rejected, or a cache shown is not
+     Ready or still applying a newer stored revision (the table is still printed)
   2  invalid command line, invalid spec or change refused by admission (nothing was changed)
   3  engine or status endpoint unreachable, or the engine is not a swarm manager
   4  conflict: another writer changed the resource first (nothing was written; re-read, retry)
@@ -57,13 +62,6 @@ function parseListen(value: string): { host: string; port: number } {
   return { host: match[1] === "" ? "0.0.0.0" : (match[1] ?? "0.0.0.0").replace(/^\[|\]$/g, ""), port };
 }
 
-function parseTimeout(value: string): number {
-  const match = /^(\d+)(ms|s|m)?$/.exec(value);
-  if (!match) throw new InvalidArgumentError("expected a duration such as 90s or 5m");
-  const n = Number(match[1]);
-  return match[2] === "ms" ? n : match[2] === "m" ? n * 60_000 : n * 1000;
-}
-
 /** Maps failures to exit codes; messages never include secrets (the errors below carry none). */
 function toCliError(error: unknown): CliError {
   if (error instanceof CliError) return error;
@@ -72,17 +70,6 @@ function toCliError(error: unknown): CliError {
   if (isSwarmError(error, "NOT_MANAGER") || isSwarmError(error, "UNAVAILABLE")) return new CliError(EXIT.unreachable, (error as Error).message);
   if (error instanceof ControllerError) return new CliError(EXIT.notReady, error.message);
   return new CliError(EXIT.notReady, error instanceof Error ? error.message : String(error));
-}
-
-/** Why `status` exits 1: the spec is rejected, or a cache is not Ready; undefined when all is well. */
-export function statusProblem(status: RuntimeSnapshot): string | undefined {
-  // a standby does not reconcile: its view of the caches says nothing about them (ask the leader)
-  if (status.lease !== undefined && status.lease.role === "standby") return undefined;
-  const problems: string[] = [];
-  if (status.spec.errors.length > 0) problems.push(`the spec is rejected (${status.spec.errors.length} error${status.spec.errors.length === 1 ? "" : "s"}; the controller keeps the last good spec)`);
-  const notReady = status.caches.filter((c) => c.conditions.find((x) => x.type === "Ready")?.status !== "True").map((c) => c.name);
-  if (notReady.length > 0) problems.push(`not Ready: ${notReady.join(", ")}`);
-  return problems.length > 0 ? problems.join("; ") : undefined;
 }
 
 async function validateSpec(file: string): Promise<void> {
@@ -238,13 +225,21 @@ export function buildProgram(): Command {
       let lastProblem: string | undefined;
       const render = async (): Promise<string> => {
         let status = await getStatusJson<RuntimeSnapshot>(base, "/status", token);
+        // The controller knows a stored revision only once it has loaded it: read the store's
+        // heads too (when this shell reaches the engine), so a just-applied revision counts.
+        if (status.controllerId !== "" && status.caches.some((c) => c.spec?.storedGeneration !== undefined)) {
+          const heads = await storedCacheGenerations(status.controllerId);
+          if (heads) status = withStoreHeads(status, heads);
+        }
         if (name !== undefined) {
           const one = status.caches.filter((c) => c.name === name);
           if (one.length === 0) throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);
           status = { ...status, caches: one };
         }
         lastProblem = statusProblem(status);
-        return opts.output === "json" ? JSON.stringify(name ? status.caches[0] : status, null, 2) : opts.output === "yaml" ? stringify(name ? status.caches[0] : status).trimEnd() : formatStatusTable(status);
+        if (opts.output === "json") return JSON.stringify(name ? status.caches[0] : status, null, 2);
+        if (opts.output === "yaml") return stringify(name ? status.caches[0] : status).trimEnd();
+        return [formatStatusTable(status), ...pendingLines(status)].join("\n");
       };
       if (!opts.watch) {
         process.stdout.write(`${await render()}\n`);

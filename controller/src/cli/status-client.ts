@@ -6,6 +6,20 @@ import { CliError, EXIT } from "./exit.js";
 
 export const DEFAULT_STATUS_URL = "http://127.0.0.1:9090";
 
+/** The endpoint could not be asked; `tokenRefused` when it answered 401 (asking again will not help). */
+export class StatusEndpointError extends CliError {
+  constructor(
+    message: string,
+    readonly tokenRefused = false,
+  ) {
+    super(EXIT.unreachable, message);
+  }
+}
+
+export function isTokenRefused(error: unknown): boolean {
+  return error instanceof StatusEndpointError && error.tokenRefused;
+}
+
 export function readToken(file: string | undefined, env: string | undefined): string | undefined {
   if (file) return readFileSync(file, "utf8").trim();
   return env?.trim() || undefined;
@@ -17,9 +31,9 @@ export async function getStatusJson<T>(base: string, path: string, token: string
   try {
     response = await fetch(new URL(path, base), { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
-    throw new CliError(EXIT.unreachable, `cannot reach the status endpoint ${base}: ${error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)}`);
+    throw new StatusEndpointError(`cannot reach the status endpoint ${base}: ${error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)}`);
   }
-  if (response.status === 401) throw new CliError(EXIT.unreachable, `${base} requires a bearer token (--token-file or DTRCACHE_STATUS_TOKEN)`);
-  if (!response.ok) throw new CliError(EXIT.unreachable, `${base}${path} answered ${response.status}`);
+  if (response.status === 401) throw new StatusEndpointError(`${base} requires a bearer token (--token-file or DTRCACHE_STATUS_TOKEN)${token ? "; the one given was refused" : ""}`, true);
+  if (!response.ok) throw new StatusEndpointError(`${base}${path} answered ${response.status}`);
   return (await response.json()) as T;
 }

@@ -7,10 +7,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Option, type Command } from "commander";
 import { formatIssue } from "@dtrcache/crds";
-import { createDockerClient, resolveDockerConnection } from "../swarm/connection.js";
-import { DockerodeSwarmApi } from "../swarm/dockerode.js";
 import type { SwarmApi } from "../swarm/api.js";
-import { admit, writeChanges, type Admitted, type AdmittedChange } from "../store/admission.js";
+import { admit, writeChanges, type Admitted } from "../store/admission.js";
 import { serverDryRun } from "./dry-run.js";
 import { isStoreError } from "../store/errors.js";
 import { KINDS, parseKind, type ResourceKind } from "../store/labels.js";
@@ -21,6 +19,8 @@ import { CliError, EXIT } from "./exit.js";
 import { getStatusJson, readToken } from "./status-client.js";
 import { age, lineDiff, readSpecTexts, table } from "./store-io.js";
 import { formatTasksLine } from "./format.js";
+import { openSwarm, setSwarmFactory } from "./swarm-factory.js";
+import { addWaitOptions, waitAfterApply, waitBaseline, type WaitCliOptions } from "./apply-wait.js";
 import type { CacheSnapshot } from "./snapshot.js";
 
 interface Ctx {
@@ -28,14 +28,10 @@ interface Ctx {
   readonly store: SpecStore;
 }
 
-/** Test seam: tests hand in a fake swarm instead of DOCKER_HOST. */
-let swarmFactory: () => SwarmApi = () => new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(process.env["DOCKER_HOST"], process.env)));
-export function setSwarmFactory(factory: () => SwarmApi): void {
-  swarmFactory = factory;
-}
+export { setSwarmFactory };
 
 function open(id: string): Ctx {
-  const swarm = swarmFactory();
+  const swarm = openSwarm();
   return { swarm, store: new SpecStore({ swarm, owner: id }) };
 }
 
@@ -79,10 +75,6 @@ function printResults(results: readonly { kind: ResourceKind; name: string; acti
   for (const r of results) out(`${lower(r.kind)}/${r.name} ${r.action}${suffix}`);
 }
 
-async function admitFiles(ctx: Ctx, file: string): Promise<readonly AdmittedChange[]> {
-  return (await admitFilesWithSpec(ctx, file)).changes;
-}
-
 /** Admission of the files; also the whole spec as it will be once stored (for diff's dry run). */
 async function admitFilesWithSpec(ctx: Ctx, file: string): Promise<Admitted> {
   let texts;
@@ -102,20 +94,26 @@ async function admitFilesWithSpec(ctx: Ctx, file: string): Promise<Admitted> {
 export function registerStoreCommands(program: Command, exitHelp: string): void {
   const id = (): Option => new Option("--id <owner>", "owner id: whose store (see run --help)").default("dtrcache");
 
-  program
+  const apply = program
     .command("apply")
-    .description("store resources in the swarm (create or update; admission first); the running controller applies them")
+    .description("store resources in the swarm (create or update; admission first); the running controller applies them; --wait follows it until they are Ready")
     .requiredOption("-f, --file <path>", "CacheSpec file or directory")
-    .addOption(id())
+    .addOption(id());
+  addWaitOptions(apply)
     .addHelpText("after", exitHelp)
-    .action(async (opts: { file: string; id: string }) => {
+    .action(async (opts: { file: string; id: string } & WaitCliOptions) => {
       const ctx = open(opts.id);
-      const changes = await admitFiles(ctx, opts.file);
+      const admitted = await admitFilesWithSpec(ctx, opts.file);
+      // --wait: the controller's load count before the write, to see it load what we write
+      const baseline = opts.wait ? await waitBaseline(opts) : undefined;
+      let results;
       try {
-        printResults(await writeChanges(ctx.store, changes));
+        results = await writeChanges(ctx.store, admitted.changes);
       } catch (error) {
         rethrow(error);
       }
+      printResults(results);
+      if (baseline !== undefined) await waitAfterApply(results, opts, baseline, admitted.spec);
     });
 
   program
