@@ -80,6 +80,32 @@ describe("dry run, DTR side read live", () => {
   });
 });
 
+describe("dry run from an operator's shell, the password a Swarm secret", () => {
+  // Before: "(DTR … not asked: DTR_CREDENTIALS: cannot read DTR admin password file
+  // /run/secrets/dtr-admin-password: ENOENT; …)", an error code in a normal `diff`.
+  it("says calmly that only the controller can read it, and plans from the record", async () => {
+    const text = runbookText({ users: ["alice"] })
+      .replace(/url: https:\/\/dtr\.example\.com:443\n {2}trust:\n {4}caFile: certs\/dtr\.cert\.pem\n/, `url: ${dtr.url}\n`)
+      .replace("env: DTR_ADMIN_PASSWORD", "secret: dtrcache-test-no-such-secret");
+    const loaded = load(text);
+    if (!loaded.ok) throw new Error("spec");
+    const out = await serverDryRun(new FakeSwarm(["node-1"]), "dtrcache", loaded.spec, { env: {} });
+    expect(out).toContain(`  (DTR ${dtr.url} not asked from this shell: the admin password is a Swarm secret only the controller can read; the DTR actions below are from the controller's record)\n  + register region-asia`);
+    expect(out).not.toMatch(/DTR_CREDENTIALS|ENOENT/);
+  });
+
+  it("the same for DTR's CA as a Swarm secret the shell does not have", async () => {
+    const text = runbookText({ users: ["alice"] }).replace("caFile: certs/dtr.cert.pem", "caFile: {secret: dtrcache-test-no-such-ca}");
+    const loaded = load(text);
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.issues));
+    const swarm = new FakeSwarm(["node-1"]);
+    await swarm.createSecret({ name: "dtrcache-test-no-such-ca", labels: {}, data: Buffer.from("pem") });
+    const out = await serverDryRun(swarm, "dtrcache", loaded.spec, { env, dtrCa: () => Promise.resolve(undefined) });
+    expect(out).toContain("not asked from this shell: DTR's CA is a Swarm secret only the controller can read; the DTR actions below are from the controller's record)");
+    expect(out).not.toMatch(/ENOENT/);
+  });
+});
+
 describe("dry run, Swarm names", () => {
   const okDtr: DtrSync = { apply: (cache) => Promise.resolve({ registrationId: "r", host: "h", users: cache.spec.users.map((username) => ({ username, state: "assigned" as const })) }), remove: () => Promise.resolve({ foreign: [] }) };
 

@@ -27,11 +27,38 @@ export interface DtrReader {
 
 export type DtrReaderFactory = (dtr: ResolvedDtr) => Promise<DtrReader>;
 
+/**
+ * DTR is not asked because what it takes is a Swarm secret mounted only into the controller's
+ * service: the normal case from an operator's shell, not a failure, so it is said calmly.
+ */
+export class ControllerOnlySecretError extends Error {
+  constructor(readonly what: string) {
+    super(`${what} is a Swarm secret only the controller can read`);
+  }
+}
+
+/** Reads a `{secret: NAME}` reference's file, or says it lives in the controller's service only. */
+async function readHere<T>(isSwarmSecret: boolean, what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (isSwarmSecret && isMissingFile(error)) throw new ControllerOnlySecretError(what);
+    throw error;
+  }
+}
+
+function isMissingFile(error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) if ((e as NodeJS.ErrnoException).code === "ENOENT" || /: ENOENT$/.test(e.message)) return true;
+  return false;
+}
+
 /** A reader over the real client, with the spec's trust and admin reference. */
 export function liveDtrReader(env: NodeJS.ProcessEnv, readConfig?: (name: string) => Promise<string>): DtrReaderFactory {
   return async (dtr) => {
-    const password = await readSecretRef(dtr.spec.admin.password, env);
-    const trust = await establishTrust(dtr.spec, silentLogger, { timeoutMs: 10_000, ...(readConfig ? { readConfig } : {}) });
+    const ref = dtr.spec.admin.password;
+    const password = await readHere("secret" in ref, "the admin password", () => readSecretRef(ref, env));
+    const caFile = dtr.spec.trust.caFile;
+    const trust = await readHere(typeof caFile === "object" && "secret" in caFile, "DTR's CA", () => establishTrust(dtr.spec, silentLogger, { timeoutMs: 10_000, ...(readConfig ? { readConfig } : {}) }));
     const signal = (): AbortSignal => AbortSignal.timeout(20_000);
     const client = new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, retry: { retries: 1 } });
     return {
@@ -139,7 +166,8 @@ export async function planDtr(spec: CacheSpec, caches: readonly CacheInput[], re
         lines.push(...live.lines);
         warnings.push(...live.warnings);
       } catch (error) {
-        lines.push(`  (DTR ${dtr.spec.url} not asked: ${why(error)}; from the controller's record)`, ...recordedLines(input));
+        const note = error instanceof ControllerOnlySecretError ? `DTR ${dtr.spec.url} not asked from this shell: ${error.message}; the DTR actions below are from the controller's record` : `DTR ${dtr.spec.url} not asked: ${why(error)}; from the controller's record`;
+        lines.push(`  (${note})`, ...recordedLines(input));
       }
     }
   } finally {
