@@ -246,5 +246,16 @@ describe("the controller stack with 2 replicas on two managers (active + standby
     const task = (await dockerOn(n4, ["ps", "-q", "--filter", `label=com.docker.swarm.service.name=${cacheName}`])).stdout.trim().split("\n")[0] ?? "";
     expect((await dockerOn(n4, ["exec", task, "cat", "/config.yml"])).stdout).toMatch(/blobttl: 7h\b/);
     timings["pull after the edit ms"] = await pullThroughCache();
+
+    // What an operator gives the load balancer: `status` and `describe` name the task's node.
+    const tokenFile = join(workDir, "status-token");
+    await writeFile(tokenFile, statusToken, { mode: 0o600 });
+    const url = `http://${standbyNode.ip}:${STATUS_PORT}`;
+    const shown = await run(process.execPath, [cli, "status", "--url", url, "--token-file", tokenFile], { env: { PATH: process.env.PATH ?? "" }, allowFailure: true });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(new RegExp(`^${cacheName}\\s+True\\s+1/1\\s+${n4.hostname}\\s`, "m"));
+    const described = await dtrcache("describe", cacheName, "--url", url, "--token-file", tokenFile);
+    expect(described.code, described.stderr).toBe(0);
+    expect(described.stdout).toContain(`Tasks:        1/1 running on ${n4.hostname}`);
   });
 });
