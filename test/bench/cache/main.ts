@@ -1,8 +1,11 @@
-// `npm run bench:cache`: the same warm content served by our cache, by docker-registry in proxy
-// mode and by nginx proxy_cache, all in front of one docker-registry upstream on loopback, all
-// driven by wrk. Prints req/s and MB/s per case, ratios, the cold-pull coalescing figure and peak
-// RSS while 16 clients pull a 256 MiB blob. Bounded: every phase has a fixed duration or count.
+// `npm run bench:cache`: the same warm content served by our cache (one process, and one worker
+// per core), by docker-registry in proxy mode and by nginx proxy_cache (one worker, and nginx's
+// default of one per core), all in front of one docker-registry upstream on loopback, all driven
+// by wrk. Prints req/s per case, the ratios issue 12 sets targets for next to those targets, the
+// cold-pull coalescing figure and peak RSS per process while 16 clients pull a 256 MiB blob.
+// Bounded: every phase has a fixed duration or count.
 import { randomBytes } from "node:crypto";
+import { availableParallelism, loadavg } from "node:os";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -12,6 +15,7 @@ import { buildImage, getHashed, pushBlob, pushImage, putManifest, startCacheProc
 import { measureAuthzCost, type AuthzCost } from "./authz-cost.js";
 import { measureDtrPath, type DtrPathResult } from "./dtr-path.js";
 import { startNginx, type NginxPeer } from "./nginx.js";
+import { fmt, NGINX_1, OURS_1, PROXY, ratioTarget, targetTable, throughputTable, type Cell, type Target } from "./report.js";
 import { wrk } from "./wrk.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -24,15 +28,41 @@ const ACCEPT = "application/vnd.oci.image.manifest.v1+json";
 const CASE_FILTER = (process.env.BENCH_CASES ?? "").split(",").map((s) => s.trim().toLowerCase().replace(/\s+/g, "")).filter(Boolean);
 const ONLY_TABLE = process.env.BENCH_ONLY_TABLE === "1";
 
+const CORES = availableParallelism();
+const OURS_N = `ours×${CORES}`;
+const NGINX_AUTO = "nginx×auto";
+const RSS_TARGET_MIB = 80;
+
 interface Peer {
   readonly name: string;
   readonly url: string;
+  /** The processes that serve requests (a cluster's workers, nginx's workers), not masters. */
   pids(): Promise<number[]>;
+}
+
+/** The cluster primary's /healthz lists its workers' pids. */
+async function clusterWorkers(cache: CacheProcess): Promise<number[]> {
+  const r = await fetch(`${cache.debugUrl}/healthz`);
+  const body = (await r.json()) as { workers?: number[] };
+  return body.workers ?? [];
 }
 
 async function rssKiB(pid: number): Promise<number> {
   const text = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   return Number(/VmRSS:\s+(\d+)/.exec(text)?.[1] ?? "0");
+}
+
+/** One GET on its own connection; the status once the body is read. */
+function getStatus(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    request(url, { agent: false, headers }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+      res.on("error", reject);
+    })
+      .on("error", reject)
+      .end();
+  });
 }
 
 /** GET and throw the body away (counting only), so the client side costs little. */
@@ -53,30 +83,6 @@ async function upstreamGets(reg: RegistryHandle, digest: string): Promise<number
   return (await readAccessLog(reg.logFile)).filter((e) => e.method === "GET" && e.path.includes(digest)).length;
 }
 
-function fmt(n: number, digits = 0): string {
-  return n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
-}
-
-type Row = Map<string, { rps: number; mbps: number; errors: number }>;
-
-function table(cases: readonly { name: string }[], results: Map<string, Row>): string[] {
-  const lines: string[] = [];
-  lines.push(`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s per cell; upstream: docker-registry on loopback; nginx: 1 worker, sendfile, proxy_cache`);
-  lines.push("");
-  lines.push("| case | ours req/s | ours MB/s | proxy-registry req/s | proxy-registry MB/s | nginx req/s | nginx MB/s | ours/proxy | ours/nginx |");
-  lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-  for (const c of cases) {
-    const row = results.get(c.name);
-    const o = row?.get("ours");
-    const pr = row?.get("proxy-registry");
-    const n = row?.get("nginx");
-    if (!o || !pr || !n) continue;
-    const errs = [o, pr, n].some((x) => x.errors > 0) ? ` (errors: ${o.errors}/${pr.errors}/${n.errors})` : "";
-    lines.push(`| ${c.name}${errs} | ${fmt(o.rps)} | ${fmt(o.mbps)} | ${fmt(pr.rps)} | ${fmt(pr.mbps)} | ${fmt(n.rps)} | ${fmt(n.mbps)} | ${fmt(o.rps / pr.rps, 2)}× | ${fmt(o.rps / n.rps, 2)}× |`);
-  }
-  return lines;
-}
-
 async function main(): Promise<void> {
   const started = Date.now();
   const work = await mkdtemp(join(tmpdir(), "bench-cache-"));
@@ -93,17 +99,25 @@ async function main(): Promise<void> {
     await pushImage(upstream.url, repo, "v1", image);
     say("upstream docker-registry filled");
 
-    const cache: CacheProcess = await startCacheProcess({ workDir: join(work, "ours"), upstreams: [upstream.url], port: await freePort("127.0.0.1"), logLevel: process.env.CACHE_LOG_LEVEL ?? "info", nodeArgs: (process.env.CACHE_NODE_ARGS ?? "").split(" ").filter(Boolean) });
+    const cacheOptions = { upstreams: [upstream.url], logLevel: process.env.CACHE_LOG_LEVEL ?? "info", nodeArgs: (process.env.CACHE_NODE_ARGS ?? "").split(" ").filter(Boolean) };
+    const cache: CacheProcess = await startCacheProcess({ ...cacheOptions, workDir: join(work, "ours"), port: await freePort("127.0.0.1"), workers: 1 });
     stops.push(() => cache.stop());
+    const cacheN: CacheProcess = await startCacheProcess({ ...cacheOptions, workDir: join(work, "ours-n"), port: await freePort("127.0.0.1"), workers: CORES });
+    stops.push(() => cacheN.stop());
     const proxy = await startRegistry({ workDir: join(work, "proxy"), proxyRemoteUrl: upstream.url });
     stops.push(() => proxy.stop());
-    const nginx: NginxPeer = await startNginx(join(work, "nginx"), await freePort("127.0.0.1"), upstream.url);
+    const nginx: NginxPeer = await startNginx(join(work, "nginx"), await freePort("127.0.0.1"), upstream.url, 1);
     stops.push(() => nginx.stop());
+    const nginxAuto: NginxPeer = await startNginx(join(work, "nginx-auto"), await freePort("127.0.0.1"), upstream.url, "auto");
+    stops.push(() => nginxAuto.stop());
     const peers: Peer[] = [
-      { name: "ours", url: cache.url, pids: async () => (cache.child.pid ? [cache.child.pid] : []) },
-      { name: "proxy-registry", url: proxy.url, pids: async () => [proxy.pid] },
-      { name: "nginx", url: nginx.url, pids: () => nginx.workerPids() },
+      { name: OURS_1, url: cache.url, pids: async () => (cache.child.pid ? [cache.child.pid] : []) },
+      { name: OURS_N, url: cacheN.url, pids: () => clusterWorkers(cacheN) },
+      { name: NGINX_1, url: nginx.url, pids: () => nginx.workerPids() },
+      { name: NGINX_AUTO, url: nginxAuto.url, pids: () => nginxAuto.workerPids() },
+      { name: PROXY, url: proxy.url, pids: async () => [proxy.pid] },
     ];
+    say(`${CORES} cores; load average at start ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
     // Warm every peer with every case (and wait until each fill is on disk).
     const manifestDigest = (await (await fetch(`${upstream.url}/v2/${repo}/manifests/v1`, { method: "HEAD", headers: { accept: ACCEPT } })).headers.get("docker-content-digest")) ?? "";
@@ -113,21 +127,22 @@ async function main(): Promise<void> {
       { name: "manifest by tag", path: `/v2/${repo}/manifests/v1`, headers: { Accept: ACCEPT } },
       { name: "manifest by digest", path: `/v2/${repo}/manifests/${manifestDigest}`, headers: { Accept: ACCEPT } },
     ];
+    // Each warm-up request on a new connection: a cluster hands connections to its workers in
+    // turn, and every worker keeps its own remembered authorizations and manifest copies.
     for (const p of peers) {
       for (const c of cases) {
-        for (let i = 0; i < 2; i++) {
-          const r = await fetch(`${p.url}${c.path}`, { headers: c.headers });
-          await r.arrayBuffer();
-          if (r.status !== 200) throw new Error(`${p.name} ${c.name}: warm-up answered ${r.status}`);
+        for (let i = 0; i < 2 * CORES; i++) {
+          const status = await getStatus(`${p.url}${c.path}`, c.headers);
+          if (status !== 200) throw new Error(`${p.name} ${c.name}: warm-up answered ${status}`);
         }
       }
     }
     say("peers warm");
 
-    const results = new Map<string, Row>();
+    const results = new Map<string, Map<string, Cell>>();
     const measured = cases.filter((c) => CASE_FILTER.length === 0 || CASE_FILTER.some((f) => c.name.toLowerCase().replace(/\s+/g, "").includes(f)));
     for (const c of measured) {
-      const row = new Map<string, { rps: number; mbps: number; errors: number }>();
+      const row = new Map<string, Cell>();
       for (const p of peers) {
         const r = await wrk(`${p.url}${c.path}`, { connections: CONNECTIONS, seconds: SECONDS, headers: c.headers });
         row.set(p.name, { rps: r.rps, mbps: r.bytesPerSec / 1e6, errors: r.errors });
@@ -136,8 +151,10 @@ async function main(): Promise<void> {
       results.set(c.name, row);
     }
 
+    const header = `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s per cell; ${CORES} cores; upstream: docker-registry on loopback; ours×N: workers: ${CORES}; nginx: sendfile, proxy_cache`;
+    const throughput = [header, "", ...throughputTable(measured.map((c) => c.name), peers.map((p) => p.name), results, OURS_N, NGINX_AUTO)];
     if (ONLY_TABLE) {
-      process.stdout.write(`${table(measured, results).join("\n")}\n`);
+      process.stdout.write(`${throughput.join("\n")}\n`);
       return;
     }
     // Freshness of tags: per peer, read the tag (so it is cached), retag upstream, read again
@@ -146,7 +163,7 @@ async function main(): Promise<void> {
     for (const p of peers) {
       await (await fetch(`${p.url}/v2/${repo}/manifests/v1`, { headers: { accept: ACCEPT } })).arrayBuffer();
       const next = buildImage([tarOf([{ name: "g", content: randomBytes(4096) }])]);
-      await pushImage(upstream.url, repo, `next-${p.name}`, next);
+      await pushImage(upstream.url, repo, `next-${peers.indexOf(p)}`, next);
       await putManifest(upstream.url, repo, "v1", next.manifest);
       const r = await fetch(`${p.url}/v2/${repo}/manifests/v1`, { headers: { accept: ACCEPT } });
       fresh.set(p.name, Buffer.from(await r.arrayBuffer()).equals(next.manifest));
@@ -162,18 +179,25 @@ async function main(): Promise<void> {
       say(`coalescing via ${p.name}: ${ok}/50 ok`);
     }
 
-    // Peak RSS while 16 clients pull the warm 256 MiB blob.
-    const rss = new Map<string, number>();
+    // Peak RSS while 16 clients pull the warm 256 MiB blob: per serving process (the highest of
+    // them) and summed over them (the peer's whole footprint).
+    const rss = new Map<string, { perProcess: number; total: number; processes: number }>();
     for (const p of peers) {
-      await drain(`${p.url}/v2/${repo}/blobs/${huge}`);
+      // Warm on as many connections as there are workers, so every worker has it on disk.
+      for (let i = 0; i < CORES; i++) await drain(`${p.url}/v2/${repo}/blobs/${huge}`);
       const pids = await p.pids();
-      let peak = 0;
+      const peaks = new Map<number, number>();
+      let total = 0;
       let sampling = true;
       const sampler = (async () => {
         while (sampling) {
           let sum = 0;
-          for (const pid of pids) sum += await rssKiB(pid);
-          peak = Math.max(peak, sum);
+          for (const pid of pids) {
+            const kib = await rssKiB(pid);
+            peaks.set(pid, Math.max(peaks.get(pid) ?? 0, kib));
+            sum += kib;
+          }
+          total = Math.max(total, sum);
           await new Promise((r) => setTimeout(r, 25));
         }
       })();
@@ -182,8 +206,9 @@ async function main(): Promise<void> {
       sampling = false;
       await sampler;
       if (sizes.some((s) => s !== 256 * MiB)) throw new Error(`${p.name}: short 256 MiB response`);
-      rss.set(p.name, peak / 1024);
-      say(`16 x 256 MiB via ${p.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS ${fmt(peak / 1024, 1)} MiB`);
+      const perProcess = Math.max(0, ...peaks.values()) / 1024;
+      rss.set(p.name, { perProcess, total: total / 1024, processes: pids.length });
+      say(`16 x 256 MiB via ${p.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS ${fmt(perProcess, 1)} MiB per process (${pids.length}), ${fmt(total / 1024, 1)} MiB together`);
     }
 
     // The price of per-object authorization, on our cache only (the peers do not authorize).
@@ -194,13 +219,25 @@ async function main(): Promise<void> {
     say(`DTR-redirected requests, a new signed URL each: ${fmt(dtrPath.newUrlRps)} req/s`);
 
     // --- report ---
-    const lines: string[] = table(measured, results);
+    const cold = coalesce.get(OURS_N);
+    const oursRss = Math.max(rss.get(OURS_1)?.perProcess ?? 0, rss.get(OURS_N)?.perProcess ?? 0);
+    const targets: Target[] = [
+      ratioTarget(`1 MiB cached blob, ${OURS_N} / ${NGINX_AUTO}`, results, "1 MiB blob", OURS_N, NGINX_AUTO, 1.0),
+      ratioTarget(`64 MiB cached blob, ${OURS_N} / ${NGINX_AUTO}`, results, "64 MiB blob", OURS_N, NGINX_AUTO, 1.0),
+      ratioTarget(`manifest by digest, ${OURS_N} / ${NGINX_AUTO}`, results, "manifest by digest", OURS_N, NGINX_AUTO, 0.8),
+      { what: `50 concurrent cold requests for one 64 MiB blob over ${CORES} workers: upstream fetches`, target: "1", measured: `${cold?.upstreamGets} (${cold?.ok}/50 ok)`, met: cold?.upstreamGets === 1 && cold.ok === 50 },
+      { what: "peak RSS per process serving 16 × 256 MiB (MiB), worst of ours×1 and ours×N", target: `≤ ${RSS_TARGET_MIB}`, measured: fmt(oursRss, 1), met: oursRss <= RSS_TARGET_MIB },
+    ];
+    const lines: string[] = [...throughput, "", ...targetTable(targets)];
+    const names = peers.map((p) => p.name);
+    const each = (f: (name: string) => string): string => names.map(f).join(" | ");
     lines.push("");
-    lines.push("| | ours | proxy-registry | nginx |");
-    lines.push("|---|---:|---:|---:|");
-    lines.push(`| tag change seen by the request right after it | ${fresh.get("ours") ? "yes" : "no"} | ${fresh.get("proxy-registry") ? "yes" : "no"} | ${fresh.get("nginx") ? "yes" : "no"} |`);
-    lines.push(`| upstream GETs for 50 concurrent cold 64 MiB requests | ${coalesce.get("ours")?.upstreamGets} (${coalesce.get("ours")?.ok}/50 ok) | ${coalesce.get("proxy-registry")?.upstreamGets} (${coalesce.get("proxy-registry")?.ok}/50 ok) | ${coalesce.get("nginx")?.upstreamGets} (${coalesce.get("nginx")?.ok}/50 ok) |`);
-    lines.push(`| peak RSS, 16 concurrent 256 MiB pulls (MiB) | ${fmt(rss.get("ours") ?? 0, 1)} | ${fmt(rss.get("proxy-registry") ?? 0, 1)} | ${fmt(rss.get("nginx") ?? 0, 1)} |`);
+    lines.push(`| | ${names.join(" | ")} |`);
+    lines.push(`|---|${names.map(() => "---:").join("|")}|`);
+    lines.push(`| tag change seen by the request right after it | ${each((n) => (fresh.get(n) ? "yes" : "no"))} |`);
+    lines.push(`| upstream GETs for 50 concurrent cold 64 MiB requests | ${each((n) => `${coalesce.get(n)?.upstreamGets} (${coalesce.get(n)?.ok}/50 ok)`)} |`);
+    lines.push(`| peak RSS per serving process, 16 concurrent 256 MiB pulls (MiB) | ${each((n) => fmt(rss.get(n)?.perProcess ?? 0, 1))} |`);
+    lines.push(`| peak RSS of all serving processes together (MiB; processes) | ${each((n) => `${fmt(rss.get(n)?.total ?? 0, 1)} (${rss.get(n)?.processes})`)} |`);
     lines.push("");
     lines.push("Per-object authorization (ours; 1 MiB warm blob; the upstream is asked once per (credential, repository, digest) per authttl):");
     lines.push("");

@@ -1,5 +1,6 @@
 // nginx proxy_cache as a benchmark peer: Debian's nginx with its own prefix and config in a temp
-// dir, loopback only, one worker (the cache server is one process too).
+// dir, loopback only; one worker, or "auto" (nginx's own default choice: one per core), so the
+// cache can be compared process for process and machine for machine.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -11,13 +12,13 @@ export interface NginxPeer {
   stop(): Promise<void>;
 }
 
-export async function startNginx(dir: string, port: number, upstreamUrl: string): Promise<NginxPeer> {
+export async function startNginx(dir: string, port: number, upstreamUrl: string, workers: 1 | "auto" = 1): Promise<NginxPeer> {
   await mkdir(join(dir, "logs"), { recursive: true });
   await mkdir(join(dir, "cache"), { recursive: true });
   await mkdir(join(dir, "tmp"), { recursive: true });
   // As root, nginx would drop its worker to www-data, which cannot write into our private temp dir.
   const user = process.getuid?.() === 0 ? "user root;\n" : "";
-  const conf = `${user}worker_processes 1;
+  const conf = `${user}worker_processes ${workers};
 pid ${join(dir, "nginx.pid")};
 error_log ${join(dir, "logs", "error.log")} warn;
 events { worker_connections 1024; }
