@@ -56,6 +56,9 @@ describe("followApplied", () => {
       storeModeStatus(3, 3),
       storeModeStatus(3, 4),
       storeModeStatus(4, 4, { conditions: [cond("Ready", "False", "RollingOut", "Rolling out: 0/1 tasks running"), cond("Progressing", "True", "RolloutStarted")] }),
+      // the settle countdown is one line, not one a second
+      storeModeStatus(4, 4, { conditions: [cond("Ready", "False", "RollingOut", "Rolling out: 1/1 tasks running, waiting 8s to settle")] }),
+      storeModeStatus(4, 4, { conditions: [cond("Ready", "False", "RollingOut", "Rolling out: 1/1 tasks running, waiting 7s to settle")] }),
       storeModeStatus(4, 4, { conditions: [cond("Ready", "True", "TasksRunning"), cond("DtrSynced", "Unknown", "Pending", "the DTR pass has not run yet")] }),
       storeModeStatus(4, 4),
     ]);
@@ -64,6 +67,7 @@ describe("followApplied", () => {
       "(cannot reach the status endpoint http://m:9090: ECONNREFUSED; asking again)",
       "contentcache/region-asia: Applying revision 4 (running 3)",
       "contentcache/region-asia: revision 4: Ready=False RollingOut: Rolling out: 0/1 tasks running",
+      "contentcache/region-asia: revision 4: Ready=False RollingOut: Rolling out: 1/1 tasks running, waiting 8s to settle",
       "contentcache/region-asia: revision 4: Ready, DtrSynced=Unknown Pending: the DTR pass has not run yet",
       "contentcache/region-asia: revision 4: Ready, DtrSynced",
     ]);
@@ -109,9 +113,19 @@ describe("followApplied", () => {
 
   it("a changed DTR resource: waits until the controller has loaded the spec again since the write", async () => {
     const dtrOnly: WaitTarget = { name: "region-asia", generation: 4, needsReload: true };
-    const reloaded: RuntimeSnapshot = { ...storeModeStatus(4, 4), spec: { ...storeModeStatus(4, 4).spec, loadedAt: "2026-12-07T12:00:09Z" } };
-    const { result, progress } = await follow([storeModeStatus(4, 4), reloaded], {}, [dtrOnly]);
-    expect(progress[0]).toBe("contentcache/region-asia: waiting for the controller to load the changed DTR resource");
+    const loadedAt = "2026-12-07T12:00:09Z";
+    const reconciled = (at: string): RuntimeSnapshot => {
+      const base = storeModeStatus(4, 4, { lastReconcile: { at, durationMs: 5, actions: 0 } });
+      return { ...base, spec: { ...base.spec, loadedAt } };
+    };
+    // Ready and DtrSynced all along, from before the change: not enough
+    const before = storeModeStatus(4, 4, { lastReconcile: { at: "2026-12-07T11:59:59Z", durationMs: 5, actions: 0 } });
+    const { result, progress } = await follow([before, reconciled("2026-12-07T12:00:08Z"), reconciled("2026-12-07T12:00:10Z")], {}, [dtrOnly]);
+    expect(progress).toEqual([
+      "contentcache/region-asia: waiting for the controller to load the changed DTR resource",
+      "contentcache/region-asia: waiting for a reconcile with the changed DTR resource",
+      "contentcache/region-asia: revision 4: Ready, DtrSynced",
+    ]);
     expect(result).toEqual(["contentcache/region-asia revision 4: Ready, DtrSynced"]);
   });
 

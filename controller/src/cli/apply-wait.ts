@@ -76,6 +76,10 @@ export function judge(target: WaitTarget, status: RuntimeSnapshot, baseline: Wai
   if (cache.spec?.storedGeneration === undefined) return { state: "waiting", line: `the controller reports no store revisions for it (is it running from a file, or with another --id?)` };
   if (observed === undefined || observed < target.generation) return { state: "waiting", line: `Applying revision ${target.generation} (${observed === undefined ? "none reconciled yet" : `running ${observed}`})${rejected}` };
   if (target.needsReload && baseline.loadedAt !== undefined && status.spec.loadedAt === baseline.loadedAt) return { state: "waiting", line: `waiting for the controller to load the changed DTR resource${rejected}` };
+  // Every load queues every cache: a reconcile that ended after the load (both times by the
+  // controller's clock) ran with the changed DTR resource in hand.
+  const reconciledAt = Date.parse(cache.lastReconcile?.at ?? "");
+  if (target.needsReload && !(reconciledAt >= Date.parse(status.spec.loadedAt ?? ""))) return { state: "waiting", line: "waiting for a reconcile with the changed DTR resource" };
   const pending = pendingOf(cache);
   if (pending !== undefined) return { state: "waiting", line: pending };
   const revision = `revision ${observed}`;
@@ -118,8 +122,10 @@ export async function followApplied(targets: readonly WaitTarget[], options: Fol
       shown.delete("");
       verdicts = new Map(targets.map((t) => [t.name, judge(t, status, options.baseline)]));
       for (const [name, verdict] of verdicts) {
-        if (shown.get(name) !== verdict.line) options.progress(`contentcache/${name}: ${verdict.line}`);
-        shown.set(name, verdict.line);
+        // "waiting 8s to settle", "7s", …: one line for the countdown, not one a second
+        const key = verdict.line.replace(/waiting \d+s to settle/, "waiting to settle");
+        if (shown.get(name) !== key) options.progress(`contentcache/${name}: ${verdict.line}`);
+        shown.set(name, key);
         if (verdict.state !== "degraded") degradedSince.delete(name);
         else if (!degradedSince.has(name)) degradedSince.set(name, now());
         if (verdict.state === "degraded" && (verdict.final || now() - (degradedSince.get(name) ?? now()) >= (options.degradedGraceMs ?? 30_000))) {
