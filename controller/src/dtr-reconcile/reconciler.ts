@@ -71,6 +71,8 @@ interface CacheDtrState {
    */
   stale: number;
   verifiedStale: number;
+  /** The count the last pass started under, failed or not: a request it saw is not answered twice. */
+  attemptedStale: number;
   pass?: { failures: number; dueAt: number; reason: string; message: string };
   /** Listed users not confirmed assigned. */
   readonly assign: Map<string, Trouble>;
@@ -93,7 +95,7 @@ export class DtrReconciler {
   private stateOf(name: string): CacheDtrState {
     let s = this.caches.get(name);
     if (!s) {
-      s = { assign: new Map(), reset: new Map(), stale: 0, verifiedStale: 0 };
+      s = { assign: new Map(), reset: new Map(), stale: 0, verifiedStale: 0, attemptedStale: 0 };
       this.caches.set(name, s);
     }
     return s;
@@ -154,9 +156,17 @@ export class DtrReconciler {
     const now = this.options.now();
     const listed = [...new Set(cache.spec.users)];
     const staleAtStart = s.stale;
-    const full = s.generation !== generation || s.verifiedAt === undefined || s.stale !== s.verifiedStale || now - s.verifiedAt >= this.options.verifyEveryMs || (s.pass !== undefined && now >= s.pass.dueAt);
+    // After a failed pass nothing reaches DTR before its back-off, however often the cache is
+    // looked at (rollout poll, events, resync) and whether or not it was ever verified — unless
+    // the spec changed or a verification was asked for since that pass began (DTR answers again,
+    // drift): those are news the failed pass could not have acted on.
+    const news = s.generation !== generation || s.stale !== s.attemptedStale;
+    const backingOff = s.pass !== undefined && now < s.pass.dueAt;
+    if (backingOff && !news) return this.outcome(s, listed);
+    const full = news || s.pass !== undefined || s.verifiedAt === undefined || s.stale !== s.verifiedStale || now - s.verifiedAt >= this.options.verifyEveryMs;
     const due = (m: Map<string, Trouble>): string[] => [...m].filter(([, t]) => t.dueAt <= now).map(([u]) => u);
     if (!full && due(s.assign).length === 0 && due(s.reset).length === 0) return this.outcome(s, listed);
+    if (full) s.attemptedStale = staleAtStart;
 
     s.dtr = cache.dtr;
     const found = await this.store.read(cache.name);
