@@ -5,7 +5,8 @@
 // could not write anything (no lease renewal, no service update). Node 1 is drained: it is the
 // Raft leader (it initialised the swarm) and the CLI's DOCKER_HOST; the two controller replicas
 // therefore land on nodes 2 and 3, and killing the leading one kills a manager that is not the
-// Raft leader (a Raft leader's death adds Swarm's own election to the takeover; not measured here).
+// Raft leader (a Raft leader's death adds Swarm's own election to the takeover; the second test
+// measures that election's effect on the lease with no controller on the Raft leader's node).
 //
 // deploy/stack/controller.stack.yml is deployed unchanged with its default 2 replicas (placement:
 // managers, max one per node); the CacheSpec is stored with `dtrcache apply`. Shown: exactly one
