@@ -21,6 +21,7 @@ import { CacheReconciler } from "./reconciler/reconciler.js";
 import { withTimers, type ClockLike } from "./runner/clock.js";
 import { Runner, type ReconcileEvent, type ReconcileReport } from "./runner/runner.js";
 import { SpecTracker } from "./runner/spec-tracker.js";
+import { fencedDtrSync, fencedSwarm, WriteFence } from "./runner/write-fence.js";
 import type { SpecSource } from "./source.js";
 import type { ControllerStatus } from "./status.js";
 import type { SwarmApi } from "./swarm/api.js";
@@ -78,8 +79,12 @@ export interface ControllerOptions {
 export interface Controller {
   /** Checks the engine is a manager, loads the spec, starts watching, events, resync and the queue. */
   start(): Promise<void>;
-  /** Stops taking work and closes watchers and the event stream; aborts reconciles still running after the grace period. */
-  stop(): Promise<void>;
+  /**
+   * Stops taking work and closes watchers and the event stream; aborts reconciles still running
+   * after the grace period (`stopGraceMs` unless given). With `graceMs: 0` (a lost lease) the
+   * runs in hand are aborted and every Swarm write and DTR pass refused at the moment of the call.
+   */
+  stop(options?: StopOptions): Promise<void>;
   /** One full pass over every cache (spec ∪ owned), through the queue, without its retries unless the loop runs. */
   reconcileOnce(): Promise<ReconcileReport[]>;
   /** Dry run: the plan for every cache, computed by the same planner, nothing written. */
@@ -91,17 +96,26 @@ export interface Controller {
   idle(): Promise<void>;
 }
 
+export interface StopOptions {
+  /** How long the runs in hand may finish; 0 stops them, and every write, at once. */
+  readonly graceMs?: number;
+}
+
 export const DEFAULT_STOP_GRACE_MS = 10_000;
 
 export function createController(options: ControllerOptions): Controller {
-  const swarm = options.docker;
+  // Every Swarm write and DTR pass of the controller passes the fence; stop() closes it (at once
+  // without grace, so a controller that lost its lease writes nothing more).
+  const fence = new WriteFence();
+  const swarm = fencedSwarm(options.docker, fence);
+  const dtrSync = options.dtrSync ? fencedDtrSync(options.dtrSync, fence) : undefined;
   const owner = options.id ?? "dtrcache";
   const logger = options.logger ?? silentLogger;
   const clock = withTimers(options.clock);
   const states = new CacheStates();
   const owned = new Set<string>();
   const tracker = new SpecTracker({ source: options.specSource, clock, logger, allowEmpty: options.allowEmpty ?? false, owned: () => owned });
-  const dtr = options.dtrSync ? new DtrReconciler({ swarm, owner, dtrSync: options.dtrSync, logger, now: () => clock.now().getTime(), verifyEveryMs: options.dtrResyncMs ?? 60_000, requeue: (name) => runner.enqueue(name) }) : undefined;
+  const dtr = dtrSync ? new DtrReconciler({ swarm, owner, dtrSync, logger, now: () => clock.now().getTime(), verifyEveryMs: options.dtrResyncMs ?? 60_000, requeue: (name) => runner.enqueue(name) }) : undefined;
   const lister = options.dtrLister ?? (options.dtrSync && "listRegistrations" in options.dtrSync ? (options.dtrSync as DtrSync & DtrRegistrationLister) : undefined);
   const checkMs = options.dtrCheckMs ?? DEFAULT_DTR_CHECK_MS;
   const drift = dtr && lister && checkMs > 0 ? new DtrDriftCheck({ reconciler: dtr, lister, clock, intervalMs: checkMs, logger }) : undefined;
@@ -142,9 +156,13 @@ export function createController(options: ControllerOptions): Controller {
       await runner.start();
       drift?.start();
     },
-    async stop() {
-      await drift?.stop();
-      await runner.stop();
+    async stop(stopOptions) {
+      const graceMs = stopOptions?.graceMs ?? options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+      if (graceMs <= 0) fence.close(new ControllerError("STOPPED", "the controller stopped writing at once (stopped without grace)"));
+      // Both at once: the drift check's list call must not delay aborting the runs in hand.
+      await Promise.all([drift?.stop(), runner.stop(graceMs)]);
+      // Stopped: nothing this controller still holds (a late callback, a call begun in a race) writes.
+      fence.close(new ControllerError("STOPPED", "the controller is stopped"));
     },
     reconcileOnce: () => runner.reconcileOnce(),
 

@@ -15,6 +15,7 @@ import { generatedCertificateOf } from "../reconcile/materials.js";
 import { PemSources } from "../reconcile/pem-sources.js";
 import { observeOwnedCaches } from "../reconcile/observe.js";
 import { LeaderElector } from "../lease/elector.js";
+import { followLease } from "../lease/leadership.js";
 import { fileSpecSource, type SpecSource } from "../source.js";
 import { storeSpecSource } from "../store/source.js";
 import { EventJournal } from "../store/events-journal.js";
@@ -232,23 +233,21 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     throw error;
   }
   if (elector && options.lease) {
-    const { onLost } = options.lease;
-    // Standby until the lease is ours (the status endpoint already says so), then lead.
-    void elector
-      .acquire(leading.signal)
-      .then(async () => {
-        elector.keepRenewing((reason) => {
-          // Stop writing at once; the process owner (the CLI) exits so Swarm restarts it as a standby.
-          // The journal too: the new leader owns it now, a last flush of ours would undo its writes.
-          leaseLost = true;
-          journal?.abandon();
-          void controller.stop().finally(() => onLost(reason));
-        });
-        await lead();
-      })
-      .catch((error: unknown) => {
-        if (!leading.signal.aborted) onLost(error instanceof Error ? error.message : String(error));
-      });
+    // Standby until the lease is ours (the status endpoint already says so), then lead. On a loss
+    // the controller stops writing at once (lease/leadership.ts); the process owner (the CLI)
+    // exits so Swarm restarts it as a standby. The journal lets go first: the new leader owns it
+    // now, a last flush of ours would undo its writes.
+    followLease({
+      elector,
+      controller,
+      lead,
+      onLosing: () => {
+        leaseLost = true;
+        journal?.abandon();
+      },
+      onLost: options.lease.onLost,
+      signal: leading.signal,
+    });
   }
   return {
     controller,

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import type { SwarmApi } from "../swarm/api.js";
 import { isSwarmError } from "../swarm/errors.js";
 import type { Logger } from "../logger.js";
+import { sleep, type Clock, type Timer } from "../runner/clock.js";
 import { isLive, leaseConfigName, readLease, recordLabels, type LeaseRecord } from "./record.js";
 
 export interface ElectorOptions {
@@ -19,8 +20,22 @@ export interface ElectorOptions {
   readonly durationMs?: number;
   readonly renewMs?: number;
   readonly now?: () => Date;
+  /** Time and the renewal timers (tests: FakeClock); `now`, when given, still tells the time. */
+  readonly clock?: Clock;
   readonly logger: Logger;
 }
+
+/**
+ * The process's timers, kept referenced (unlike runner/clock.ts's systemClock): a standby waiting
+ * for the lease, or a leader renewing it, is what keeps a `dtrcache run` process alive.
+ */
+const leaseClock: Clock = {
+  now: () => new Date(),
+  setTimer(fn, ms) {
+    const handle = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(handle) };
+  },
+};
 
 export type LeaseRole = "leader" | "standby" | "stopped";
 
@@ -55,13 +70,14 @@ export class LeaderElector {
   private readonly durationMs: number;
   private readonly renewMs: number;
   private readonly now: () => Date;
+  private readonly clock: Clock;
   private readonly logger: Logger;
   /** The record as last seen and when (by our clock) it last changed. */
   private observed: { key: string; at: number } | undefined;
   private record: LeaseRecord | undefined;
   private lastRenew = 0;
   private state: LeaseStatus;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private stopped = false;
 
   constructor(options: ElectorOptions) {
@@ -70,7 +86,8 @@ export class LeaderElector {
     this.identity = options.identity ?? defaultIdentity();
     this.durationMs = options.durationMs ?? 10_000;
     this.renewMs = options.renewMs ?? 2_000;
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.clock ?? leaseClock;
+    this.now = options.now ?? (() => this.clock.now());
     this.logger = options.logger;
     this.state = { role: "standby", identity: this.identity, holder: "", since: this.now().toISOString(), message: "not yet acquired" };
   }
@@ -137,7 +154,8 @@ export class LeaderElector {
       } catch (error) {
         this.logger.warn({ error: error instanceof Error ? error.message : String(error) }, "lease: cannot read or write the lease record; retrying");
       }
-      await new Promise((resolve) => setTimeout(resolve, this.renewMs));
+      // An abort ends the wait early; the loop's first line then reports it.
+      await sleep(this.clock, this.renewMs, signal).catch(() => undefined);
     }
   }
 
@@ -162,15 +180,15 @@ export class LeaderElector {
         onLost(reason);
         return;
       }
-      this.timer = setTimeout(() => void tick(), this.renewMs);
+      this.timer = this.clock.setTimer(() => void tick(), this.renewMs);
     };
-    this.timer = setTimeout(() => void tick(), this.renewMs);
+    this.timer = this.clock.setTimer(() => void tick(), this.renewMs);
   }
 
   /** Stops renewing; a leader clears the holder so a standby takes over at once instead of after expiry. */
   async release(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     if (this.state.role !== "leader") return;
     this.state = { role: "stopped", identity: this.identity, holder: "", since: this.now().toISOString(), message: "released" };
     try {

@@ -1,9 +1,11 @@
 // The SwarmApi seen by one reconcile: every call settles, or rejects with AbortedError as soon as
-// the run's signal aborts (a stopping controller past its grace period). The Engine API calls take
-// no signal of their own here, so the request may still complete in the engine; the reconcile has
-// let go of it, and the next pass observes whatever it did.
+// the run's signal aborts (a stopping controller past its grace period, or one that lost its
+// lease). A call asked for after the abort is not made at all. The signal also goes with the call
+// (swarm/call-signal.ts), so the real adapter cancels the HTTP request; whether the engine had
+// already acted on it is unknown, and the next pass observes whatever it did.
 import type { SwarmApi } from "../swarm/api.js";
-import { abortable } from "./clock.js";
+import { withCallSignal } from "../swarm/call-signal.js";
+import { abortable, AbortedError } from "./clock.js";
 
 export function cancellableSwarm(swarm: SwarmApi, signal: AbortSignal): SwarmApi {
   return new Proxy(swarm, {
@@ -13,7 +15,8 @@ export function cancellableSwarm(swarm: SwarmApi, signal: AbortSignal): SwarmApi
       // The event stream is the runner's, not a reconcile's: it stays as it is.
       if (prop === "subscribeEvents") return (value as (...a: unknown[]) => unknown).bind(target);
       return (...args: unknown[]): unknown => {
-        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (signal.aborted) return Promise.reject(new AbortedError(signal.reason));
+        const result = withCallSignal(signal, () => (value as (...a: unknown[]) => unknown).apply(target, args));
         return result instanceof Promise ? abortable(result, signal) : result;
       };
     },

@@ -14,6 +14,7 @@ import type { Reconciler } from "../reconciler/reconciler.js";
 import type { SpecSource } from "../source.js";
 import type { ControllerStatus } from "../status.js";
 import type { EventSubscription, SwarmApi, SwarmEvent } from "../swarm/api.js";
+import { withCallSignal } from "../swarm/call-signal.js";
 import { isSwarmError, SwarmError } from "../swarm/errors.js";
 import { AbortedError, type Clock, type Timer } from "./clock.js";
 import type { SpecTracker } from "./spec-tracker.js";
@@ -92,6 +93,8 @@ export class Runner {
   private events: EventSubscription | undefined;
   private eventRetry: Timer | undefined;
   private resyncTimer: Timer | undefined;
+  /** Aborted by a stop without grace: every run's signal follows it, so the runs in hand end at once. */
+  private readonly halt = new AbortController();
 
   constructor(private readonly o: RunnerOptions) {
     this.queue = new WorkQueue<RunValue>({
@@ -133,9 +136,11 @@ export class Runner {
 
   /**
    * Stops taking work and closes the watches; the reconciles in hand get the grace period to
-   * finish, then their waits and calls are aborted. Resolves once they have returned.
+   * finish, then their waits and calls are aborted. Resolves once they have returned. A grace of
+   * 0 aborts them now, before anything else (a lost lease: not one more call may go out).
    */
-  async stop(): Promise<void> {
+  async stop(graceMs: number = this.o.stopGraceMs): Promise<void> {
+    if (graceMs <= 0) this.halt.abort(new ControllerError("STOPPED", "the controller stopped writing: runs in hand aborted at once"));
     this.stopping = true;
     this.started = false;
     this.resyncTimer?.cancel();
@@ -144,7 +149,7 @@ export class Runner {
     this.events = undefined;
     if (this.stopWatching) await this.stopWatching();
     this.stopWatching = undefined;
-    await this.queue.shutdown(this.o.stopGraceMs);
+    await this.queue.shutdown(graceMs);
     this.o.logger.info({}, "controller stopped");
   }
 
@@ -215,8 +220,11 @@ export class Runner {
       const errorCode = outcome === "error" ? (typeof code === "string" ? code : "UNKNOWN") : undefined;
       this.o.onReconcile?.({ cache: name, mode, outcome, durationMs: Math.round(performance.now() - startedAt), queueDepth: this.queue.length, ...(errorCode !== undefined ? { errorCode } : {}) });
     };
+    // The queue's signal (stop after the grace) or the halt (stop at once), whichever comes
+    // first; every Engine API call of the run carries it, whichever SwarmApi it goes through.
+    const runSignal = AbortSignal.any([signal, this.halt.signal]);
     try {
-      const result = await this.o.reconciler.reconcile({ name, snapshot }, signal);
+      const result = await withCallSignal(runSignal, () => this.o.reconciler.reconcile({ name, snapshot }, runSignal));
       this.markEngine();
       report("success");
       return result;
