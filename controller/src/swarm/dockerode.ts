@@ -1,7 +1,10 @@
 // The real SwarmApi: Engine API calls through dockerode's modem. We dial the endpoints directly
 // (instead of dockerode's helper objects) so the query string and the body are exactly what the
 // Engine API documents — `version` goes in the query of an update, never into the spec — and so
-// every engine error is classified into a SwarmError at one place.
+// every engine error is classified into a SwarmError at one place. A call made inside a
+// reconcile carries that run's AbortSignal (call-signal.ts) to docker-modem's `abortSignal`, which
+// hands it to the HTTP request: an aborted run closes its requests (the engine may still have
+// acted on one that was already sent; the next pass observes what it did).
 import type Dockerode from "dockerode";
 import type {
   CreateBlobRequest,
@@ -21,6 +24,8 @@ import type {
   SwarmService,
   SwarmTask,
 } from "./api.js";
+import { AbortedError } from "../runner/clock.js";
+import { callSignal } from "./call-signal.js";
 import { classifyEngineError, SwarmError } from "./errors.js";
 
 interface DialOptions {
@@ -30,6 +35,8 @@ interface DialOptions {
   statusCodes: Record<number, true | string>;
   isStream?: boolean;
   allowEmpty?: boolean;
+  /** docker-modem 5 passes it to http.request and to the response body (modem.js, buildRequest). */
+  abortSignal?: AbortSignal;
 }
 
 /** The one method of docker-modem we use. */
@@ -153,10 +160,16 @@ export class DockerodeSwarmApi implements SwarmApi {
     this.modem = docker.modem as Modem;
   }
 
-  private dial(call: string, options: Omit<DialOptions, "statusCodes">): Promise<unknown> {
+  private dial(call: string, options: Omit<DialOptions, "statusCodes" | "abortSignal">): Promise<unknown> {
+    // The event stream belongs to the runner, never to one reconcile: it takes no run's signal.
+    const signal = options.isStream === true ? undefined : callSignal();
+    // An aborted run sends nothing more (not even a request cancelled before its bytes leave).
+    if (signal?.aborted) return Promise.reject(new AbortedError(signal.reason));
     return new Promise((resolve, reject) => {
-      this.modem.dial({ ...options, statusCodes: OK }, (error, data) => {
-        if (error) {
+      this.modem.dial({ ...options, statusCodes: OK, ...(signal ? { abortSignal: signal } : {}) }, (error, data) => {
+        // Cancelled by us, not an engine failure: not UNAVAILABLE (that would mark the engine down).
+        if (error && signal?.aborted) reject(new AbortedError(signal.reason));
+        else if (error) {
           const { statusCode, message } = engineMessage(error);
           reject(classifyEngineError(call, statusCode, message, error));
         } else resolve(data);
