@@ -3,6 +3,7 @@
 // 10 s grace period to go on writing while the new leader might already write.
 import { describe, expect, it } from "vitest";
 import { createController } from "../controller.js";
+import type { DtrSync } from "../dtr/sync.js";
 import { memoryLogger } from "../logger.js";
 import { FakeClock } from "../runner/fake-clock.js";
 import { staticSpecSource } from "../source.js";
@@ -97,5 +98,33 @@ describe("stop({ graceMs: 0 })", () => {
     expect(recorded.mutatingCalls()).toEqual([]);
     // It returned without the controller's clock moving: no grace timer was waited for.
     expect(clock.timers).toBe(0);
+  });
+
+  it("aborts a DTR pass in flight at the moment of the call and starts no other", async () => {
+    const clock = new FakeClock();
+    const fake = new FakeSwarm(["node-1"]);
+    const signals: AbortSignal[] = [];
+    // A DTR that never answers: only the abort ends a pass.
+    const dtrSync: DtrSync = {
+      apply: (_cache, _request, signal) => {
+        signals.push(signal);
+        return new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+      },
+      remove: () => Promise.resolve({ foreign: [] }),
+    };
+    const controller = createController({ docker: fake, specSource: staticSpecSource(load(runbookText())), dtrSync, id: "test", settleMs: 0, rolloutPollMs: 1_000, resyncIntervalMs: 3_600_000, dtrCheckMs: 0, clock });
+    await controller.start();
+    // The first pass creates the service; the poll a second later finds it Ready and calls DTR.
+    for (let i = 0; i < 50 && signals.length === 0; i += 1) {
+      clock.advance(1_000);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(signals).toHaveLength(1);
+    const stopping = controller.stop({ graceMs: 0 });
+    expect(signals[0]?.aborted).toBe(true);
+    await stopping;
+    clock.advance(120_000);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(signals).toHaveLength(1);
   });
 });
