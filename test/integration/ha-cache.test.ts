@@ -200,7 +200,7 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     await expect.poll(() => conditionOf(status(), "Ready")?.status, { timeout: 120_000, interval: 250 }).toBe("True");
     mark("Ready with 2 replicas", t);
     const [, n2, n3] = node;
-    expect(status()?.tasks).toEqual({ running: 2, desired: 2 });
+    expect(status()?.tasks).toEqual({ running: 2, desired: 2, nodes: [n2.hostname, n3.hostname].sort() });
     expect(await runningTasks(manager, cacheName)).toEqual([`${n2.hostname} Running`, `${n3.hostname} Running`].sort());
     const placement = JSON.parse(await manager("service", "inspect", cacheName, "--format", "{{json .Spec.TaskTemplate.Placement}}")) as { Constraints?: string[]; MaxReplicas?: number };
     expect(placement).toMatchObject({ Constraints: [`node.labels.${LABEL.replace("=", " == ")}`], MaxReplicas: 1 });
