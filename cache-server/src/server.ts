@@ -45,6 +45,8 @@ interface Ctx {
   readonly authorization: string | undefined;
   readonly query: string;
   xcache?: "HIT" | "MISS" | "STALE";
+  /** Body bytes handed to the socket, for the access log. */
+  bytes: number;
 }
 
 type TagOutcome =
@@ -98,18 +100,26 @@ export class RegistryHandler {
     const query = q < 0 ? "" : rawUrl.slice(q + 1);
     const authorization = headerValue(req.headers.authorization);
     const log = this.deps.logger.child({ requestId });
-    const ctx: Ctx = { req, res, log, query, authorization, cred: credentialOf(authorization, query) };
+    const ctx: Ctx = { req, res, log, query, authorization, cred: credentialOf(authorization, query), bytes: 0 };
     res.setHeader("Docker-Distribution-API-Version", API_VERSION);
     res.setHeader("X-Request-Id", requestId);
-    res.once("finish", () => {
-      log.info({ method: req.method, path, status: res.statusCode, cache: ctx.xcache, ms: Math.round(performance.now() - started) }, "request");
-    });
-    this.route(ctx, path).catch((err: unknown) => {
-      log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
-      if (res.headersSent) res.destroy();
-      else if (isRedirectError(err)) this.sendError(ctx, "UPSTREAM_ERROR", err.message);
-      else this.sendError(ctx, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
-    });
+    // One line per request however it ended, written once both the response closed and the
+    // route returned (the route knows the body bytes written; a client gone mid-body closes the
+    // response before the send loop notices).
+    let pending = 2;
+    const logLine = (): void => {
+      if (--pending > 0) return;
+      log.info({ method: req.method, path, status: res.statusCode, cache: ctx.xcache, bytes: ctx.bytes, outcome: outcomeOf(res), ms: Math.round(performance.now() - started) }, "request");
+    };
+    res.once("close", logLine);
+    this.route(ctx, path)
+      .catch((err: unknown) => {
+        log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
+        if (res.headersSent) res.destroy(err instanceof Error ? err : new Error(String(err)));
+        else if (isRedirectError(err)) this.sendError(ctx, "UPSTREAM_ERROR", err.message);
+        else this.sendError(ctx, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
+      })
+      .finally(logLine);
   }
 
   private async route(ctx: Ctx, path: string): Promise<void> {
@@ -257,6 +267,7 @@ export class RegistryHandler {
       if (ready.size !== undefined) headers["Content-Length"] = String(ready.size);
       ctx.res.writeHead(200, headers);
       const r = await sendFromFill(ctx.res, reader, store.blobPath(digest));
+      ctx.bytes += r.sent;
       metrics.bytesServed.inc(r.sent);
       return;
     }
@@ -316,6 +327,7 @@ export class RegistryHandler {
       }
       try {
         const r = await sendFile(ctx.res, handle.fh, start, end);
+        ctx.bytes += r.sent;
         metrics.bytesServed.inc(r.sent);
       } finally {
         handle.release();
@@ -427,7 +439,10 @@ export class RegistryHandler {
       "X-Cache": xcache,
     });
     ctx.res.end(head ? undefined : bytes);
-    if (!head) this.deps.metrics.bytesServed.inc(bytes.length);
+    if (!head) {
+      ctx.bytes += bytes.length;
+      this.deps.metrics.bytesServed.inc(bytes.length);
+    }
   }
 
   // --- authorization ---
@@ -483,11 +498,14 @@ export class RegistryHandler {
     }
     out["content-length"] = String(payload.length);
     ctx.res.writeHead(status, out);
+    if (ctx.req.method !== "HEAD") ctx.bytes += payload.length;
     ctx.res.end(ctx.req.method === "HEAD" ? undefined : payload);
   }
 
   private sendJson(ctx: Ctx, status: number, body: string): void {
-    ctx.res.writeHead(status, { "Content-Type": "application/json", "Content-Length": String(Buffer.byteLength(body)) });
+    const length = Buffer.byteLength(body);
+    ctx.res.writeHead(status, { "Content-Type": "application/json", "Content-Length": String(length) });
+    if (ctx.req.method !== "HEAD") ctx.bytes += length;
     ctx.res.end(ctx.req.method === "HEAD" ? undefined : body);
   }
 
@@ -496,6 +514,15 @@ export class RegistryHandler {
     const status = OCI_ERRORS[code].status;
     this.sendJson(ctx, status, body);
   }
+}
+
+/**
+ * How a response ended: "complete" when its last byte went out, "destroyed" when this server
+ * cut it (stall timeout, failed fill, an error mid-body), "aborted" when the client left first.
+ */
+function outcomeOf(res: ServerResponse): "complete" | "aborted" | "destroyed" {
+  if (res.writableFinished) return "complete";
+  return res.errored ? "destroyed" : "aborted";
 }
 
 function isRedirectError(err: unknown): err is UpstreamError {

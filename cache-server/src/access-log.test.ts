@@ -1,0 +1,102 @@
+// The access log has one line per request however the response ended: a client that went away
+// mid-body and a response the stall guard destroyed are logged too, with the status sent, the
+// body bytes written and how it ended. Real sockets against a real server.
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { startCacheServer, type RunningCache } from "./app.js";
+import { parseConfig } from "./config.js";
+import { createLogger } from "./log.js";
+import { createMetrics } from "./metrics.js";
+import { FakeUpstream } from "./testing/fake-upstream.js";
+import { testConfigText } from "./testing/config-text.js";
+import { httpGet } from "./testing/http-get.js";
+
+interface RequestLine {
+  msg: string;
+  status: number;
+  bytes: number;
+  outcome: string;
+  path: string;
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+});
+
+async function setup(optionLines = ""): Promise<{ up: FakeUpstream; cache: RunningCache; lines: () => RequestLine[] }> {
+  const up = new FakeUpstream();
+  await up.start();
+  cleanups.push(() => up.stop());
+  const root = await mkdtemp(join(tmpdir(), "cache-accesslog-"));
+  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  const parsed = parseConfig(testConfigText({ root, upstreams: [up.url], optionLines }));
+  if (!parsed.ok) throw new Error(parsed.errors.map((e) => e.message).join("; "));
+  const out: RequestLine[] = [];
+  const sink = new Writable({
+    write: (c: Buffer, _e, cb) => {
+      for (const l of c.toString().split("\n")) if (l.trim()) out.push(JSON.parse(l) as RequestLine);
+      cb();
+    },
+  });
+  const cache = await startCacheServer({ config: parsed.config, logger: createLogger("info", sink), metrics: createMetrics(false) });
+  cleanups.push(() => cache.close());
+  return { up, cache, lines: () => out.filter((l) => l.msg === "request") };
+}
+
+async function rawSocket(cache: RunningCache): Promise<{ socket: Socket; received: () => number }> {
+  const socket = connect(cache.port, "127.0.0.1");
+  cleanups.push(() => void socket.destroy());
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  let n = 0;
+  socket.on("data", (c: Buffer) => (n += c.length));
+  socket.on("error", () => undefined);
+  return { socket, received: () => n };
+}
+
+describe("access log", () => {
+  it("logs a complete response with its body bytes and outcome complete", async () => {
+    const { up, cache, lines } = await setup();
+    const bytes = randomBytes(300 * 1024);
+    const digest = up.addBlob("library/app", bytes);
+    await httpGet(`${cache.url}/v2/library/app/blobs/${digest}`);
+    await httpGet(`${cache.url}/v2/library/app/blobs/${digest}`);
+    await expect.poll(() => lines().length).toBe(2);
+    for (const l of lines()) expect(l).toMatchObject({ status: 200, bytes: bytes.length, outcome: "complete" });
+  });
+
+  it("logs a client that went away mid-body: status 200, the bytes written so far, outcome aborted", async () => {
+    const { up, cache, lines } = await setup();
+    const bytes = randomBytes(32 * 1024 * 1024);
+    const digest = up.addBlob("library/app", bytes);
+    await httpGet(`${cache.url}/v2/library/app/blobs/${digest}`); // stored: the next GET is a hit
+    const { socket, received } = await rawSocket(cache);
+    socket.write(`GET /v2/library/app/blobs/${digest} HTTP/1.1\r\nHost: cache\r\n\r\n`);
+    await expect.poll(() => received()).toBeGreaterThan(1024 * 1024);
+    socket.destroy();
+    await expect.poll(() => lines().length, { timeout: 5000 }).toBe(2);
+    const line = lines()[1];
+    expect(line).toMatchObject({ status: 200, outcome: "aborted" });
+    expect(line?.bytes).toBeGreaterThan(0);
+    expect(line?.bytes).toBeLessThan(bytes.length);
+  }, 20_000);
+
+  it("logs a response the stall guard destroyed: outcome destroyed", async () => {
+    const { up, cache, lines } = await setup("          stalltimeout: 300ms");
+    const bytes = randomBytes(24 * 1024 * 1024);
+    const digest = up.addBlob("library/app", bytes);
+    await httpGet(`${cache.url}/v2/library/app/blobs/${digest}`);
+    const { socket } = await rawSocket(cache);
+    socket.pause(); // never reads a byte
+    socket.write(`GET /v2/library/app/blobs/${digest} HTTP/1.1\r\nHost: cache\r\n\r\n`);
+    await expect.poll(() => lines().length, { timeout: 8000 }).toBe(2);
+    const line = lines()[1];
+    expect(line).toMatchObject({ status: 200, outcome: "destroyed" });
+    expect(line?.bytes).toBeLessThan(bytes.length);
+  }, 20_000);
+});
