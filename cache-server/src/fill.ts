@@ -45,48 +45,145 @@ export interface FillEvents {
   onDiskFull?(fill: Fill, err: Error): void;
 }
 
+/**
+ * One requester attached to a fill. Holds its own queue of pass-through bytes (disk full), fed
+ * by the fill and drained by the send loop through take(); nothing else touches the queue.
+ */
 export class FillReader {
-  queue: Buffer[] = [];
-  queueBase = -1;
-  queued = 0;
-  detached = false;
+  private queue: Buffer[] = [];
+  /** Blob offset of the queue's first byte; -1 until the first pass-through byte. */
+  private queueBase = -1;
+  private queuedBytes = 0;
+  private isDetached = false;
   constructor(readonly fill: Fill) {}
+
+  get detached(): boolean {
+    return this.isDetached;
+  }
+
+  /** Pass-through bytes waiting in memory for this reader (the fill pauses above QUEUE_LIMIT). */
+  get queued(): number {
+    return this.queuedBytes;
+  }
+
   detach(): void {
-    if (this.detached) return;
-    this.detached = true;
+    if (this.isDetached) return;
+    this.isDetached = true;
     this.queue = [];
-    this.queued = 0;
-    this.fill.readers.delete(this);
-    this.fill.notify();
+    this.queuedBytes = 0;
+    this.fill.release(this);
+  }
+
+  /** Called by the fill: `part` holds the blob's bytes from offset `at` on. */
+  offer(part: Buffer, at: number): void {
+    if (this.isDetached) return;
+    if (this.queueBase < 0) this.queueBase = at;
+    this.queue.push(part);
+    this.queuedBytes += part.length;
+  }
+
+  /**
+   * The queued bytes from `pos` up to `limit` (at most one queued piece; empty when none are
+   * there yet). Bytes before `pos` (already sent from the file) are dropped. The returned buffer
+   * is shared with other readers: send it as it is, never write into it.
+   */
+  take(pos: number, limit: number): Buffer {
+    while (this.queue.length > 0 && this.queueBase >= 0) {
+      const head = this.queue[0];
+      if (!head) break;
+      if (this.queueBase + head.length <= pos) {
+        this.shift(head.length);
+        continue;
+      }
+      const from = pos - this.queueBase;
+      const to = Math.min(head.length, limit - this.queueBase);
+      if (to <= from) return Buffer.alloc(0);
+      const out = head.subarray(from, to);
+      if (to === head.length) this.shift(head.length);
+      else {
+        this.queue[0] = head.subarray(to);
+        this.queueBase += to;
+        this.queuedBytes -= to;
+      }
+      return out;
+    }
+    return Buffer.alloc(0);
+  }
+
+  private shift(n: number): void {
+    this.queue.shift();
+    this.queueBase += n;
+    this.queuedBytes -= n;
   }
 }
 
 export class Fill {
-  readonly readers = new Set<FillReader>();
-  state: "starting" | "running" | "done" | "failed" = "starting";
-  error: Error | undefined;
+  private readonly readers = new Set<FillReader>();
+  private fillState: "starting" | "running" | "done" | "failed" = "starting";
+  private failure: Error | undefined;
   /** Where the bytes are: the temp file, or the blob path once committed. */
-  path: string;
+  private where: string;
   /** Bytes received from upstream (and hashed). */
-  received = 0;
+  private receivedBytes = 0;
   /** Bytes durably in the file at `path` (stops growing in pass-through mode). */
-  fileBytes = 0;
-  passthrough: boolean;
-  size: number | undefined;
-  mediaType: string | undefined;
+  private bytesInFile = 0;
+  private isPassthrough: boolean;
+  private expectedSize: number | undefined;
+  private type: string | undefined;
   readonly ready: Promise<FillStart | FillRefused>;
   private resolveReady!: (v: FillStart | FillRefused) => void;
   private waiters: (() => void)[] = [];
   private readonly hash: Hash = createHash("sha256");
   /** Another process fetched (part of) it: the local requester was not authorized by its GET. */
-  followed = false;
+  private wasFollowed = false;
   /** The store entry when a followed fill ended in the owner's commit. */
-  doneBlob: StoredBlob | undefined;
+  private doneBlob: StoredBlob | undefined;
 
   constructor(readonly digest: string, tempPath: string, passthrough: boolean) {
-    this.path = tempPath;
-    this.passthrough = passthrough;
+    this.where = tempPath;
+    this.isPassthrough = passthrough;
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
+  }
+
+  get state(): "starting" | "running" | "done" | "failed" {
+    return this.fillState;
+  }
+  /** Why the fill failed (state "failed"). */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+  /** Where the bytes are: the temp file, or the blob path once committed. */
+  get path(): string {
+    return this.where;
+  }
+  /** Bytes received and hashed so far. */
+  get received(): number {
+    return this.receivedBytes;
+  }
+  /** Bytes in the file at `path`; stops growing in pass-through mode. */
+  get fileBytes(): number {
+    return this.bytesInFile;
+  }
+  /** Disk full: bytes go to readers' memory queues and nothing is kept. */
+  get passthrough(): boolean {
+    return this.isPassthrough;
+  }
+  /** The upstream's Content-Length, then the verified length. */
+  get size(): number | undefined {
+    return this.expectedSize;
+  }
+  /** Another process fetched it: the requester that started this fill was not authorized by its own GET. */
+  get followed(): boolean {
+    return this.wasFollowed;
+  }
+  get readerCount(): number {
+    return this.readers.size;
+  }
+
+  /** Called by a detaching reader. */
+  release(reader: FillReader): void {
+    this.readers.delete(reader);
+    this.notify();
   }
 
   attach(): FillReader {
@@ -97,8 +194,8 @@ export class Fill {
 
   /** Bytes a reader may send now: everything once verified, all but the last byte before. */
   sendable(): number {
-    if (this.state === "done") return this.received;
-    return Math.max(0, this.received - 1);
+    if (this.fillState === "done") return this.receivedBytes;
+    return Math.max(0, this.receivedBytes - 1);
   }
 
   notify(): void {
@@ -120,12 +217,12 @@ export class Fill {
     let claim: OwnedClaim | undefined;
     let resume = false;
     try {
-      if (!this.passthrough) {
+      if (!this.isPassthrough) {
         const hex = digestHex(this.digest);
         for (;;) {
-          claim = await store.claims.acquire(hex, this.path);
+          claim = await store.claims.acquire(hex, this.where);
           if (claim) break;
-          this.followed = true;
+          this.wasFollowed = true;
           const outcome = await this.follow(store);
           if (outcome === "done") {
             if (this.doneBlob) events.onDone?.(this, this.doneBlob);
@@ -143,15 +240,15 @@ export class Fill {
       this.notify();
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
-      this.error = e;
-      this.state = "failed";
+      this.failure = e;
+      this.fillState = "failed";
       this.resolveReady({ ok: false, status: 502, headers: {}, body: Buffer.alloc(0) });
       events.onFailed?.(this, e);
       this.notify();
       // A claim lost to a takeover means its temp file is someone else's now: leave it.
-      const ours = claim ? !claim.lost : !this.followed;
+      const ours = claim ? !claim.lost : !this.wasFollowed;
       await claim?.release();
-      if (ours) await unlink(this.path).catch(() => undefined);
+      if (ours) await unlink(this.where).catch(() => undefined);
     }
   }
 
@@ -172,25 +269,25 @@ export class Fill {
       for (;;) {
         const claimState = await store.claims.read(hex);
         const info = claimState.kind === "none" ? undefined : claimState.info;
-        if (info?.size !== undefined && this.state === "starting") this.started(info.size, info.mediaType);
+        if (info?.size !== undefined && this.fillState === "starting") this.started(info.size, info.mediaType);
         if (!fh && info && info.temp.startsWith(store.tmpDir)) {
           fh = await open(info.temp, "r").catch(() => undefined);
           if (fh) {
             ino = (await fh.stat()).ino;
-            this.path = info.temp;
+            this.where = info.temp;
           }
         }
         let grew = false;
         if (fh) {
           for (;;) {
-            const { bytesRead } = await fh.read(buf, 0, buf.length, this.received);
+            const { bytesRead } = await fh.read(buf, 0, buf.length, this.receivedBytes);
             if (bytesRead === 0) break;
             this.hash.update(buf.subarray(0, bytesRead));
-            this.received += bytesRead;
-            this.fileBytes = this.received;
+            this.receivedBytes += bytesRead;
+            this.bytesInFile = this.receivedBytes;
             grew = true;
           }
-          if (this.size !== undefined && this.received > this.size) throw new FillError("FILL_SIZE_MISMATCH", `the file grew past its Content-Length ${this.size}`);
+          if (this.expectedSize !== undefined && this.receivedBytes > this.expectedSize) throw new FillError("FILL_SIZE_MISMATCH", `the file grew past its Content-Length ${this.expectedSize}`);
           if (grew) this.notify();
         }
         // The claim was read before this stat: an owner renames, then drops its claim, so "no
@@ -203,32 +300,32 @@ export class Fill {
             await fh?.close();
             fh = await open(blobPath, "r");
             ino = blob.ino;
-            this.path = blobPath;
-            if (this.state === "starting") this.started(blob.size, undefined);
+            this.where = blobPath;
+            if (this.fillState === "starting") this.started(blob.size, undefined);
             continue;
           }
-          if (this.received < blob.size) continue;
+          if (this.receivedBytes < blob.size) continue;
           const actual = `sha256:${this.hash.digest("hex")}`;
-          if (actual !== this.digest || this.received !== blob.size) throw new FillError("FILL_DIGEST_MISMATCH", `the shared blob hashes to ${actual}`);
-          if (this.state === "starting") this.started(blob.size, undefined);
-          this.size = this.received;
-          this.path = blobPath;
-          const stored = store.adopt(this.digest, this.received);
-          this.state = "done";
+          if (actual !== this.digest || this.receivedBytes !== blob.size) throw new FillError("FILL_DIGEST_MISMATCH", `the shared blob hashes to ${actual}`);
+          if (this.fillState === "starting") this.started(blob.size, undefined);
+          this.expectedSize = this.receivedBytes;
+          this.where = blobPath;
+          const stored = store.adopt(this.digest, this.receivedBytes);
+          this.fillState = "done";
           this.notify();
           this.doneBlob = stored;
           return "done";
         }
         if (grew) continue;
         if (claimState.kind === "none") {
-          if (this.received > 0) throw new FillError("FILL_OWNER_FAILED", "the process filling this blob gave up");
+          if (this.receivedBytes > 0) throw new FillError("FILL_OWNER_FAILED", "the process filling this blob gave up");
           return "retry";
         }
         if (claimState.kind === "stale") {
-          const temp = info?.temp.startsWith(store.tmpDir) ? info.temp : this.path;
+          const temp = info?.temp.startsWith(store.tmpDir) ? info.temp : this.where;
           const taken = await store.claims.takeOver(hex, claimState.key, temp);
           if (taken) {
-            this.path = taken.temp;
+            this.where = taken.temp;
             return taken;
           }
         }
@@ -240,9 +337,9 @@ export class Fill {
   }
 
   private started(size: number | undefined, mediaType: string | undefined): void {
-    this.size = size;
-    this.mediaType = mediaType;
-    this.state = "running";
+    this.expectedSize = size;
+    this.type = mediaType;
+    this.fillState = "running";
     this.resolveReady({ ok: true, size, mediaType });
   }
 
@@ -253,23 +350,23 @@ export class Fill {
    */
   private async own(source: () => Promise<FillSource>, store: BlobStore, events: FillEvents, claim: OwnedClaim | undefined, resume: boolean): Promise<void> {
     let fh: FileHandle | undefined;
-    const skip = resume ? this.received : 0;
+    const skip = resume ? this.receivedBytes : 0;
     try {
-      if (!this.passthrough) {
+      if (!this.isPassthrough) {
         try {
           if (resume) {
-            fh = await open(this.path, "r+").catch((err: NodeJS.ErrnoException) => {
-              if (err.code === "ENOENT" && skip === 0) return open(this.path, "wx");
+            fh = await open(this.where, "r+").catch((err: NodeJS.ErrnoException) => {
+              if (err.code === "ENOENT" && skip === 0) return open(this.where, "wx");
               throw err;
             });
             await fh.truncate(skip);
-            this.fileBytes = skip;
+            this.bytesInFile = skip;
           } else {
-            fh = await open(this.path, "wx");
+            fh = await open(this.where, "wx");
           }
         } catch (err) {
           if (!isDiskFull(err)) throw err;
-          this.passthrough = true;
+          this.isPassthrough = true;
           await claim?.release();
           events.onDiskFull?.(this, err as Error);
         }
@@ -287,9 +384,9 @@ export class Fill {
       }
       const cl = first(src.headers["content-length"]);
       const size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-      if (this.state === "starting") this.started(size, first(src.headers["content-type"]));
-      else this.size = size;
-      if (claim && !this.passthrough) await claim.publish(this.size, this.mediaType);
+      if (this.fillState === "starting") this.started(size, first(src.headers["content-type"]));
+      else this.expectedSize = size;
+      if (claim && !this.isPassthrough) await claim.publish(this.expectedSize, this.type);
 
       let seen = 0;
       for await (const whole of src.body as AsyncIterable<Buffer>) {
@@ -298,7 +395,7 @@ export class Fill {
         seen += whole.length;
         if (chunk.length === 0) continue;
         this.hash.update(chunk);
-        if (fh && !this.passthrough) {
+        if (fh && !this.isPassthrough) {
           // A process frozen past the claim's staleness was replaced: never write into the
           // file its successor continues.
           if (claim && !(await claim.checkedRecently())) {
@@ -310,36 +407,32 @@ export class Fill {
           let off = 0;
           try {
             while (off < chunk.length) {
-              const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, this.fileBytes);
+              const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, this.bytesInFile);
               if (bytesWritten === 0) throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
               off += bytesWritten;
-              this.fileBytes += bytesWritten;
+              this.bytesInFile += bytesWritten;
             }
           } catch (err) {
             if (!isDiskFull(err)) throw err;
-            this.passthrough = true;
+            this.isPassthrough = true;
             await claim?.release();
             events.onDiskFull?.(this, err as Error);
           }
         }
-        if (this.passthrough) {
-          const from = Math.max(0, this.fileBytes - this.received);
+        if (this.isPassthrough) {
+          const from = Math.max(0, this.bytesInFile - this.receivedBytes);
           const part = chunk.subarray(from);
-          for (const r of this.readers) {
-            if (r.queueBase < 0) r.queueBase = this.received + from;
-            r.queue.push(part);
-            r.queued += part.length;
-          }
+          for (const r of this.readers) r.offer(part, this.receivedBytes + from);
         }
-        this.received += chunk.length;
+        this.receivedBytes += chunk.length;
         events.onFetched?.(chunk.length);
         upstreamBytesRead(whole.length);
-        if (this.size !== undefined && this.received > this.size) {
+        if (this.expectedSize !== undefined && this.receivedBytes > this.expectedSize) {
           src.body.on("error", () => undefined).destroy();
-          throw new FillError("FILL_SIZE_MISMATCH", `upstream sent more than its Content-Length ${this.size}`);
+          throw new FillError("FILL_SIZE_MISMATCH", `upstream sent more than its Content-Length ${this.expectedSize}`);
         }
         this.notify();
-        if (this.passthrough) {
+        if (this.isPassthrough) {
           if (this.readers.size === 0) {
             src.body.on("error", () => undefined).destroy();
             throw new FillError("FILL_UPSTREAM_FAILED", "pass-through fill lost all its readers");
@@ -348,23 +441,23 @@ export class Fill {
           while ([...this.readers].some((r) => r.queued > QUEUE_LIMIT)) await this.changed();
         }
       }
-      if (this.size !== undefined && this.received !== this.size) {
-        throw new FillError("FILL_SIZE_MISMATCH", `upstream sent ${this.received} of ${this.size} bytes`);
+      if (this.expectedSize !== undefined && this.receivedBytes !== this.expectedSize) {
+        throw new FillError("FILL_SIZE_MISMATCH", `upstream sent ${this.receivedBytes} of ${this.expectedSize} bytes`);
       }
       const actual = `sha256:${this.hash.digest("hex")}`;
       if (actual !== this.digest) throw new FillError("FILL_DIGEST_MISMATCH", `upstream bytes hash to ${actual}`);
-      this.size = this.received;
-      if (fh && !this.passthrough) {
+      this.expectedSize = this.receivedBytes;
+      if (fh && !this.isPassthrough) {
         await fh.close();
         fh = undefined;
         if (claim && !(await claim.stillMine())) throw new FillError("FILL_CLAIM_LOST", "another process took this fill over");
-        const blob = await store.commitBlob(this.path, this.digest, this.received);
-        this.path = store.blobPath(this.digest);
-        this.state = "done";
+        const blob = await store.commitBlob(this.where, this.digest, this.receivedBytes);
+        this.where = store.blobPath(this.digest);
+        this.fillState = "done";
         events.onDone?.(this, blob);
       } else {
-        this.state = "done";
-        await unlink(this.path).catch(() => undefined);
+        this.fillState = "done";
+        await unlink(this.where).catch(() => undefined);
       }
     } finally {
       await fh?.close().catch(() => undefined);

@@ -65,7 +65,7 @@ describe("cache server (against an in-process upstream)", () => {
     const all = Array.from({ length: 50 }, () => httpGet(`${cache.url}/v2/library/app/blobs/${digest}`));
     // Generous bound: 50 connections are accepted slowly on a loaded 2-core machine; what is
     // asserted is one upstream GET, not speed.
-    await expect.poll(() => cache.handler.fills.get(digest)?.readers.size ?? 0, { timeout: 20_000 }).toBe(50);
+    await expect.poll(() => cache.handler.fills.get(digest)?.readerCount ?? 0, { timeout: 20_000 }).toBe(50);
     release();
     const results = await Promise.all(all);
     for (const r of results) expect(digestOf(r.body)).toBe(digest);

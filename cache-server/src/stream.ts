@@ -64,7 +64,7 @@ export async function sendFromFill(res: ServerResponse, reader: FillReader, fall
         } else {
           // Pass-through bytes (disk full): taken from this reader's memory queue, shared with
           // other readers, so written as they are, never into our own buffers.
-          const buf = takeQueued(reader, pos, limit);
+          const buf = reader.take(pos, limit);
           if (buf.length === 0) {
             if (fill.state === "failed") break;
             await fill.changed();
@@ -97,33 +97,4 @@ export async function sendFromFill(res: ServerResponse, reader: FillReader, fall
     out.close();
     await fh?.close().catch(() => undefined);
   }
-}
-
-function takeQueued(reader: FillReader, pos: number, limit: number): Buffer {
-  // Drop queued bytes the reader already got from the file.
-  while (reader.queue.length > 0 && reader.queueBase >= 0) {
-    const head = reader.queue[0];
-    if (!head) break;
-    if (reader.queueBase + head.length <= pos) {
-      reader.queue.shift();
-      reader.queueBase += head.length;
-      reader.queued -= head.length;
-      continue;
-    }
-    const from = pos - reader.queueBase;
-    const to = Math.min(head.length, limit - reader.queueBase);
-    if (to <= from) return Buffer.alloc(0);
-    const out = head.subarray(from, to);
-    if (to === head.length) {
-      reader.queue.shift();
-      reader.queueBase += head.length;
-      reader.queued -= head.length;
-    } else {
-      reader.queue[0] = head.subarray(to);
-      reader.queueBase += to;
-      reader.queued -= to;
-    }
-    return out;
-  }
-  return Buffer.alloc(0);
 }
