@@ -223,6 +223,9 @@ export class Runner {
     // The queue's signal (stop after the grace) or the halt (stop at once), whichever comes
     // first; every Engine API call of the run carries it, whichever SwarmApi it goes through.
     const runSignal = AbortSignal.any([signal, this.halt.signal]);
+    // A run the queue starts after the halt (a key re-added as an aborted run let go of it) does
+    // nothing at all, not even the status bookkeeping of a reconcile that cannot finish.
+    if (runSignal.aborted) throw new AbortedError(runSignal.reason);
     try {
       const result = await withCallSignal(runSignal, () => this.o.reconciler.reconcile({ name, snapshot }, runSignal));
       this.markEngine();
