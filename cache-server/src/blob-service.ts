@@ -2,7 +2,8 @@
 // upstream with a HEAD); a miss starts or joins the one fill for its digest, whose GET is the
 // starter's authorization; a HEAD miss is the upstream's own answer. Returns outcomes (a stored
 // file already open, or a fill reader to stream from); never sees the HTTP request or response.
-import { type FillCoordinator, type FillSource } from "./fill.js";
+import type { FillCoordinator } from "./fill-coordinator.js";
+import type { FillSource } from "./fill.js";
 import type { CacheMetrics } from "./metrics.js";
 import type { Outcome, RequestInfo, XCache } from "./outcome.js";
 import type { BlobStore, StoredBlob } from "./store.js";

@@ -16,8 +16,10 @@ import { OwnedClaim } from "./claim.js";
 import type { BlobStore, StoredBlob } from "./store.js";
 import { FillError } from "./errors.js";
 import { upstreamBytesRead } from "./gc-pacing.js";
+import { FillReader } from "./fill-reader.js";
 import { digestHex } from "./names.js";
 
+/** The fill pauses its upstream while any reader holds more pass-through bytes than this. */
 const QUEUE_LIMIT = 8 * 1024 * 1024;
 
 export interface FillStart {
@@ -43,78 +45,6 @@ export interface FillEvents {
   onDone?(fill: Fill, blob: StoredBlob): void;
   onFailed?(fill: Fill, err: Error): void;
   onDiskFull?(fill: Fill, err: Error): void;
-}
-
-/**
- * One requester attached to a fill. Holds its own queue of pass-through bytes (disk full), fed
- * by the fill and drained by the send loop through take(); nothing else touches the queue.
- */
-export class FillReader {
-  private queue: Buffer[] = [];
-  /** Blob offset of the queue's first byte; -1 until the first pass-through byte. */
-  private queueBase = -1;
-  private queuedBytes = 0;
-  private isDetached = false;
-  constructor(readonly fill: Fill) {}
-
-  get detached(): boolean {
-    return this.isDetached;
-  }
-
-  /** Pass-through bytes waiting in memory for this reader (the fill pauses above QUEUE_LIMIT). */
-  get queued(): number {
-    return this.queuedBytes;
-  }
-
-  detach(): void {
-    if (this.isDetached) return;
-    this.isDetached = true;
-    this.queue = [];
-    this.queuedBytes = 0;
-    this.fill.release(this);
-  }
-
-  /** Called by the fill: `part` holds the blob's bytes from offset `at` on. */
-  offer(part: Buffer, at: number): void {
-    if (this.isDetached) return;
-    if (this.queueBase < 0) this.queueBase = at;
-    this.queue.push(part);
-    this.queuedBytes += part.length;
-  }
-
-  /**
-   * The queued bytes from `pos` up to `limit` (at most one queued piece; empty when none are
-   * there yet). Bytes before `pos` (already sent from the file) are dropped. The returned buffer
-   * is shared with other readers: send it as it is, never write into it.
-   */
-  take(pos: number, limit: number): Buffer {
-    while (this.queue.length > 0 && this.queueBase >= 0) {
-      const head = this.queue[0];
-      if (!head) break;
-      if (this.queueBase + head.length <= pos) {
-        this.shift(head.length);
-        continue;
-      }
-      const from = pos - this.queueBase;
-      const to = Math.min(head.length, limit - this.queueBase);
-      if (to <= from) return Buffer.alloc(0);
-      const out = head.subarray(from, to);
-      if (to === head.length) this.shift(head.length);
-      else {
-        this.queue[0] = head.subarray(to);
-        this.queueBase += to;
-        this.queuedBytes -= to;
-      }
-      return out;
-    }
-    return Buffer.alloc(0);
-  }
-
-  private shift(n: number): void {
-    this.queue.shift();
-    this.queueBase += n;
-    this.queuedBytes -= n;
-  }
 }
 
 export class Fill {
@@ -488,59 +418,4 @@ async function readLimited(body: Readable, limit: number): Promise<Buffer> {
     // A broken error body is not worth failing over.
   }
   return Buffer.concat(parts);
-}
-
-/** One fill per digest at a time. */
-export class FillCoordinator {
-  private readonly fills = new Map<string, Fill>();
-  /** Every run not yet finished, pass-through ones included (they are not in `fills`). */
-  private readonly running = new Set<Promise<void>>();
-  private diskFullUntil = 0;
-
-  constructor(
-    private readonly store: BlobStore,
-    private readonly events: FillEvents,
-    private readonly now: () => number,
-  ) {}
-
-  get inFlight(): number {
-    return this.fills.size;
-  }
-
-  get(digest: string): Fill | undefined {
-    return this.fills.get(digest);
-  }
-
-  /** Resolves when every fill started so far has finished (graceful shutdown: commits land first). */
-  async settled(): Promise<void> {
-    while (this.running.size > 0) await Promise.allSettled([...this.running]);
-  }
-
-  /**
-   * Joins the fill for `digest` or starts one with `source`. The returned reader is attached
-   * synchronously, before any byte can arrive.
-   */
-  join(digest: string, source: () => Promise<FillSource>): { reader: FillReader; started: boolean } {
-    const existing = this.fills.get(digest);
-    if (existing && !existing.passthrough && existing.state !== "failed") return { reader: existing.attach(), started: false };
-    const fill = new Fill(digest, this.store.tempPath(), this.now() < this.diskFullUntil);
-    this.fills.set(digest, fill);
-    const reader = fill.attach();
-    const events: FillEvents = {
-      ...this.events,
-      onDiskFull: (f, err) => {
-        // Later requests for this digest start their own pass-through fills; for a short while
-        // new fills skip the disk entirely.
-        if (this.fills.get(digest) === f) this.fills.delete(digest);
-        this.diskFullUntil = this.now() + 5000;
-        this.events.onDiskFull?.(f, err);
-      },
-    };
-    const run = fill.run(source, this.store, events).finally(() => {
-      if (this.fills.get(digest) === fill) this.fills.delete(digest);
-      this.running.delete(run);
-    });
-    this.running.add(run);
-    return { reader, started: true };
-  }
 }

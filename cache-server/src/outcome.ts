@@ -5,7 +5,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { Credential } from "./auth.js";
 import type { OciErrorCode } from "./errors.js";
-import type { FillReader } from "./fill.js";
+import type { FillReader } from "./fill-reader.js";
 
 export type XCache = "HIT" | "MISS" | "STALE";
 

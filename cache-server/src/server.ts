@@ -10,7 +10,7 @@ import { BlobService } from "./blob-service.js";
 import type { Clock } from "./clock.js";
 import type { DownstreamOptions } from "./config.js";
 import { OCI_ERRORS, ociErrorBody, type OciErrorCode, UpstreamError } from "./errors.js";
-import { FillCoordinator } from "./fill.js";
+import { FillCoordinator } from "./fill-coordinator.js";
 import { ManifestService } from "./manifest-service.js";
 import type { CacheMetrics } from "./metrics.js";
 import { parseRegistryPath } from "./names.js";

@@ -12,7 +12,7 @@ import { AuthCache, credentialOf } from "./auth.js";
 import { BlobService } from "./blob-service.js";
 import { ManualClock } from "./clock.js";
 import { UpstreamError } from "./errors.js";
-import { FillCoordinator } from "./fill.js";
+import { FillCoordinator } from "./fill-coordinator.js";
 import { createLogger } from "./log.js";
 import { ManifestService } from "./manifest-service.js";
 import { createMetrics } from "./metrics.js";

@@ -5,7 +5,8 @@
 import { open, type FileHandle } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
 import { CHUNK, ChunkWriter } from "./chunk-writer.js";
-import type { Fill, FillReader } from "./fill.js";
+import type { Fill } from "./fill.js";
+import type { FillReader } from "./fill-reader.js";
 
 /**
  * Sends [start, end) of an open file (not closed here). `complete: false` means the client left.
