@@ -17,4 +17,22 @@ export default defineConfig(
       "no-console": "off",
     },
   },
+  {
+    // Rules that need the type checker: a promise nobody awaits or catches is a crash or a lost
+    // error waiting to happen in a long-running controller or cache, and a template literal that
+    // interpolates an object prints "[object Object]" into a log line or an error message.
+    files: ["**/*.ts"],
+    languageOptions: {
+      parserOptions: {
+        projectService: { allowDefaultProject: ["vitest.config.ts"] },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+    rules: {
+      "@typescript-eslint/no-floating-promises": "error",
+      "@typescript-eslint/no-misused-promises": "error",
+      "@typescript-eslint/await-thenable": "error",
+      "@typescript-eslint/restrict-template-expressions": "error",
+    },
+  },
 );

@@ -120,7 +120,8 @@ async function main(): Promise<void> {
     say(`${CORES} cores; load average at start ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 
     // Warm every peer with every case (and wait until each fill is on disk).
-    const manifestDigest = (await (await fetch(`${upstream.url}/v2/${repo}/manifests/v1`, { method: "HEAD", headers: { accept: ACCEPT } })).headers.get("docker-content-digest")) ?? "";
+    const manifestHead = await fetch(`${upstream.url}/v2/${repo}/manifests/v1`, { method: "HEAD", headers: { accept: ACCEPT } });
+    const manifestDigest = manifestHead.headers.get("docker-content-digest") ?? "";
     const cases: { name: string; path: string; headers: Record<string, string> }[] = [
       { name: "1 MiB blob", path: `/v2/${repo}/blobs/${small}`, headers: {} },
       { name: "64 MiB blob", path: `/v2/${repo}/blobs/${medium}`, headers: {} },
