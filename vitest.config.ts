@@ -19,7 +19,16 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: "unit",
-          include: ["config-yml/src/**/*.test.ts", "crds/src/**/*.test.ts", "controller/src/**/*.test.ts", "cache-server/src/**/*.test.ts", "test/dtr-emulator/**/*.test.ts", "test/security/**/*.test.ts", "test/monitoring/**/*.test.ts", "test/contract/**/*.test.ts"],
+          include: [
+            "config-yml/src/**/*.test.ts",
+            "crds/src/**/*.test.ts",
+            "controller/src/**/*.test.ts",
+            "cache-server/src/**/*.test.ts",
+            "test/dtr-emulator/**/*.test.ts",
+            "test/security/**/*.test.ts",
+            "test/monitoring/**/*.test.ts",
+            "test/contract/**/*.test.ts",
+          ],
           exclude: ["**/dist/**", "**/node_modules/**"],
         },
       },

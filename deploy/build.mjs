@@ -187,17 +187,21 @@ export async function ensureBaseImage(host, options = {}) {
   const tarball = await baseTarball(options);
   await docker(host, [
     "import",
-    "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "--change", `ENV NODE_VERSION=${runtimeVersion().slice(1)}`,
-    "--change", 'CMD ["node"]',
-    "--change", "LABEL org.opencontainers.image.description=\"stand-in for node:24-bookworm-slim: Debian bookworm minbase (debootstrap) + the project's Node 24\"",
-    "--message", "dtrcache stand-in base (deploy/build.mjs --make-base)",
+    "--change",
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "--change",
+    `ENV NODE_VERSION=${runtimeVersion().slice(1)}`,
+    "--change",
+    'CMD ["node"]',
+    "--change",
+    'LABEL org.opencontainers.image.description="stand-in for node:24-bookworm-slim: Debian bookworm minbase (debootstrap) + the project\'s Node 24"',
+    "--message",
+    "dtrcache stand-in base (deploy/build.mjs --make-base)",
     tarball,
     image,
   ]);
   return { image, imported: true };
 }
-
 
 /** The commit and its time: labels that only change with the source keep rebuilds identical. */
 async function gitRevision() {
@@ -224,16 +228,27 @@ export async function buildService(service, { host, tag, baseImage = BASE_IMAGE 
     await bundle(entry, join(context, "main.mjs"));
     await copyFile(join(root, "deploy/offline/start.sh"), join(context, "start.sh"));
     for (const [name, from] of Object.entries(spec.files)) await copyFile(join(root, from), join(context, name));
-    await docker(host, [
-      "build", "-q",
-      "-f", join(root, spec.dockerfile),
-      "--build-arg", `BASE_IMAGE=${baseImage}`,
-      "--build-arg", `VERSION=${version}`,
-      "--build-arg", `REVISION=${git.revision}`,
-      "--build-arg", `CREATED=${git.created}`,
-      "-t", finalTag,
-      context,
-    ], { env: { ...process.env, DOCKER_BUILDKIT: "0", DOCKER_HOST: host, DOCKER_CONFIG: join(context, ".docker") } });
+    await docker(
+      host,
+      [
+        "build",
+        "-q",
+        "-f",
+        join(root, spec.dockerfile),
+        "--build-arg",
+        `BASE_IMAGE=${baseImage}`,
+        "--build-arg",
+        `VERSION=${version}`,
+        "--build-arg",
+        `REVISION=${git.revision}`,
+        "--build-arg",
+        `CREATED=${git.created}`,
+        "-t",
+        finalTag,
+        context,
+      ],
+      { env: { ...process.env, DOCKER_BUILDKIT: "0", DOCKER_HOST: host, DOCKER_CONFIG: join(context, ".docker") } },
+    );
     return finalTag;
   } finally {
     await rm(context, { recursive: true, force: true });
@@ -297,4 +312,3 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     process.exit(error.code === "ENTRY_MISSING" ? 3 : error.code === "BAD_ARGUMENT" ? 2 : 1);
   });
 }
-

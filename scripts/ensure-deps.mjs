@@ -20,13 +20,18 @@ function installIfStale() {
   if (!stale) return;
   // The install runs on the machine's Node: `npm ci` replaces node_modules, our Node 24 included.
   const projectDirs = (dir) => dir.startsWith(join(REPO_ROOT, "node_modules"));
-  const path = (process.env.PATH ?? "").split(delimiter).filter((d) => !projectDirs(d)).join(delimiter);
+  const path = (process.env.PATH ?? "")
+    .split(delimiter)
+    .filter((d) => !projectDirs(d))
+    .join(delimiter);
   const args = [existsSync(lock) ? "ci" : "install", "--no-audit", "--no-fund"];
   // On an older machine Node, npm warns EBADENGINE for every package that needs Node >= 22 (~80
   // lines), although none of them will ever run on it: errors only, then.
   const older = Number(process.versions.node.split(".")[0]) < RUNTIME_MAJOR;
   if (older) args.push("--loglevel=error");
-  process.stderr.write(`installing npm dependencies (npm ${args[0]}${older ? `, on the machine's Node ${process.version}: engine warnings hidden, the project runs on the Node ${RUNTIME_MAJOR} it installs` : ""})...\n`);
+  process.stderr.write(
+    `installing npm dependencies (npm ${args[0]}${older ? `, on the machine's Node ${process.version}: engine warnings hidden, the project runs on the Node ${RUNTIME_MAJOR} it installs` : ""})...\n`,
+  );
   execFileSync("npm", args, { cwd: REPO_ROOT, stdio: "inherit", env: { ...process.env, PATH: path } });
 }
 

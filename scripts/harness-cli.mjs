@@ -10,7 +10,15 @@ export async function runHarnessCli(args) {
   runtimeVersion();
   const { build } = await import("esbuild");
   const outfile = join(REPO_ROOT, ".harness", "cli.mjs");
-  await build({ entryPoints: [join(REPO_ROOT, "test/harness/cli.ts")], outfile, bundle: true, platform: "node", format: "esm", target: `node${RUNTIME_MAJOR}`, logLevel: "warning" });
+  await build({
+    entryPoints: [join(REPO_ROOT, "test/harness/cli.ts")],
+    outfile,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: `node${RUNTIME_MAJOR}`,
+    logLevel: "warning",
+  });
   const child = spawn(RUNTIME_NODE, [outfile, ...args], { stdio: "inherit" });
   for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
   child.on("exit", (code) => process.exit(code ?? 1));

@@ -1,6 +1,15 @@
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { buildServiceImage, cleanupStale, ensurePackages, pushTestImage, startRegistry, startSwarm, type RegistryHandle, type SwarmHandle } from "./harness/index.js";
+import {
+  buildServiceImage,
+  cleanupStale,
+  ensurePackages,
+  pushTestImage,
+  startRegistry,
+  startSwarm,
+  type RegistryHandle,
+  type SwarmHandle,
+} from "./harness/index.js";
 import type { HarnessInfo } from "./harness/provided.js";
 
 // Brings up the private engine and registry every integration test file shares, and tears them

@@ -68,7 +68,14 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
   logger.info({ blobs: store.blobCount, bytes: store.totalBytes, root: config.rootDirectory, cleanStart: store.startedClean }, "store index rebuilt");
   if (store.unverifiedCount > 0) logger.warn({ blobs: store.unverifiedCount }, "no clean-shutdown marker: every blob is hashed before it is served again");
   const d = config.downstream;
-  const upstream = new UpstreamClient({ urls: d.upstreams.map((u) => u.url), caFiles: d.cas, concurrency: d.upstreamConcurrency, clock, metrics, selfUrl: config.publicHost });
+  const upstream = new UpstreamClient({
+    urls: d.upstreams.map((u) => u.url),
+    caFiles: d.cas,
+    concurrency: d.upstreamConcurrency,
+    clock,
+    metrics,
+    selfUrl: config.publicHost,
+  });
   const handler = new RegistryHandler({ store, upstream, metrics, logger, clock, options: d });
 
   const limitEvents: LimitEvents = {
@@ -148,10 +155,19 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
       : (async () => {
           const started = performance.now();
           const r = await store.verifyAll(verification.signal);
-          logger.info({ ...r, ms: Math.round(performance.now() - started), remaining: store.unverifiedCount }, "store verification after an unclean stop finished");
+          logger.info(
+            { ...r, ms: Math.round(performance.now() - started), remaining: store.unverifiedCount },
+            "store verification after an unclean stop finished",
+          );
         })().catch((err: unknown) => logger.warn({ err: { message: (err as Error).message } }, "store verification stopped"));
 
-  const sweepOpts = { blobTtlMs: d.blobTtlMs, deleteEnabled: config.deleteEnabled, maxSizeBytes: d.maxSizeBytes, highWatermark: d.highWatermark, lowWatermark: d.lowWatermark };
+  const sweepOpts = {
+    blobTtlMs: d.blobTtlMs,
+    deleteEnabled: config.deleteEnabled,
+    maxSizeBytes: d.maxSizeBytes,
+    highWatermark: d.highWatermark,
+    lowWatermark: d.lowWatermark,
+  };
   let sweeping = false;
   let closed = false;
   const sweepNow = async (): ReturnType<typeof sweep> => {
@@ -196,7 +212,8 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
         logger.warn({ err: { message: (err as Error).message } }, "could not write the clean-shutdown marker; the next start verifies every blob");
         return false;
       });
-      if (!marked && store.unverifiedCount > 0) logger.info({ unverified: store.unverifiedCount }, "stopped before every blob was verified; the next start verifies again");
+      if (!marked && store.unverifiedCount > 0)
+        logger.info({ unverified: store.unverifiedCount }, "stopped before every blob was verified; the next start verifies again");
       store.closeHandles();
       await debug?.close();
     },

@@ -55,7 +55,11 @@ const DEFAULT_MAX_ENTRIES = 200_000;
 const EXPIRES_PARAM = /(?:^|&)expires=(\d{1,12})(?:&|$)/;
 
 export function credentialOf(authorization: string | undefined, query: string): Credential {
-  const key = createHash("sha256").update(authorization ?? "").update("\n").update(query).digest("hex");
+  const key = createHash("sha256")
+    .update(authorization ?? "")
+    .update("\n")
+    .update(query)
+    .digest("hex");
   const m = EXPIRES_PARAM.exec(query);
   return { key, notAfter: m?.[1] !== undefined ? Number(m[1]) * 1000 : undefined };
 }

@@ -32,7 +32,27 @@ async function start(text: string): Promise<RunningCache> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "cache-chain-"));
   // A certificate for 127.0.0.1 from the openssl CLI: the edge cache trusts it only via `cas`.
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=parent-cache", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=parent-cache",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+    ],
+    { stdio: "ignore" },
+  );
 });
 afterAll(async () => {
   while (stops.length) await stops.pop()?.();

@@ -17,13 +17,15 @@ export class Batcher<T> {
       onJoin?.();
       return s.next;
     }
-    const next = s.running.then(
-      () => undefined,
-      () => undefined,
-    ).then(() => {
-      s.next = undefined;
-      return this.start(key, s, fn);
-    });
+    const next = s.running
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        s.next = undefined;
+        return this.start(key, s, fn);
+      });
     s.next = next;
     return next;
   }

@@ -56,7 +56,11 @@ async function verifiedCount(cache: RunningCache, result: string): Promise<numbe
   return m?.values.find((v) => v.labels.result === result)?.value ?? 0;
 }
 
-const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
+const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 const blobFile = (root: string, digest: string): string => new BlobStore(root, new ManualClock()).blobPath(digest);
 
 /** Stores `count` blobs of `size` bytes through a first cache, then stops it uncleanly. */
@@ -74,11 +78,14 @@ async function storedThenCrashed(size: number, count = 1): Promise<{ up: FakeUps
 describe("after an unclean stop, a damaged blob is never served as clean", () => {
   it.each([
     ["truncated", (path: string, size: number) => truncate(path, Math.floor(size / 2))],
-    ["corrupted (same size)", async (path: string) => {
-      const b = await readFile(path);
-      b[b.length >> 1] = (b[b.length >> 1] ?? 0) ^ 0xff;
-      await writeFile(path, b);
-    }],
+    [
+      "corrupted (same size)",
+      async (path: string) => {
+        const b = await readFile(path);
+        b[b.length >> 1] = (b[b.length >> 1] ?? 0) ^ 0xff;
+        await writeFile(path, b);
+      },
+    ],
   ])("%s: hashed before its first answer, deleted, refetched from upstream", async (_name, damage) => {
     const size = 3 * 1024 * 1024 + 5;
     const { up, root, digests, bytes } = await storedThenCrashed(size);

@@ -69,7 +69,11 @@ export class Fill {
   /** The store entry when a followed fill ended in the owner's commit. */
   private doneBlob: StoredBlob | undefined;
 
-  constructor(readonly digest: string, tempPath: string, passthrough: boolean) {
+  constructor(
+    readonly digest: string,
+    tempPath: string,
+    passthrough: boolean,
+  ) {
     this.where = tempPath;
     this.isPassthrough = passthrough;
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
@@ -217,7 +221,8 @@ export class Fill {
             this.bytesInFile = this.receivedBytes;
             grew = true;
           }
-          if (this.expectedSize !== undefined && this.receivedBytes > this.expectedSize) throw new FillError("FILL_SIZE_MISMATCH", `the file grew past its Content-Length ${this.expectedSize}`);
+          if (this.expectedSize !== undefined && this.receivedBytes > this.expectedSize)
+            throw new FillError("FILL_SIZE_MISMATCH", `the file grew past its Content-Length ${this.expectedSize}`);
           if (grew) this.notify();
         }
         // The claim was read before this stat: an owner renames, then drops its claim, so "no

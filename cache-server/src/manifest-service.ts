@@ -65,7 +65,11 @@ export class ManifestService {
   async byTag(req: RequestInfo, name: string, tag: string): Promise<Outcome> {
     const { metrics } = this.deps;
     const key = `${req.cred.key}|${name}|${tag}|${req.accept}`;
-    const outcome = await this.tagBatcher.run(key, () => this.revalidateTag(req, name, tag), () => metrics.coalescedWaiters.inc({ kind: "tag" }));
+    const outcome = await this.tagBatcher.run(
+      key,
+      () => this.revalidateTag(req, name, tag),
+      () => metrics.coalescedWaiters.inc({ kind: "tag" }),
+    );
     if (outcome.kind === "unreachable") {
       metrics.requests.inc({ kind: "manifest_tag", result: "error" });
       return { kind: "error", code: "UPSTREAM_UNAVAILABLE" };
@@ -108,7 +112,12 @@ export class ManifestService {
     return { kind: "relay", status: up.status, headers: relayed, body, notFound: "MANIFEST_UNKNOWN" };
   }
 
-  private async staleTag(req: RequestInfo, name: string, known: { digest: string } | undefined, manifest: { bytes: Buffer; mediaType: string } | undefined): Promise<TagOutcome> {
+  private async staleTag(
+    req: RequestInfo,
+    name: string,
+    known: { digest: string } | undefined,
+    manifest: { bytes: Buffer; mediaType: string } | undefined,
+  ): Promise<TagOutcome> {
     if (!this.deps.serveStale || !known || !manifest) return { kind: "unreachable" };
     // Only a credential the upstream allowed this very manifest under this name, recently and
     // not refused since (the outage allowance in auth.ts).

@@ -26,20 +26,50 @@ export function createMetrics(withDefaults = true): CacheMetrics {
   const r = [registry];
   return {
     registry,
-    requests: new Counter({ name: "cache_requests_total", help: "Registry requests by kind (blob, manifest_tag, manifest_digest) and result (hit, miss, stale, error)", labelNames: ["kind", "result"], registers: r }),
-    coalescedWaiters: new Counter({ name: "cache_coalesced_waiters_total", help: "Requests that joined an in-flight fill or revalidation instead of asking upstream", labelNames: ["kind"], registers: r }),
+    requests: new Counter({
+      name: "cache_requests_total",
+      help: "Registry requests by kind (blob, manifest_tag, manifest_digest) and result (hit, miss, stale, error)",
+      labelNames: ["kind", "result"],
+      registers: r,
+    }),
+    coalescedWaiters: new Counter({
+      name: "cache_coalesced_waiters_total",
+      help: "Requests that joined an in-flight fill or revalidation instead of asking upstream",
+      labelNames: ["kind"],
+      registers: r,
+    }),
     bytesServed: new Counter({ name: "cache_bytes_served_total", help: "Body bytes sent to clients", registers: r }),
     bytesFetched: new Counter({ name: "cache_bytes_fetched_total", help: "Body bytes received from upstreams for fills", registers: r }),
-    upstreamLatency: new Histogram({ name: "cache_upstream_latency_seconds", help: "Time to response headers from an upstream", labelNames: ["upstream", "method"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: r }),
+    upstreamLatency: new Histogram({
+      name: "cache_upstream_latency_seconds",
+      help: "Time to response headers from an upstream",
+      labelNames: ["upstream", "method"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
     upstreamErrors: new Counter({ name: "cache_upstream_errors_total", help: "Upstream failures by reason", labelNames: ["upstream", "reason"], registers: r }),
-    upstreamRedirects: new Counter({ name: "cache_upstream_redirects_total", help: "Upstream blob redirects by how they were handled (self, same-origin, foreign, invalid)", labelNames: ["kind"], registers: r }),
+    upstreamRedirects: new Counter({
+      name: "cache_upstream_redirects_total",
+      help: "Upstream blob redirects by how they were handled (self, same-origin, foreign, invalid)",
+      labelNames: ["kind"],
+      registers: r,
+    }),
     evictions: new Counter({ name: "cache_evictions_total", help: "Blobs removed by reason (ttl, size)", labelNames: ["reason"], registers: r }),
     // Every cluster worker sees the same directory: aggregated as the max, never summed.
     diskBytes: new Gauge({ name: "cache_disk_bytes", help: "Bytes of blobs in the store", registers: r, aggregator: "max" }),
     diskBlobs: new Gauge({ name: "cache_disk_blobs", help: "Blobs in the store", registers: r, aggregator: "max" }),
     fillsInFlight: new Gauge({ name: "cache_fills_in_flight", help: "Upstream blob fills in progress", registers: r }),
     fillFailures: new Counter({ name: "cache_fill_failures_total", help: "Fills that kept nothing, by reason", labelNames: ["reason"], registers: r }),
-    authDecisions: new Counter({ name: "cache_auth_decisions_total", help: "Authorization answers for one (credential, repository, digest) by source (remembered, upstream, outage) and result", labelNames: ["source", "result"], registers: r }),
-    diskFull: new Counter({ name: "cache_disk_full_total", help: "Fills that hit ENOSPC and were streamed straight through without keeping the blob", registers: r }),
+    authDecisions: new Counter({
+      name: "cache_auth_decisions_total",
+      help: "Authorization answers for one (credential, repository, digest) by source (remembered, upstream, outage) and result",
+      labelNames: ["source", "result"],
+      registers: r,
+    }),
+    diskFull: new Counter({
+      name: "cache_disk_full_total",
+      help: "Fills that hit ENOSPC and were streamed straight through without keeping the blob",
+      registers: r,
+    }),
   };
 }

@@ -14,12 +14,27 @@ export function opsMetrics(registry: Registry): OpsMetrics {
   const r = [registry];
   const reuse = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
   return {
-    connectionsRefused: reuse("cache_connections_refused_total", () => new Counter({ name: "cache_connections_refused_total", help: "Connections closed at accept because maxconnections were open", registers: r })),
-    stalledResponses: reuse("cache_stalled_responses_total", () => new Counter({ name: "cache_stalled_responses_total", help: "Responses destroyed because the client took no bytes for stalltimeout", registers: r })),
+    connectionsRefused: reuse(
+      "cache_connections_refused_total",
+      () => new Counter({ name: "cache_connections_refused_total", help: "Connections closed at accept because maxconnections were open", registers: r }),
+    ),
+    stalledResponses: reuse(
+      "cache_stalled_responses_total",
+      () => new Counter({ name: "cache_stalled_responses_total", help: "Responses destroyed because the client took no bytes for stalltimeout", registers: r }),
+    ),
     blobsVerified: reuse(
       "cache_store_verified_total",
-      () => new Counter({ name: "cache_store_verified_total", help: "Blobs hashed after an unclean stop, by result (ok, mismatch, unreadable; the latter two deleted)", labelNames: ["result"], registers: r }),
+      () =>
+        new Counter({
+          name: "cache_store_verified_total",
+          help: "Blobs hashed after an unclean stop, by result (ok, mismatch, unreadable; the latter two deleted)",
+          labelNames: ["result"],
+          registers: r,
+        }),
     ),
-    blobsUnverified: reuse("cache_store_unverified_blobs", () => new Gauge({ name: "cache_store_unverified_blobs", help: "Blobs not yet hashed since an unclean stop", registers: r })),
+    blobsUnverified: reuse(
+      "cache_store_unverified_blobs",
+      () => new Gauge({ name: "cache_store_unverified_blobs", help: "Blobs not yet hashed since an unclean stop", registers: r }),
+    ),
   };
 }

@@ -24,7 +24,11 @@ describe("planRedirect", () => {
   });
 
   it("follows another origin as a foreign hop, without the fragment", () => {
-    expect(planRedirect(UP, BLOB, "https://objects.example/bucket/data?X-Sig=3#frag", SELF)).toEqual({ kind: "foreign", url: "https://objects.example/bucket/data?X-Sig=3", origin: "https://objects.example" });
+    expect(planRedirect(UP, BLOB, "https://objects.example/bucket/data?X-Sig=3#frag", SELF)).toEqual({
+      kind: "foreign",
+      url: "https://objects.example/bucket/data?X-Sig=3",
+      origin: "https://objects.example",
+    });
   });
 
   it("refuses a missing Location, a non-http scheme and user info, naming no URL", () => {

@@ -19,7 +19,9 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.();
 });
 
-async function setup(opts: { upstreams?: string[]; extra?: string; clock?: ManualClock; root?: string } = {}): Promise<{ up: FakeUpstream; cache: RunningCache; root: string; config: CacheConfig }> {
+async function setup(
+  opts: { upstreams?: string[]; extra?: string; clock?: ManualClock; root?: string } = {},
+): Promise<{ up: FakeUpstream; cache: RunningCache; root: string; config: CacheConfig }> {
   const up = new FakeUpstream();
   await up.start();
   cleanups.push(() => up.stop());
@@ -149,7 +151,11 @@ describe("cache server (against an in-process upstream)", () => {
 
   it("refuses pushes with UNSUPPORTED", async () => {
     const { cache } = await setup();
-    for (const [method, path] of [["POST", "/v2/library/app/blobs/uploads/"], ["PUT", "/v2/library/app/manifests/latest"], ["DELETE", `/v2/library/app/blobs/sha256:${"a".repeat(64)}`]] as const) {
+    for (const [method, path] of [
+      ["POST", "/v2/library/app/blobs/uploads/"],
+      ["PUT", "/v2/library/app/manifests/latest"],
+      ["DELETE", `/v2/library/app/blobs/sha256:${"a".repeat(64)}`],
+    ] as const) {
       const r = await httpGet(`${cache.url}${path}`, { method });
       expect(r.status).toBe(405);
       expect(JSON.parse(r.body.toString()).errors[0].code).toBe("UNSUPPORTED");

@@ -80,7 +80,10 @@ export class RegistryHandler {
         },
         onDiskFull: (fill, err) => {
           metrics.diskFull.inc();
-          logger.warn({ digest: fill.digest, err: { code: (err as { code?: string }).code, message: err.message } }, "disk full: streaming straight through without keeping the blob");
+          logger.warn(
+            { digest: fill.digest, err: { code: (err as { code?: string }).code, message: err.message } },
+            "disk full: streaming straight through without keeping the blob",
+          );
         },
       },
       () => clock.now(),
@@ -111,7 +114,18 @@ export class RegistryHandler {
     let pending = 2;
     const logLine = (): void => {
       if (--pending > 0) return;
-      log.info({ method: req.method, path, status: res.statusCode, cache: ex.xcache, bytes: ex.bytes, outcome: outcomeOf(res), ms: Math.round(performance.now() - started) }, "request");
+      log.info(
+        {
+          method: req.method,
+          path,
+          status: res.statusCode,
+          cache: ex.xcache,
+          bytes: ex.bytes,
+          outcome: outcomeOf(res),
+          ms: Math.round(performance.now() - started),
+        },
+        "request",
+      );
     };
     res.once("close", logLine);
     this.route(ex, info, path)

@@ -33,7 +33,12 @@ class ScriptedUpstream {
     const a = this.answer(req);
     if (a === "down") return Promise.reject(new UpstreamError("UPSTREAM_UNREACHABLE", "connection refused", true));
     const body = a.body ?? Buffer.alloc(0);
-    return Promise.resolve({ status: a.status, headers: { "content-length": String(body.length), ...a.headers }, body: Readable.from(body.length ? [body] : []), upstream: "scripted" });
+    return Promise.resolve({
+      status: a.status,
+      headers: { "content-length": String(body.length), ...a.headers },
+      body: Readable.from(body.length ? [body] : []),
+      upstream: "scripted",
+    });
   }
 }
 
@@ -53,7 +58,13 @@ let manifests: ManifestService;
 let blobs: BlobService;
 let fills: FillCoordinator;
 const quiet = createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() }));
-const alice: RequestInfo = { cred: credentialOf("Basic YWxpY2U6cHc=", ""), authorization: "Basic YWxpY2U6cHc=", query: "", accept: "application/vnd.docker.distribution.manifest.v2+json", log: quiet };
+const alice: RequestInfo = {
+  cred: credentialOf("Basic YWxpY2U6cHc=", ""),
+  authorization: "Basic YWxpY2U6cHc=",
+  query: "",
+  accept: "application/vnd.docker.distribution.manifest.v2+json",
+  log: quiet,
+};
 
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), "cache-services-"));

@@ -29,7 +29,11 @@ async function rootWithBlob(): Promise<{ root: string; digest: string }> {
   return { root, digest };
 }
 
-const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
+const exists = (p: string): Promise<boolean> =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 describe("sessions: trusting a shared store at start", () => {
   it("a session left with OUR pid (a restarted PID 1) is a dead previous incarnation: every blob is doubted", async () => {

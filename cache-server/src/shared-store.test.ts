@@ -173,10 +173,23 @@ describe("two cache processes sharing one root directory", () => {
     // so the eviction surely falls into B's download.
     await cacheOn(root, up, "a", "          maxsize: 1MB\n          sweepinterval: 300ms\n");
     // A's sweeper sees B's blob through the directory (usage is the directory's) and evicts it.
-    await waitFor("A to evict the blob", async () => !(await stat(blobPath).then(() => true, () => false)), 10_000);
+    await waitFor(
+      "A to evict the blob",
+      async () =>
+        !(await stat(blobPath).then(
+          () => true,
+          () => false,
+        )),
+      10_000,
+    );
     viaB.resume();
     const got = await viaB.done;
-    expect({ status: got.status, clean: got.clean, bytes: got.body.length, digest: digestOf(got.body) }).toEqual({ status: 200, clean: true, bytes: bytes.length, digest });
+    expect({ status: got.status, clean: got.clean, bytes: got.body.length, digest: digestOf(got.body) }).toEqual({
+      status: 200,
+      clean: true,
+      bytes: bytes.length,
+      digest,
+    });
     // Gone from the store: the next request through B is a miss that fetches again.
     const again = await httpGet(`${b.url}/v2/library/app/blobs/${digest}`);
     expect({ digest: digestOf(again.body), cache: again.headers["x-cache"] }).toEqual({ digest, cache: "MISS" });

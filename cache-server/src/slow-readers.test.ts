@@ -98,7 +98,11 @@ describe("slow readers of a large blob", () => {
     const pid = cache.pid;
     const url = `${cache.url}/v2/team/big/blobs/${digest}`;
     // Idle figure after one small request, so lazily loaded code is in it.
-    await new Promise<void>((resolve, reject) => request(`${cache!.url}/v2/`, { agent: false }, (r) => r.resume().on("end", resolve)).on("error", reject).end());
+    await new Promise<void>((resolve, reject) =>
+      request(`${cache!.url}/v2/`, { agent: false }, (r) => r.resume().on("end", resolve))
+        .on("error", reject)
+        .end(),
+    );
     const idle = await rssMiB(pid);
     let peak = idle;
     let sampling = true;
@@ -130,7 +134,9 @@ describe("slow readers of a large blob", () => {
       for (const d of digests) expect(d).toBe(digestOf(bytes));
       for (const r of [...during, ...after]) expect(await r.status).toBe(200);
       expect(up.count("GET", `/blobs/${digest}`)).toBe(1);
-      expect(stalledPeak - idle, `idle ${idle.toFixed(1)} MiB, peak ${stalledPeak.toFixed(1)} MiB while ${2 * READERS} readers stalled`).toBeLessThanOrEqual(RSS_GROWTH_BOUND_MIB);
+      expect(stalledPeak - idle, `idle ${idle.toFixed(1)} MiB, peak ${stalledPeak.toFixed(1)} MiB while ${2 * READERS} readers stalled`).toBeLessThanOrEqual(
+        RSS_GROWTH_BOUND_MIB,
+      );
     } finally {
       sampling = false;
       await sampler;
@@ -146,7 +152,11 @@ describe("slow readers of a large blob", () => {
     await writeFile(configFile, testConfigText({ root: join(dir, "root-fast"), upstreams: [up.url] }));
     const child = await startChildCache(await bundleChildCache(join(dir, "fast")), configFile);
     try {
-      await new Promise<void>((resolve, reject) => request(`${child.url}/v2/`, { agent: false }, (r) => r.resume().on("end", resolve)).on("error", reject).end());
+      await new Promise<void>((resolve, reject) =>
+        request(`${child.url}/v2/`, { agent: false }, (r) => r.resume().on("end", resolve))
+          .on("error", reject)
+          .end(),
+      );
       const idle = await rssMiB(child.pid);
       let peak = idle;
       let sampling = true;
@@ -169,4 +179,3 @@ describe("slow readers of a large blob", () => {
     }
   });
 });
-

@@ -85,7 +85,11 @@ export class BlobStore {
   /** This process's registration among the processes sharing the root (sessions.ts). */
   readonly sessions: Sessions;
 
-  constructor(root: string, private readonly clock: Clock, private readonly events: StoreEvents = {}) {
+  constructor(
+    root: string,
+    private readonly clock: Clock,
+    private readonly events: StoreEvents = {},
+  ) {
     this.root = root;
     this.tmpDir = join(root, "tmp");
     this.claims = new ClaimDirectory(root);

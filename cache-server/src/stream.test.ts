@@ -18,7 +18,10 @@ afterEach(async () => {
 });
 
 /** A server that sends `file` with sendFile and hands each response to `onResponse`. */
-async function fileServer(bytes: Buffer, onResponse: (res: ServerResponse) => void = () => undefined): Promise<{ url: string; done: Promise<{ sent: number; complete: boolean }>[] }> {
+async function fileServer(
+  bytes: Buffer,
+  onResponse: (res: ServerResponse) => void = () => undefined,
+): Promise<{ url: string; done: Promise<{ sent: number; complete: boolean }>[] }> {
   const dir = await mkdtemp(join(tmpdir(), "stream-test-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, "blob");
@@ -69,7 +72,11 @@ describe("sendFile", () => {
     const slow = vi.spyOn(Buffer, "allocUnsafeSlow");
     const unsafe = vi.spyOn(Buffer, "allocUnsafe");
     for (let i = 0; i < 20; i++) expect((await download(smallUrl)).length).toBe(MiB);
-    expect(createHash("sha256").update(await download(largeUrl)).digest("hex")).toBe(createHash("sha256").update(large).digest("hex"));
+    expect(
+      createHash("sha256")
+        .update(await download(largeUrl))
+        .digest("hex"),
+    ).toBe(createHash("sha256").update(large).digest("hex"));
     for (const d of [...smallDone, ...largeDone]) expect((await d).complete).toBe(true);
     const big = [...slow.mock.calls, ...unsafe.mock.calls].filter(([n]) => n >= CHUNK);
     // Two for the first download; every later one reuses them.

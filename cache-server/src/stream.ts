@@ -41,7 +41,11 @@ export async function sendFile(res: ServerResponse, fh: FileHandle, start: numbe
  * A reader that stops reading stops this loop at its pending write: it holds two chunks, and
  * the fill (which writes to disk, not to readers) is never slowed by it.
  */
-export async function sendFromFill(res: ServerResponse, reader: FillReader, fallbackPath: string): Promise<{ sent: number; outcome: "complete" | "cut" | "client-gone" }> {
+export async function sendFromFill(
+  res: ServerResponse,
+  reader: FillReader,
+  fallbackPath: string,
+): Promise<{ sent: number; outcome: "complete" | "cut" | "client-gone" }> {
   const fill: Fill = reader.fill;
   let fh: FileHandle | undefined;
   let pos = 0;

@@ -19,8 +19,18 @@ export class UpstreamAccess {
   ) {}
 
   /** A request upstream with the client's credentials and query. */
-  request(req: RequestInfo, method: "GET" | "HEAD", path: string, opts: { accept?: string; followRedirect?: boolean; extra?: Record<string, string> } = {}): Promise<UpstreamResponse> {
-    return this.upstream.request({ method, path: withQuery(path, req.query), headers: { ...upHeaders(req, opts.accept), ...opts.extra }, followRedirect: opts.followRedirect });
+  request(
+    req: RequestInfo,
+    method: "GET" | "HEAD",
+    path: string,
+    opts: { accept?: string; followRedirect?: boolean; extra?: Record<string, string> } = {},
+  ): Promise<UpstreamResponse> {
+    return this.upstream.request({
+      method,
+      path: withQuery(path, req.query),
+      headers: { ...upHeaders(req, opts.accept), ...opts.extra },
+      followRedirect: opts.followRedirect,
+    });
   }
 
   /** Whether `req` may read `digest` in `name`: remembered, or asked upstream with a HEAD probe. */

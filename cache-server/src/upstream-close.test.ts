@@ -179,7 +179,9 @@ describe("an upstream that closes the connection after every answer", () => {
       const o = outcomes.get(b.digest);
       return !o || o.status !== 200 || !o.clean || digestOf(o.body) !== b.digest;
     });
-    expect(badGood.map((b) => `${b.index} (${b.answer}): ${JSON.stringify({ ...outcomes.get(b.digest), body: outcomes.get(b.digest)?.body.length })}`)).toEqual([]);
+    expect(badGood.map((b) => `${b.index} (${b.answer}): ${JSON.stringify({ ...outcomes.get(b.digest), body: outcomes.get(b.digest)?.body.length })}`)).toEqual(
+      [],
+    );
     const cleanTruncated = truncated.filter((b) => {
       const o = outcomes.get(b.digest);
       return o?.status === 200 && o.clean;

@@ -246,7 +246,11 @@ export class UpstreamClient {
     }
     if (REDIRECT_STATUSES.has(second.statusCode)) {
       await drain(second);
-      throw new UpstreamError("UPSTREAM_REDIRECT", `upstream redirected again (${second.statusCode}) after one followed redirect; not following further`, false);
+      throw new UpstreamError(
+        "UPSTREAM_REDIRECT",
+        `upstream redirected again (${second.statusCode}) after one followed redirect; not following further`,
+        false,
+      );
     }
     return { status: second.statusCode, headers: second.headers, body: second.body, upstream: state.url, redirected: plan.kind };
   }

@@ -6,8 +6,24 @@ import type { Reader, YamlNode, YAMLMap } from "./reader.js";
 import { checkBlobTtl, checkDuration, checkLimitTimeout, checkMaxSize, checkUpstreamUrl, MAX_NOT_FOUND_TTL_MS, MAX_OUTAGE_ALLOWANCE_MS } from "./rules.js";
 
 export const DOWNSTREAM_KEYS = [
-  "blobttl", "upstreams", "cas", "servestale", "authttl", "outageallowance", "notfoundttl", "maxsize", "highwatermark", "lowwatermark", "upstreamconcurrency", "sweepinterval",
-  "workers", "maxconnections", "headertimeout", "requesttimeout", "idletimeout", "stalltimeout",
+  "blobttl",
+  "upstreams",
+  "cas",
+  "servestale",
+  "authttl",
+  "outageallowance",
+  "notfoundttl",
+  "maxsize",
+  "highwatermark",
+  "lowwatermark",
+  "upstreamconcurrency",
+  "sweepinterval",
+  "workers",
+  "maxconnections",
+  "headertimeout",
+  "requesttimeout",
+  "idletimeout",
+  "stalltimeout",
 ] as const;
 
 export interface DownstreamRead {
@@ -61,7 +77,11 @@ export function readDownstream(r: Reader, root: YAMLMap): DownstreamRead {
   const authTtlMs = r.checked(opts, "authttl", at("authttl"), checkDuration) ?? 30_000;
   const outageAllowanceMs = r.checked(opts, "outageallowance", at("outageallowance"), checkDuration) ?? 10 * 60_000;
   if (outageAllowanceMs > MAX_OUTAGE_ALLOWANCE_MS) {
-    r.error(at("outageallowance"), "must be at most 24h (it bounds how long a revoked credential can still be served during an outage)", r.node(opts, "outageallowance"));
+    r.error(
+      at("outageallowance"),
+      "must be at most 24h (it bounds how long a revoked credential can still be served during an outage)",
+      r.node(opts, "outageallowance"),
+    );
   }
   const notFoundTtlMs = r.checked(opts, "notfoundttl", at("notfoundttl"), checkDuration) ?? 5_000;
   if (notFoundTtlMs > MAX_NOT_FOUND_TTL_MS) {

@@ -55,7 +55,7 @@ describe("limits and the debug listener in config.yml", () => {
     ["maxconnections: many", "maxconnections", "between 1 and 1000000"],
     ["headertimeout: 0s", "headertimeout", "greater than zero"],
     ["idletimeout: 2h", "idletimeout", "at most 1h"],
-    ["stalltimeout: soon", "stalltimeout", "\"soon\" is not a duration"],
+    ["stalltimeout: soon", "stalltimeout", '"soon" is not a duration'],
     ["headertimeout: 20s\n        requesttimeout: 10s", "requesttimeout", "at least headertimeout"],
   ])("rejects %s", (line, key, says) => {
     const r = parseConfig(config("", `        ${line}\n`));

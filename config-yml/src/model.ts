@@ -93,9 +93,7 @@ export interface ConfigProblem {
   readonly col?: number;
 }
 
-export type ConfigResult =
-  | { ok: true; config: CacheConfig; warnings: ConfigProblem[] }
-  | { ok: false; errors: ConfigProblem[]; warnings: ConfigProblem[] };
+export type ConfigResult = { ok: true; config: CacheConfig; warnings: ConfigProblem[] } | { ok: false; errors: ConfigProblem[]; warnings: ConfigProblem[] };
 
 export function formatProblem(p: ConfigProblem): string {
   const where = p.line !== undefined ? ` (line ${p.line}, col ${p.col ?? 1})` : "";

@@ -45,7 +45,12 @@ describe("config.yml loader", () => {
       publicHost: "https://cache.example.com",
       tls: { certificate: "/run/secrets/cache.cert.pem", key: "/run/secrets/cache.key.pem" },
     });
-    expect(r.config.downstream).toMatchObject({ blobTtlMs: 24 * 3600_000, upstreams: [{ url: "https://dtr.example.com" }], cas: ["/run/secrets/dtr.cert.pem"], serveStale: true });
+    expect(r.config.downstream).toMatchObject({
+      blobTtlMs: 24 * 3600_000,
+      upstreams: [{ url: "https://dtr.example.com" }],
+      cas: ["/run/secrets/dtr.cert.pem"],
+      serveStale: true,
+    });
   });
 
   it("accepts the seed file from the shared runbook when it is present", () => {
@@ -61,14 +66,24 @@ describe("config.yml loader", () => {
       const start = text.indexOf("version: 0.1");
       if (start < 0) continue;
       const end = text.indexOf("- /run/secrets/dtr.cert.pem", start);
-      const yaml = text.slice(start, end + "- /run/secrets/dtr.cert.pem".length).replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace("<dtr-url>:<dtr-port>", "dtr.example.com:4443").replace("<cache-url>", "cache.example.com");
+      const yaml = text
+        .slice(start, end + "- /run/secrets/dtr.cert.pem".length)
+        .replace(/&lt;/g, "<")
+        .replace(/&gt;/g, ">")
+        .replace("<dtr-url>:<dtr-port>", "dtr.example.com:4443")
+        .replace("<cache-url>", "cache.example.com");
       const r = parseConfig(yaml);
       expect(r.ok, `${f}: ${JSON.stringify(r.ok ? [] : r.errors)}`).toBe(true);
     }
   });
 
   it("accepts the older {originhost, upstreamhosts} upstream form", () => {
-    const r = parseConfig(SEED.replace("            - https://dtr.example.com:443", "            - originhost: https://dtr.example.com\n              upstreamhosts:\n                - https://cache-a:443\n                - https://cache-b:5443"));
+    const r = parseConfig(
+      SEED.replace(
+        "            - https://dtr.example.com:443",
+        "            - originhost: https://dtr.example.com\n              upstreamhosts:\n                - https://cache-a:443\n                - https://cache-b:5443",
+      ),
+    );
     if (!r.ok) throw new Error(JSON.stringify(r.errors));
     expect(r.config.downstream.upstreams.map((u) => u.url)).toEqual(["https://cache-a", "https://cache-b:5443"]);
   });
@@ -107,7 +122,12 @@ describe("config.yml loader", () => {
   });
 
   it("reads our extra downstream options", () => {
-    const r = parseConfig(SEED.replace("blobttl: 24h", "blobttl: 24h\n          servestale: false\n          maxsize: 20GiB\n          upstreamconcurrency: 8\n          authttl: 10s"));
+    const r = parseConfig(
+      SEED.replace(
+        "blobttl: 24h",
+        "blobttl: 24h\n          servestale: false\n          maxsize: 20GiB\n          upstreamconcurrency: 8\n          authttl: 10s",
+      ),
+    );
     if (!r.ok) throw new Error(JSON.stringify(r.errors));
     expect(r.config.downstream).toMatchObject({ serveStale: false, maxSizeBytes: 20 * 1024 ** 3, upstreamConcurrency: 8, authTtlMs: 10_000 });
   });

@@ -47,7 +47,13 @@ export function parseConfig(text: string): ConfigResult {
   const del = r.map(storage, "delete", "storage.delete", ["enabled"]);
   const deleteEnabled = r.boolean(del, "enabled", "storage.delete.enabled") ?? false;
 
-  const http = r.map(root, "http", "http", ["addr", "secret", "host", "tls", "debug"], new Set(["net", "prefix", "headers", "relativeurls", "http2", "draintimeout"]));
+  const http = r.map(
+    root,
+    "http",
+    "http",
+    ["addr", "secret", "host", "tls", "debug"],
+    new Set(["net", "prefix", "headers", "relativeurls", "http2", "draintimeout"]),
+  );
   const addr = r.scalar(http, "addr") ? r.checked(http, "addr", "http.addr", (v) => checkAddress(String(v))) : DEFAULT_LISTEN;
   // distribution's debug server: /metrics and /healthz live there, never on the registry port.
   const debugNode = r.map(http, "debug", "http.debug", ["addr"], new Set(["prometheus", "pprof", "tls"]));
@@ -56,7 +62,8 @@ export function parseConfig(text: string): ConfigResult {
   if (addr && debugAddr) {
     const listeners = checkListeners(addr, debugExplicit ? debugAddr : undefined);
     // Named where the operator would change it: the debug address when written, else http.addr.
-    if (!listeners.ok) r.error(debugExplicit ? "http.debug.addr" : "http.addr", listeners.message, debugExplicit ? r.node(debugNode, "addr") : r.node(http, "addr"));
+    if (!listeners.ok)
+      r.error(debugExplicit ? "http.debug.addr" : "http.addr", listeners.message, debugExplicit ? r.node(debugNode, "addr") : r.node(http, "addr"));
   }
   const secret = r.string(http, "secret", "http.secret");
   const publicHost = r.string(http, "host", "http.host");
@@ -87,4 +94,3 @@ export function parseConfig(text: string): ConfigResult {
   };
   return { ok: true, warnings: r.warnings, config };
 }
-

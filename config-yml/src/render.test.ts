@@ -28,7 +28,39 @@ const pick = <T>(r: () => number, items: readonly T[]): T => items[Math.floor(r(
 
 // Strings YAML would read as something else when written plain: booleans, numbers, null,
 // comments, flow and block indicators, anchors, tags, quotes, leading/trailing blanks.
-const AWKWARD = ["/var/lib/registry", "/srv/cache store", "/x/#y", "yes", "true", "123", "0x1F", "1e3", "null", "~", "- a", "a: b", "'q'", '"dq"', "/données", " lead", "trail ", "@at", "*star", "&anchor", "!tag", "%pct", "{x}", "[x]", ">fold", "|lit", "a\\b", "tab\there", "x,y", "`tick`", "  "];
+const AWKWARD = [
+  "/var/lib/registry",
+  "/srv/cache store",
+  "/x/#y",
+  "yes",
+  "true",
+  "123",
+  "0x1F",
+  "1e3",
+  "null",
+  "~",
+  "- a",
+  "a: b",
+  "'q'",
+  '"dq"',
+  "/données",
+  " lead",
+  "trail ",
+  "@at",
+  "*star",
+  "&anchor",
+  "!tag",
+  "%pct",
+  "{x}",
+  "[x]",
+  ">fold",
+  "|lit",
+  "a\\b",
+  "tab\there",
+  "x,y",
+  "`tick`",
+  "  ",
+];
 
 function string(r: () => number): string {
   return r() < 0.7 ? pick(r, AWKWARD) : Math.floor(r() * 1e9).toString(36);
@@ -63,7 +95,11 @@ function documentOf(r: () => number): ConfigDocument {
     blobTtl: r() < 0.7 ? "24h" : duration(r),
     upstreams: Array.from({ length: 1 + Math.floor(r() * 3) }, () => upstream(r)),
     cas: Array.from({ length: Math.floor(r() * 3) }, () => string(r)),
-    ...(r() < 0.3 ? { maxSize: `${pick(r, ["0", "0.5", "1", "1.5", "20", "8191", "8192", String(Math.floor(r() * 1e6))])}${pick(r, ["B", "KiB", "MiB", "GiB", "TiB", "MB", "GB", ""])}` } : {}),
+    ...(r() < 0.3
+      ? {
+          maxSize: `${pick(r, ["0", "0.5", "1", "1.5", "20", "8191", "8192", String(Math.floor(r() * 1e6))])}${pick(r, ["B", "KiB", "MiB", "GiB", "TiB", "MB", "GB", ""])}`,
+        }
+      : {}),
   };
 }
 
@@ -71,7 +107,12 @@ function documentOf(r: () => number): ConfigDocument {
 function refusedFields(doc: ConfigDocument): string[] {
   const options = "middleware.registry[0].options";
   const refused: string[] = [];
-  const strings = [["storage.filesystem.rootdirectory", doc.rootDirectory], ["http.tls.certificate", doc.tls?.certificate], ["http.tls.key", doc.tls?.key], ["http.host", doc.host]] as const;
+  const strings = [
+    ["storage.filesystem.rootdirectory", doc.rootDirectory],
+    ["http.tls.certificate", doc.tls?.certificate],
+    ["http.tls.key", doc.tls?.key],
+    ["http.host", doc.host],
+  ] as const;
   for (const [path, value] of strings) if (value !== undefined && value.trim() === "") refused.push(path);
   if (addressesCollide(doc.debug ?? DEFAULT_DEBUG_LISTEN, doc.listen)) refused.push(doc.debug ? "http.debug.addr" : "http.addr");
   if (!checkBlobTtl(doc.blobTtl).ok) refused.push(`${options}.blobttl`);
@@ -195,7 +236,16 @@ middleware:
   });
 
   it("refuses a zero blobttl with the field, its line and the value", () => {
-    const doc: ConfigDocument = { logLevel: "info", rootDirectory: "/r", listen: { host: "0.0.0.0", port: 443 }, secret: "s", host: "https://c", blobTtl: "0s", upstreams: ["https://dtr"], cas: [] };
+    const doc: ConfigDocument = {
+      logLevel: "info",
+      rootDirectory: "/r",
+      listen: { host: "0.0.0.0", port: 443 },
+      secret: "s",
+      host: "https://c",
+      blobTtl: "0s",
+      upstreams: ["https://dtr"],
+      cas: [],
+    };
     const err = (() => {
       try {
         renderConfig(doc);
@@ -205,6 +255,11 @@ middleware:
       return undefined;
     })();
     expect(err).toBeInstanceOf(ConfigRenderError);
-    expect(err).toMatchObject({ code: "CONFIG_RENDER_REFUSED", problems: [{ path: "middleware.registry[0].options.blobttl", line: 17, message: `"0s" must be at least 1ms (a bare number counts nanoseconds: 1000000 is 1ms)` }] });
+    expect(err).toMatchObject({
+      code: "CONFIG_RENDER_REFUSED",
+      problems: [
+        { path: "middleware.registry[0].options.blobttl", line: 17, message: `"0s" must be at least 1ms (a bare number counts nanoseconds: 1000000 is 1ms)` },
+      ],
+    });
   });
 });

@@ -79,7 +79,11 @@ export const DEFAULT_DEBUG_LISTEN: ListenAddress = { host: "127.0.0.1", port: 50
 export function checkListeners(listen: ListenAddress, debug: ListenAddress | undefined): Checked<ListenAddress> {
   const effective = debug ?? DEFAULT_DEBUG_LISTEN;
   if (!addressesCollide(effective, listen)) return ok(effective);
-  return bad(debug ? "must not be the registry's own address (http.addr)" : `is the port of the cache's default debug listener (${DEFAULT_DEBUG_LISTEN.host}:${DEFAULT_DEBUG_LISTEN.port}); move the debug listener (http.debug.addr) or the registry`);
+  return bad(
+    debug
+      ? "must not be the registry's own address (http.addr)"
+      : `is the port of the cache's default debug listener (${DEFAULT_DEBUG_LISTEN.host}:${DEFAULT_DEBUG_LISTEN.port}); move the debug listener (http.debug.addr) or the registry`,
+  );
 }
 
 const UPSTREAM_SHAPE = "must be an http(s)://host[:port] URL without path or credentials";

@@ -39,7 +39,11 @@ describe("controller on a fake Swarm", () => {
     const container = service?.spec.TaskTemplate.ContainerSpec;
     expect(container?.Command).toEqual(["/start.sh", "/config.yml"]);
     expect(container?.Configs?.map((c) => c.File.Name)).toEqual(["/config.yml"]);
-    expect(container?.Secrets?.map((s) => s.File.Name).sort()).toEqual(["/run/secrets/cache.cert.pem", "/run/secrets/cache.key.pem", "/run/secrets/dtr.cert.pem"]);
+    expect(container?.Secrets?.map((s) => s.File.Name).sort()).toEqual([
+      "/run/secrets/cache.cert.pem",
+      "/run/secrets/cache.key.pem",
+      "/run/secrets/dtr.cert.pem",
+    ]);
     expect(service?.spec.TaskTemplate.Placement?.Constraints).toContain("node.labels.dtr.cache == true");
     expect(service?.spec.EndpointSpec?.Ports).toEqual([{ Protocol: "tcp", TargetPort: 443, PublishedPort: 443, PublishMode: "host" }]);
     expect(service?.spec.UpdateConfig).toMatchObject({ Order: "stop-first", FailureAction: "rollback" });
@@ -55,7 +59,12 @@ describe("controller on a fake Swarm", () => {
     const events: Parameters<NonNullable<ControllerOptions["onReconcile"]>>[0][] = [];
     const fake = new FakeSwarm(["node-1"]);
     const faulty = faultySwarmApi(fake);
-    const controller = createController({ docker: faulty, specSource: staticSpecSource(load(runbookText())), id: "test", onReconcile: (event) => events.push(event) });
+    const controller = createController({
+      docker: faulty,
+      specSource: staticSpecSource(load(runbookText())),
+      id: "test",
+      onReconcile: (event) => events.push(event),
+    });
     await controller.reconcileOnce();
     expect(events).toEqual([expect.objectContaining({ cache: "region-asia", mode: "apply", outcome: "success" })]);
     expect(events[0]?.errorCode).toBeUndefined();
@@ -166,7 +175,7 @@ describe("controller on a fake Swarm", () => {
   it("tears a removed cache down completely and leaves objects it does not own alone", async () => {
     const { fake, source, controller } = setup(load(runbookText()), { allowEmpty: true });
     await fake.createConfig({ name: "someone-elses", labels: { team: "x" }, data: Buffer.from("x") });
-    fake.setNodeLabels("node-1", { "rack": "a" });
+    fake.setNodeLabels("node-1", { rack: "a" });
     await controller.reconcileOnce();
     source.set(load(runbookText().split("---")[0] ?? ""));
     const reports = await controller.reconcileOnce();
@@ -236,7 +245,10 @@ describe("controller on a fake Swarm", () => {
 
   it("retries a failed DTR pass on its own back-off and reports DtrSynced True once DTR answers", async () => {
     let down = true;
-    const dtrSync: DtrSync = { apply: () => (down ? Promise.reject(new Error("DTR answered 503")) : Promise.resolve({ registrationId: "id-1", users: [] })), remove: () => Promise.resolve({ foreign: [] }) };
+    const dtrSync: DtrSync = {
+      apply: () => (down ? Promise.reject(new Error("DTR answered 503")) : Promise.resolve({ registrationId: "id-1", users: [] })),
+      remove: () => Promise.resolve({ foreign: [] }),
+    };
     const clock = new FakeClock();
     const { controller } = setup(load(runbookText()), { dtrSync, rolloutPollMs: 50, resyncIntervalMs: 3_600_000, clock });
     const dtrSynced = (): string | undefined => conditionOf(controller.status().caches[0], "DtrSynced")?.status;
@@ -294,7 +306,11 @@ describe("controller on a fake Swarm", () => {
     it("is not pushed again by the controller that pushed it", async () => {
       const { fake, controller } = await rolledBack("automatic");
       const recording = recordSwarmApi(fake);
-      const again = createController({ docker: recording, specSource: staticSpecSource(load(runbookText({ image: "docker/dtr-content-cache:2.6.6" }))), id: "test" });
+      const again = createController({
+        docker: recording,
+        specSource: staticSpecSource(load(runbookText({ image: "docker/dtr-content-cache:2.6.6" }))),
+        id: "test",
+      });
       // The same instance: its memory and the engine's record agree.
       await controller.reconcileOnce();
       expect(image(fake)).toContain(":2.6.5");
@@ -355,7 +371,10 @@ describe("controller on a fake Swarm", () => {
       expect(service.spec.Labels[ROLLOUT_HASH]).toBeUndefined();
       // A service written before the label existed is left as it is.
       const { [ROLLOUT_HASH]: _gone, ...withoutHash } = service.spec.TaskTemplate.ContainerSpec.Labels ?? {};
-      service.spec = { ...service.spec, TaskTemplate: { ...service.spec.TaskTemplate, ContainerSpec: { ...service.spec.TaskTemplate.ContainerSpec, Labels: withoutHash } } };
+      service.spec = {
+        ...service.spec,
+        TaskTemplate: { ...service.spec.TaskTemplate, ContainerSpec: { ...service.spec.TaskTemplate.ContainerSpec, Labels: withoutHash } },
+      };
       recording.reset();
       await controller.reconcileOnce();
       expect(recording.mutatingCalls()).toEqual([]);
@@ -386,7 +405,14 @@ describe("controller on a fake Swarm", () => {
     faulty.inject({ call: "updateService", code: "CONFLICT", message: "update out of sequence", times: 2 });
     await controller.start();
     source.set(load(runbookText({ blobTTL: "2h" })));
-    await expect.poll(() => [...fake.configs.values()].some((c) => c.data.toString().includes("blobttl: 2h") && [...fake.services.values()][0]?.spec.TaskTemplate.ContainerSpec.Configs?.[0]?.ConfigName === c.name)).toBe(true);
+    await expect
+      .poll(() =>
+        [...fake.configs.values()].some(
+          (c) =>
+            c.data.toString().includes("blobttl: 2h") && [...fake.services.values()][0]?.spec.TaskTemplate.ContainerSpec.Configs?.[0]?.ConfigName === c.name,
+        ),
+      )
+      .toBe(true);
     await controller.stop();
   });
 
@@ -427,7 +453,9 @@ describe("controller on a fake Swarm", () => {
     const plans = await controller.plan();
     expect(recording.mutatingCalls()).toEqual([]);
     const update = plans[0]?.actions.find((a) => a.type === "update-service");
-    expect(update?.type === "update-service" ? update.diffs.map((d) => d.path) : []).toEqual(expect.arrayContaining(["EndpointSpec.Ports", "TaskTemplate.ContainerSpec.Configs", "TaskTemplate.ContainerSpec.Env"]));
+    expect(update?.type === "update-service" ? update.diffs.map((d) => d.path) : []).toEqual(
+      expect.arrayContaining(["EndpointSpec.Ports", "TaskTemplate.ContainerSpec.Configs", "TaskTemplate.ContainerSpec.Env"]),
+    );
   });
 
   it("never writes the http secret or key material into logs or status", async () => {

@@ -115,8 +115,19 @@ export function createController(options: ControllerOptions): Controller {
   const states = new CacheStates();
   const owned = new Set<string>();
   const tracker = new SpecTracker({ source: options.specSource, clock, logger, allowEmpty: options.allowEmpty ?? false, owned: () => owned });
-  const dtr = dtrSync ? new DtrReconciler({ swarm, owner, dtrSync, logger, now: () => clock.now().getTime(), verifyEveryMs: options.dtrResyncMs ?? 60_000, requeue: (name) => runner.enqueue(name) }) : undefined;
-  const lister = options.dtrLister ?? (options.dtrSync && "listRegistrations" in options.dtrSync ? (options.dtrSync as DtrSync & DtrRegistrationLister) : undefined);
+  const dtr = dtrSync
+    ? new DtrReconciler({
+        swarm,
+        owner,
+        dtrSync,
+        logger,
+        now: () => clock.now().getTime(),
+        verifyEveryMs: options.dtrResyncMs ?? 60_000,
+        requeue: (name) => runner.enqueue(name),
+      })
+    : undefined;
+  const lister =
+    options.dtrLister ?? (options.dtrSync && "listRegistrations" in options.dtrSync ? (options.dtrSync as DtrSync & DtrRegistrationLister) : undefined);
   const checkMs = options.dtrCheckMs ?? DEFAULT_DTR_CHECK_MS;
   const drift = dtr && lister && checkMs > 0 ? new DtrDriftCheck({ reconciler: dtr, lister, clock, intervalMs: checkMs, logger }) : undefined;
   const container = options.container;
@@ -170,7 +181,8 @@ export function createController(options: ControllerOptions): Controller {
       await runner.discoverOwned();
       await runner.loadSpec();
       const snapshot = tracker.snapshot();
-      if (snapshot === undefined) throw new ControllerError("SPEC_INVALID", `no valid spec loaded from ${options.specSource.description}: ${tracker.status().errors.join("; ")}`);
+      if (snapshot === undefined)
+        throw new ControllerError("SPEC_INVALID", `no valid spec loaded from ${options.specSource.description}: ${tracker.status().errors.join("; ")}`);
       const inSpec = snapshot.caches.map((c) => c.name);
       const leaving = [...(await observeOwnedCaches(swarm, owner))].filter((n) => !inSpec.includes(n)).sort();
       const signal = new AbortController().signal;

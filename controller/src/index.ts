@@ -1,11 +1,28 @@
 // Public API of the controller package: what the CLI, the status endpoint, tests and the
 // benchmark wire together. Only entry files construct dockerode (createDockerClient).
-export { createController, classifyError, type Controller, type ControllerOptions, type ReconcileReport, type ReconcileEvent, type Clock } from "./controller.js";
+export {
+  createController,
+  classifyError,
+  type Controller,
+  type ControllerOptions,
+  type ReconcileReport,
+  type ReconcileEvent,
+  type Clock,
+} from "./controller.js";
 export { ControllerError, type ControllerErrorCode } from "./errors.js";
 export { silentLogger, memoryLogger, type Logger, type LogEntry } from "./logger.js";
 export { WorkQueue, type QueueOptions, type WorkResult, type ErrorClass } from "./queue.js";
 export { fileSpecSource, staticSpecSource, type SpecSource, type FileSourceOptions } from "./source.js";
-export { setCondition, conditionOf, type CacheStatus, type Condition, type ConditionType, type ControllerStatus, type RevisionStatus, type SpecStatus } from "./status.js";
+export {
+  setCondition,
+  conditionOf,
+  type CacheStatus,
+  type Condition,
+  type ConditionType,
+  type ControllerStatus,
+  type RevisionStatus,
+  type SpecStatus,
+} from "./status.js";
 export type { Action, ActualCache, Plan, PlanContext, RolloutState } from "./reconcile/planner.js";
 export { planCache, planTeardown } from "./reconcile/planner.js";
 export type { FieldDiff } from "./reconcile/normalize.js";

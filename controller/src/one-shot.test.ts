@@ -36,7 +36,14 @@ describe("one-shot converge through the queue", () => {
     const fake = new FakeSwarm(["node-1", "node-2"]);
     const seen = { active: new Map<string, number>(), max: 0 };
     const source = staticSpecSource(load(chainedText()));
-    const controller = createController({ docker: overlapCounting(fake, seen), specSource: source, id: "test", settleMs: 0, rolloutPollMs: 5, resyncIntervalMs: 3_600_000 });
+    const controller = createController({
+      docker: overlapCounting(fake, seen),
+      specSource: source,
+      id: "test",
+      settleMs: 0,
+      rolloutPollMs: 5,
+      resyncIntervalMs: 3_600_000,
+    });
     await controller.start();
     try {
       const passes = await Promise.all([controller.reconcileOnce(), controller.reconcileOnce(), controller.reconcileOnce()]);

@@ -121,7 +121,14 @@ describe("WorkQueue", () => {
   it("grows the back-off exponentially for a key that keeps failing", async () => {
     const clock = new FakeClock();
     const delays: number[] = [];
-    const queue = new WorkQueue({ classify, clock, baseDelayMs: 5, maxDelayMs: 1000, onError: (_k, _e, _c, retryIn) => delays.push(retryIn ?? -1), worker: () => Promise.reject(new Error("down")) });
+    const queue = new WorkQueue({
+      classify,
+      clock,
+      baseDelayMs: 5,
+      maxDelayMs: 1000,
+      onError: (_k, _e, _c, retryIn) => delays.push(retryIn ?? -1),
+      worker: () => Promise.reject(new Error("down")),
+    });
     queue.add("k");
     for (let i = 0; i < 5; i++) {
       await queue.idle();

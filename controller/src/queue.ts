@@ -146,7 +146,8 @@ export class WorkQueue<R extends WorkResult = WorkResult> {
       delete s.timer;
       delete s.dueAt;
     }
-    for (const [key, list] of this.waiting) for (const w of list.splice(0)) w({ ok: false, error: new ControllerError("STOPPED", `${key}: the controller stopped before this run began`) });
+    for (const [key, list] of this.waiting)
+      for (const w of list.splice(0)) w({ ok: false, error: new ControllerError("STOPPED", `${key}: the controller stopped before this run began`) });
     this.waiting.clear();
     const drained = this.idle();
     if (Number.isFinite(graceMs)) {

@@ -16,7 +16,15 @@ const CACHE = "region-asia";
 function setup(extra: { rolloutPollMs?: number } = {}) {
   const fake = new FakeSwarm(["node-1"]);
   const clock = new FakeClock(Date.UTC(2026, 10, 1));
-  const controller = createController({ docker: fake, specSource: staticSpecSource(load(runbookText())), id: "test", clock, settleMs: 10_000, resyncIntervalMs: 3_600_000, ...extra });
+  const controller = createController({
+    docker: fake,
+    specSource: staticSpecSource(load(runbookText())),
+    id: "test",
+    clock,
+    settleMs: 10_000,
+    resyncIntervalMs: 3_600_000,
+    ...extra,
+  });
   const ready = () => conditionOf(controller.status().caches[0], "Ready");
   const progressing = () => conditionOf(controller.status().caches[0], "Progressing");
   return { fake, controller, ready, progressing, advance: (ms: number) => clock.advance(ms) };
@@ -34,7 +42,11 @@ describe("Ready after the settle time (defect 11)", () => {
     }
     expect(ready()).toMatchObject({ reason: "RollingOut", message: expect.stringMatching(/^Rolling out: 1\/1 tasks running, waiting 10s to settle/) });
     expect(progressing()).toMatchObject({ status: "True", reason: "Settling" });
-    const outcome = await waitForConvergence(() => buildSnapshot(controller.status(), new Map()), 0, () => undefined);
+    const outcome = await waitForConvergence(
+      () => buildSnapshot(controller.status(), new Map()),
+      0,
+      () => undefined,
+    );
     expect(outcome.converged).toBe(false);
     expect(outcome.reason).toMatch(/region-asia: RollingOut: Rolling out/);
   });

@@ -65,7 +65,9 @@ describe("one spec snapshot per reconcile (defect 7)", () => {
         await vi.waitFor(() => expect(specGeneration(controller.spec()?.caches[0] as ResolvedCache)).toBe(third), { timeout: 5_000, interval: 1 });
       };
       source.set(specs[1] as LoadResult);
-      await expect.poll(() => seen.some((s) => s.observedGeneration === specGeneration(cacheIn(specs[2] as LoadResult))), { timeout: 5_000, interval: 20 }).toBe(true);
+      await expect
+        .poll(() => seen.some((s) => s.observedGeneration === specGeneration(cacheIn(specs[2] as LoadResult))), { timeout: 5_000, interval: 20 })
+        .toBe(true);
       await controller.idle();
     } finally {
       await controller.stop();
@@ -75,7 +77,11 @@ describe("one spec snapshot per reconcile (defect 7)", () => {
       const cache = byGeneration.get(status.observedGeneration);
       expect(cache, `status of an unknown generation ${status.observedGeneration}`).toBeDefined();
       const hostname = cache?.spec.node && "hostname" in cache.spec.node ? cache.spec.node.hostname : undefined;
-      expect({ generation: status.observedGeneration, hostname: status.node.hostname, desired: status.tasks.desired }).toEqual({ generation: status.observedGeneration, hostname, desired: cache?.spec.replicas });
+      expect({ generation: status.observedGeneration, hostname: status.node.hostname, desired: status.tasks.desired }).toEqual({
+        generation: status.observedGeneration,
+        hostname,
+        desired: cache?.spec.replicas,
+      });
     }
   });
 });

@@ -34,7 +34,16 @@ function setup(options: { clock?: FakeClock; stopGraceMs: number }) {
   const hang = { on: false, hit: false };
   const source = staticSpecSource(load(runbookText()));
   const logger = memoryLogger();
-  const controller = createController({ docker: hanging(fake, hang), specSource: source, logger, id: "test", settleMs: 0, resyncIntervalMs: 3_600_000, stopGraceMs: options.stopGraceMs, ...(options.clock ? { clock: options.clock } : {}) });
+  const controller = createController({
+    docker: hanging(fake, hang),
+    specSource: source,
+    logger,
+    id: "test",
+    settleMs: 0,
+    resyncIntervalMs: 3_600_000,
+    stopGraceMs: options.stopGraceMs,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
   return { fake, hang, source, logger, controller };
 }
 
@@ -78,7 +87,9 @@ describe("stop() with a reconcile blocked on a slow call", () => {
 
 describe("the controller stack's stop_grace_period", () => {
   it("leaves the controller its whole grace period plus room to abort, release the lease and exit", () => {
-    const stack = parse(readFileSync(new URL("../../deploy/stack/controller.stack.yml", import.meta.url), "utf8")) as { services: { controller: { stop_grace_period?: string } } };
+    const stack = parse(readFileSync(new URL("../../deploy/stack/controller.stack.yml", import.meta.url), "utf8")) as {
+      services: { controller: { stop_grace_period?: string } };
+    };
     const period = /^(\d+)s$/.exec(stack.services.controller.stop_grace_period ?? "");
     expect(period, "stop_grace_period in whole seconds").not.toBeNull();
     expect(Number(period?.[1]) * 1000).toBeGreaterThanOrEqual(DEFAULT_STOP_GRACE_MS + 5_000);

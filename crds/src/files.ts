@@ -30,12 +30,15 @@ export function checkCacheFiles(cache: Normalized<ContentCacheSpec>, read: FileR
   const { tls } = cache.spec;
   const writtenTls = cache.written.tls;
   if ("certFile" in tls && "certFile" in writtenTls) {
-    if (typeof tls.certFile === "string" && typeof writtenTls.certFile === "string") refs.push({ path: ["spec", "tls", "certFile"], written: writtenTls.certFile, absolute: tls.certFile, expect: "certificates" });
-    if (typeof tls.keyFile === "string" && typeof writtenTls.keyFile === "string") refs.push({ path: ["spec", "tls", "keyFile"], written: writtenTls.keyFile, absolute: tls.keyFile, expect: "private-key" });
+    if (typeof tls.certFile === "string" && typeof writtenTls.certFile === "string")
+      refs.push({ path: ["spec", "tls", "certFile"], written: writtenTls.certFile, absolute: tls.certFile, expect: "certificates" });
+    if (typeof tls.keyFile === "string" && typeof writtenTls.keyFile === "string")
+      refs.push({ path: ["spec", "tls", "keyFile"], written: writtenTls.keyFile, absolute: tls.keyFile, expect: "private-key" });
   }
   cache.spec.extraCAFiles.forEach((absolute, index) => {
     const written = cache.written.extraCAFiles[index];
-    if (typeof absolute === "string") refs.push({ path: ["spec", "extraCAFiles", index], written: typeof written === "string" ? written : absolute, absolute, expect: "certificates" });
+    if (typeof absolute === "string")
+      refs.push({ path: ["spec", "extraCAFiles", index], written: typeof written === "string" ? written : absolute, absolute, expect: "certificates" });
   });
   const { issues, certificate, key } = checkRefs(cache, refs, read);
   // Both halves parse: they must also belong together, or the cache would fail its TLS handshake.
@@ -63,8 +66,18 @@ function checkRefs(owner: Normalized<unknown>, refs: readonly FileRef[], read: F
     const result = read(ref.absolute);
     if (!result.ok) {
       const where = ref.written === ref.absolute ? "" : ` (looked for ${ref.absolute})`;
-      if (result.reason === "unreadable") issues.push(makeIssue("FILE_UNREADABLE", owner.source.file, fieldPath, `${quote(ref.written)} cannot be read${where}`, at));
-      else issues.push(makeIssue("FILE_NOT_FOUND", owner.source.file, fieldPath, `${quote(ref.written)} ${result.reason === "is-directory" ? "is a directory, not a file" : "does not exist"}${where}`, at));
+      if (result.reason === "unreadable")
+        issues.push(makeIssue("FILE_UNREADABLE", owner.source.file, fieldPath, `${quote(ref.written)} cannot be read${where}`, at));
+      else
+        issues.push(
+          makeIssue(
+            "FILE_NOT_FOUND",
+            owner.source.file,
+            fieldPath,
+            `${quote(ref.written)} ${result.reason === "is-directory" ? "is a directory, not a file" : "does not exist"}${where}`,
+            at,
+          ),
+        );
       continue;
     }
     if (ref.expect === "certificates") {

@@ -30,7 +30,10 @@ function schemaHas(schema: JsonSchema, segments: readonly string[]): boolean {
 }
 
 function splitPath(keyPath: string): string[] {
-  return keyPath.replace(/\[\]/g, ".[]").split(".").filter((s) => s !== "");
+  return keyPath
+    .replace(/\[\]/g, ".[]")
+    .split(".")
+    .filter((s) => s !== "");
 }
 
 describe("generated files", () => {
@@ -44,7 +47,14 @@ describe("generated files", () => {
 
   it("documents every field of both kinds with a description", () => {
     const reference = renderConfigurationReference();
-    for (const field of ["spec.blobTTL", "spec.upstreams[].cache", "spec.tls.certFile", "spec.admin.password.env", "spec.trust.fetchCA", "spec.node.existingLabel"]) {
+    for (const field of [
+      "spec.blobTTL",
+      "spec.upstreams[].cache",
+      "spec.tls.certFile",
+      "spec.admin.password.env",
+      "spec.trust.fetchCA",
+      "spec.node.existingLabel",
+    ]) {
       expect(reference).toContain(`| \`${field}\` |`);
     }
     expect(reference).not.toMatch(/\|\s*\|\s*$/m);

@@ -140,6 +140,12 @@ function sortIssues(issues: SpecIssue[], texts: readonly SpecText[]): SpecIssue[
   const order = new Map(texts.map((t, i) => [t.file, i]));
   return issues
     .map((issue, i) => ({ issue, i }))
-    .sort((a, b) => (order.get(a.issue.file) ?? 0) - (order.get(b.issue.file) ?? 0) || (a.issue.line ?? 0) - (b.issue.line ?? 0) || (a.issue.column ?? 0) - (b.issue.column ?? 0) || a.i - b.i)
+    .sort(
+      (a, b) =>
+        (order.get(a.issue.file) ?? 0) - (order.get(b.issue.file) ?? 0) ||
+        (a.issue.line ?? 0) - (b.issue.line ?? 0) ||
+        (a.issue.column ?? 0) - (b.issue.column ?? 0) ||
+        a.i - b.i,
+    )
     .map(({ issue }) => issue);
 }

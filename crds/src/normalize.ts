@@ -42,7 +42,8 @@ export function normalizeDtr(name: string, spec: DtrSpec, source: SourceDocument
 
 export function normalizeCache(name: string, spec: ContentCacheSpec, source: SourceDocument): Normalized<ContentCacheSpec> {
   const { baseDir } = source;
-  const tls: TlsSpec = "certFile" in spec.tls ? { certFile: absoluteSource(baseDir, spec.tls.certFile), keyFile: absoluteSource(baseDir, spec.tls.keyFile) } : spec.tls;
+  const tls: TlsSpec =
+    "certFile" in spec.tls ? { certFile: absoluteSource(baseDir, spec.tls.certFile), keyFile: absoluteSource(baseDir, spec.tls.keyFile) } : spec.tls;
   const extraCAFiles = spec.extraCAFiles.map((file) => absoluteSource(baseDir, file));
   return { name, spec: { ...spec, tls, extraCAFiles }, written: spec, source, location: locationOf(source) };
 }

@@ -89,7 +89,9 @@ describe("renderCacheConfig", () => {
 
   it("points a chained cache at the cache it chains through, and the first cache at DTR", () => {
     const upstreams = (name: string): unknown => {
-      const config = parse(renderCacheConfig(only(chained, name), { httpSecret: SECRET, caBundle: false })) as { middleware: { registry: { options: { upstreams: unknown } }[] } };
+      const config = parse(renderCacheConfig(only(chained, name), { httpSecret: SECRET, caBundle: false })) as {
+        middleware: { registry: { options: { upstreams: unknown } }[] };
+      };
       return config.middleware.registry[0]?.options.upstreams;
     };
     expect(upstreams("region-eu")).toEqual(["https://dtr.example.com"]);

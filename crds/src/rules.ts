@@ -41,7 +41,10 @@ export function resolveDtrs(dtrs: readonly Dtr[], caches: readonly Cache[]): { i
     } else if (dtrs.length === 1 && dtrs[0]) {
       dtrOf.set(cache, dtrs[0]);
     } else {
-      const message = dtrs.length === 0 ? "is required: the spec has no DTR document (add one with kind: DTR)" : `is required when the spec has more than one DTR (${dtrs.map((d) => quote(d.name)).join(", ")})`;
+      const message =
+        dtrs.length === 0
+          ? "is required: the spec has no DTR document (add one with kind: DTR)"
+          : `is required when the spec has more than one DTR (${dtrs.map((d) => quote(d.name)).join(", ")})`;
       issues.push(issueAt(cache, "AMBIGUOUS_DTR", ["spec", "dtr"], message));
     }
   }
@@ -64,7 +67,8 @@ export function checkChains(caches: readonly Cache[]): SpecIssue[] {
       if (typeof upstream === "string") return;
       const path = ["spec", "upstreams", index, "cache"];
       if (upstream.cache === cache.name) issues.push(issueAt(cache, "CHAIN_CYCLE", path, `a cache cannot be its own upstream (${quote(cache.name)})`));
-      else if (!byName.has(upstream.cache)) issues.push(issueAt(cache, "UNKNOWN_REFERENCE", path, `no ContentCache named ${quote(upstream.cache)}${known(byName.keys())}`));
+      else if (!byName.has(upstream.cache))
+        issues.push(issueAt(cache, "UNKNOWN_REFERENCE", path, `no ContentCache named ${quote(upstream.cache)}${known(byName.keys())}`));
       else next.push(upstream.cache);
     });
     edges.set(cache.name, next);
@@ -115,7 +119,14 @@ export function checkPlacement(caches: readonly Cache[]): SpecIssue[] {
   const issues: SpecIssue[] = [];
   for (const cache of caches) {
     if (cache.spec.replicas > 1 && "hostname" in cache.spec.node) {
-      issues.push(issueAt(cache, "REPLICAS_NEED_LABEL", ["spec", "replicas"], `${cache.spec.replicas} replicas need node.existingLabel (a label on several nodes); node.hostname pins the cache to one node`));
+      issues.push(
+        issueAt(
+          cache,
+          "REPLICAS_NEED_LABEL",
+          ["spec", "replicas"],
+          `${cache.spec.replicas} replicas need node.existingLabel (a label on several nodes); node.hostname pins the cache to one node`,
+        ),
+      );
     }
   }
   caches.forEach((cache, i) => {
@@ -128,11 +139,25 @@ export function checkPlacement(caches: readonly Cache[]): SpecIssue[] {
       // label would then run there too (and this one on the other's nodes).
       if (sameLabel && cacheHost !== undefined && cacheHost !== otherHost) {
         const path = ["spec", "nodeLabel"];
-        issues.push(issueAt(cache, "LABEL_CONFLICT", path, `${quote(label)} also places cache ${quote(other.name)} (${nodeText(other)}); both caches would run on both nodes, give each cache its own nodeLabel`));
+        issues.push(
+          issueAt(
+            cache,
+            "LABEL_CONFLICT",
+            path,
+            `${quote(label)} also places cache ${quote(other.name)} (${nodeText(other)}); both caches would run on both nodes, give each cache its own nodeLabel`,
+          ),
+        );
         continue;
       }
       if (sameLabel && cacheHost === undefined && otherHost !== undefined) {
-        issues.push(issueAt(cache, "LABEL_CONFLICT", ["spec", "node", "existingLabel"], `${quote(label)} is the nodeLabel the controller sets for cache ${quote(other.name)} on ${nodeText(other)}; this cache would run there too`));
+        issues.push(
+          issueAt(
+            cache,
+            "LABEL_CONFLICT",
+            ["spec", "node", "existingLabel"],
+            `${quote(label)} is the nodeLabel the controller sets for cache ${quote(other.name)} on ${nodeText(other)}; this cache would run there too`,
+          ),
+        );
         continue;
       }
       const sameNode = sameLabel || (cacheHost !== undefined && cacheHost === otherHost);
@@ -160,12 +185,18 @@ export function checkUniqueness(caches: readonly Cache[]): SpecIssue[] {
     // Compare origins, so https://a and https://A:443 count as the same place.
     const origin = new URL(cache.spec.externalURL).origin;
     const first = urls.get(origin);
-    if (first) issues.push(issueAt(cache, "DUPLICATE_URL", ["spec", "externalURL"], `${quote(cache.spec.externalURL)} is also the externalURL of cache ${quote(first.name)}`));
+    if (first)
+      issues.push(
+        issueAt(cache, "DUPLICATE_URL", ["spec", "externalURL"], `${quote(cache.spec.externalURL)} is also the externalURL of cache ${quote(first.name)}`),
+      );
     else urls.set(origin, cache);
     cache.spec.users.forEach((user, index) => {
       const owner = users.get(user);
       if (owner) {
-        const message = owner === cache ? `${quote(user)} is listed twice` : `${quote(user)} is already assigned to cache ${quote(owner.name)}; DTR keeps one content cache per user`;
+        const message =
+          owner === cache
+            ? `${quote(user)} is listed twice`
+            : `${quote(user)} is already assigned to cache ${quote(owner.name)}; DTR keeps one content cache per user`;
         issues.push(issueAt(cache, "DUPLICATE_USER", ["spec", "users", index], message));
       } else {
         users.set(user, cache);

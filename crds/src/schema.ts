@@ -36,7 +36,9 @@ export const metadataSchema = z
       .int()
       .min(1)
       .optional()
-      .describe("Set by the in-swarm store (`dtrcache get -o yaml` shows it). When present in an applied document, the write succeeds only if it is still the stored generation (optimistic concurrency); ignored by file-mode loading."),
+      .describe(
+        "Set by the in-swarm store (`dtrcache get -o yaml` shows it). When present in an applied document, the write succeeds only if it is still the stored generation (optimistic concurrency); ignored by file-mode loading.",
+      ),
   })
   .describe("Standard object metadata.");
 
@@ -45,7 +47,10 @@ export const originUrl = z
   .string()
   // The cache's own rule for an upstream (@dtrcache/config-yml); DTR's URL and externalURL become
   // upstreams of chained caches, so all three follow it.
-  .refine((value) => checkUpstreamUrl(value).ok, "must be an http:// or https:// URL with a host and optional port, and no path, credentials or query (e.g. https://dtr.example.com:443)")
+  .refine(
+    (value) => checkUpstreamUrl(value).ok,
+    "must be an http:// or https:// URL with a host and optional port, and no path, credentials or query (e.g. https://dtr.example.com:443)",
+  )
   .describe("scheme://host[:port]");
 
 export const durationString = z
@@ -56,19 +61,29 @@ export const durationString = z
 
 /** Where a secret value comes from. Exactly one of env or file. */
 export const secretRef = z
-  .union([
-    z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").describe("Environment variable that holds the value.") }),
-    z.strictObject({ file: z.string().min(1).describe("Path of a file that holds the value (e.g. a Swarm secret under /run/secrets).") }),
-    z
-      .strictObject({
-        secret: z
+  .union(
+    [
+      z.strictObject({
+        env: z
           .string()
-          .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, "must be a Swarm secret name")
-          .describe("Name of an existing Swarm secret that the controller's service mounts (read at /run/secrets/NAME); `dtrcache apply` checks that it exists."),
-      })
-      // Read like {file}: the controller's service mounts the secret at /run/secrets/NAME.
-      .transform((ref) => ({ file: `/run/secrets/${ref.secret}`, secret: ref.secret })),
-  ], { error: "must be {env: NAME}, {file: PATH} or {secret: NAME}" })
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name")
+          .describe("Environment variable that holds the value."),
+      }),
+      z.strictObject({ file: z.string().min(1).describe("Path of a file that holds the value (e.g. a Swarm secret under /run/secrets).") }),
+      z
+        .strictObject({
+          secret: z
+            .string()
+            .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, "must be a Swarm secret name")
+            .describe(
+              "Name of an existing Swarm secret that the controller's service mounts (read at /run/secrets/NAME); `dtrcache apply` checks that it exists.",
+            ),
+        })
+        // Read like {file}: the controller's service mounts the secret at /run/secrets/NAME.
+        .transform((ref) => ({ file: `/run/secrets/${ref.secret}`, secret: ref.secret })),
+    ],
+    { error: "must be {env: NAME}, {file: PATH} or {secret: NAME}" },
+  )
   .describe("A reference to a secret value: {env: NAME}, {file: PATH} or {secret: NAME} (a Swarm secret). Inline values are refused.");
 
 export const pemFile = z.string().min(1).describe("Path of a PEM file, relative to the spec file's directory or absolute.");
@@ -77,12 +92,16 @@ const swarmObjectName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, "m
 
 /** An existing Swarm secret, mounted into the cache's service by name (the controller cannot read it). */
 export const swarmSecretRef = z.strictObject({
-  secret: swarmObjectName.describe("Name of an existing Swarm secret (e.g. made with `docker secret create cache.key.pem key.pem`); mounted into the cache's service, never read by the controller. `dtrcache apply` checks that it exists."),
+  secret: swarmObjectName.describe(
+    "Name of an existing Swarm secret (e.g. made with `docker secret create cache.key.pem key.pem`); mounted into the cache's service, never read by the controller. `dtrcache apply` checks that it exists.",
+  ),
 });
 
 /** An existing Swarm config: readable through the Engine API, so the controller can check and combine it. */
 export const swarmConfigRef = z.strictObject({
-  config: swarmObjectName.describe("Name of an existing Swarm config (e.g. `docker config create dtr-ca.pem ca.pem`); the controller reads it through the Engine API. `dtrcache apply` checks that it exists."),
+  config: swarmObjectName.describe(
+    "Name of an existing Swarm config (e.g. `docker config create dtr-ca.pem ca.pem`); the controller reads it through the Engine API. `dtrcache apply` checks that it exists.",
+  ),
 });
 
 /**
@@ -95,12 +114,18 @@ export const pemSource = z
 
 /** A private key: a file, or a Swarm secret (never a config: configs are readable by every API user). */
 export const keySource = z
-  .union([pemFile, swarmSecretRef], { error: "must be a file path or {secret: NAME} (a private key is never a Swarm config: configs are readable by every API user)" })
+  .union([pemFile, swarmSecretRef], {
+    error: "must be a file path or {secret: NAME} (a private key is never a Swarm config: configs are readable by every API user)",
+  })
   .describe("A PEM private key file path, or {secret: NAME} (an existing Swarm secret).");
 
 export const dtrTrustSchema = z
   .strictObject({
-    caFile: pemSource.optional().describe("PEM CA certificate that signed DTR's TLS certificate (the runbook's dtr.cert.pem): a file, {secret: NAME} or {config: NAME}. A secret is mounted into the cache only (alone as its CA bundle); the controller reads it at /run/secrets/NAME if its own service mounts it. A config is read through the API."),
+    caFile: pemSource
+      .optional()
+      .describe(
+        "PEM CA certificate that signed DTR's TLS certificate (the runbook's dtr.cert.pem): a file, {secret: NAME} or {config: NAME}. A secret is mounted into the cache only (alone as its CA bundle); the controller reads it at /run/secrets/NAME if its own service mounts it. A config is read through the API.",
+      ),
     fetchCA: z
       .boolean()
       .default(false)
@@ -132,28 +157,36 @@ export const dtrDocumentSchema = z
   .describe("A DTR instance that content caches are registered with.");
 
 export const nodeSelectorSchema = z
-  .union([
-    z.strictObject({ hostname: z.string().min(1).describe("Swarm node hostname (as `docker node ls` shows it); the controller labels this node.") }),
-    z.strictObject({
-      existingLabel: z
-        .string()
-        .regex(/^[A-Za-z0-9._-]+=[^=\s]*$/, "must be key=value")
-        .describe("A node label already set by the operator (key=value); the controller places the cache on it and never changes node labels."),
-    }),
-  ], { error: "must be {hostname: NODE} or {existingLabel: key=value}" })
+  .union(
+    [
+      z.strictObject({ hostname: z.string().min(1).describe("Swarm node hostname (as `docker node ls` shows it); the controller labels this node.") }),
+      z.strictObject({
+        existingLabel: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]+=[^=\s]*$/, "must be key=value")
+          .describe("A node label already set by the operator (key=value); the controller places the cache on it and never changes node labels."),
+      }),
+    ],
+    { error: "must be {hostname: NODE} or {existingLabel: key=value}" },
+  )
   .describe("Which node runs the cache: a hostname (labelled by the controller) or an existing node label.");
 
 export const tlsSchema = z
-  .union([
-    z.strictObject({
-      certFile: pemSource.describe("The cache's certificate, intermediates appended (the runbook's cache.cert.pem): a file, {secret: NAME} or {config: NAME}."),
-      keyFile: keySource.describe("The cache's unencrypted private key (the runbook's cache.key.pem): a file or {secret: NAME}."),
-    }),
-    z.strictObject({
-      generate: z.literal(true).describe("Let the controller generate a self-signed certificate for the cache's external host name."),
-    }),
-    z.strictObject({ disabled: z.literal(true).describe("Serve plain HTTP (e.g. http://cache:5000); no TLS material is created.") }),
-  ], { error: "must be exactly one of {certFile, keyFile}, {generate: true} or {disabled: true}" })
+  .union(
+    [
+      z.strictObject({
+        certFile: pemSource.describe(
+          "The cache's certificate, intermediates appended (the runbook's cache.cert.pem): a file, {secret: NAME} or {config: NAME}.",
+        ),
+        keyFile: keySource.describe("The cache's unencrypted private key (the runbook's cache.key.pem): a file or {secret: NAME}."),
+      }),
+      z.strictObject({
+        generate: z.literal(true).describe("Let the controller generate a self-signed certificate for the cache's external host name."),
+      }),
+      z.strictObject({ disabled: z.literal(true).describe("Serve plain HTTP (e.g. http://cache:5000); no TLS material is created.") }),
+    ],
+    { error: "must be exactly one of {certFile, keyFile}, {generate: true} or {disabled: true}" },
+  )
   .describe("TLS material for the cache: files, `generate: true`, or `disabled: true` for plain HTTP.");
 
 /** The cache image's storage directory: the one place its unprivileged user may write without a mount. */
@@ -167,15 +200,28 @@ export function imageWritable(path: string): boolean {
 
 export const storageSchema = z
   .strictObject({
-    path: z.string().startsWith("/", "must be an absolute path inside the container").default(IMAGE_STORAGE_PATH).describe(`storage.filesystem.rootdirectory inside the container. Without volume or bind it must be ${IMAGE_STORAGE_PATH} or below it: the cache runs as an unprivileged user that can write nowhere else in its image.`),
-    volume: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "must be a Docker volume name").optional().describe("Named volume mounted at `path`, so cached data survives a task restart on the same node."),
+    path: z
+      .string()
+      .startsWith("/", "must be an absolute path inside the container")
+      .default(IMAGE_STORAGE_PATH)
+      .describe(
+        `storage.filesystem.rootdirectory inside the container. Without volume or bind it must be ${IMAGE_STORAGE_PATH} or below it: the cache runs as an unprivileged user that can write nowhere else in its image.`,
+      ),
+    volume: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "must be a Docker volume name")
+      .optional()
+      .describe("Named volume mounted at `path`, so cached data survives a task restart on the same node."),
     bind: z.string().startsWith("/", "must be an absolute host path").optional().describe("Host directory bind-mounted at `path` (must exist on the node)."),
     maxSize: z
       .string()
       .regex(/^\d+(\.\d+)?(B|KiB|MiB|GiB|TiB)$/, "must be a size such as 20GiB")
       // The cache's own rule for maxsize (@dtrcache/config-yml): what validates here, it accepts.
       .refine((value) => checkMaxSize(value).ok, `must be ${SIZE_HINT}`)
-      .optional().describe("Optional cap on cached data; least-recently-used blobs are evicted above it. Rendered as the downstream option `maxsize`, which this project's cache-server honours (not part of DTR's own cache format)."),
+      .optional()
+      .describe(
+        "Optional cap on cached data; least-recently-used blobs are evicted above it. Rendered as the downstream option `maxsize`, which this project's cache-server honours (not part of DTR's own cache format).",
+      ),
   })
   .refine((s) => !(s.volume && s.bind), { message: "cannot be combined with storage.volume; set at most one of volume and bind", path: ["bind"] })
   // The image makes only its storage directory the unprivileged user's; anywhere else the cache
@@ -188,10 +234,13 @@ export const storageSchema = z
   .describe("Where cached blobs live. Without volume or bind, data lives in the container and is lost on reschedule (the runbook's default).");
 
 export const upstreamSchema = z
-  .union([
-    originUrl.describe("URL of the next hop (DTR or any registry v2)."),
-    z.strictObject({ cache: resourceName.describe("Name of another ContentCache in the spec to chain through (its externalURL is used).") }),
-  ], { error: "must be a URL or {cache: NAME}" })
+  .union(
+    [
+      originUrl.describe("URL of the next hop (DTR or any registry v2)."),
+      z.strictObject({ cache: resourceName.describe("Name of another ContentCache in the spec to chain through (its externalURL is used).") }),
+    ],
+    { error: "must be a URL or {cache: NAME}" },
+  )
   .describe("An upstream: a URL, or {cache: NAME} to chain through another cache.");
 
 export const contentCacheSpecSchema = z
@@ -205,7 +254,13 @@ export const contentCacheSpecSchema = z
       .describe("Label key=value that pins the cache to its node (set by the controller when node.hostname is used)."),
     replicas: z.number().int().min(1).max(16).default(1).describe("Number of cache tasks; more than one needs a label on several nodes and shared storage."),
     image: z.string().min(1).default("dtrcache/cache-server:0.1.0").describe("Cache image; its entrypoint must accept `/start.sh /config.yml`."),
-    port: z.number().int().min(1).max(65535).default(443).describe("Port the cache listens on and publishes. 5001 needs `debugPort` set: without it the cache's debug listener takes 5001."),
+    port: z
+      .number()
+      .int()
+      .min(1)
+      .max(65535)
+      .default(443)
+      .describe("Port the cache listens on and publishes. 5001 needs `debugPort` set: without it the cache's debug listener takes 5001."),
     debugPort: z
       .number()
       .int()
@@ -222,13 +277,22 @@ export const contentCacheSpecSchema = z
     blobTTL: durationString
       // The cache's own rule for blobttl (@dtrcache/config-yml): what validates here, it accepts.
       .refine((value) => checkBlobTtl(value).ok, BLOB_TTL_MINIMUM)
-      .prefault("24h").describe("How long a blob is kept after its last access (the runbook's blobttl)."),
+      .prefault("24h")
+      .describe("How long a blob is kept after its last access (the runbook's blobttl)."),
     upstreams: z.array(upstreamSchema).default([]).describe("Next hops, used round-robin. Empty means the DTR itself."),
-    extraCAFiles: z.array(pemSource).default([]).describe("Further PEM CAs the cache trusts for its upstreams: files or {config: NAME} (combined into one bundle, so they must be readable; a {secret: NAME} here is refused unless it is the only CA)."),
+    extraCAFiles: z
+      .array(pemSource)
+      .default([])
+      .describe(
+        "Further PEM CAs the cache trusts for its upstreams: files or {config: NAME} (combined into one bundle, so they must be readable; a {secret: NAME} here is refused unless it is the only CA).",
+      ),
     users: z.array(z.string().min(1)).default([]).describe("DTR users whose Content Cache setting points at this cache."),
     logLevel: z.enum(["error", "warn", "info", "debug"]).default("info").describe("The cache's log.level."),
   })
-  .refine((s) => s.debugPort === undefined || s.debugPort !== s.port, { message: "must differ from port (the registry port never serves /metrics)", path: ["debugPort"] })
+  .refine((s) => s.debugPort === undefined || s.debugPort !== s.port, {
+    message: "must differ from port (the registry port never serves /metrics)",
+    path: ["debugPort"],
+  })
   // Unset, the cache's debug listener takes 127.0.0.1:5001, which the registry port on all
   // interfaces would collide with at start: the cache's own rule (@dtrcache/config-yml).
   .refine((s) => s.debugPort !== undefined || checkListeners({ host: "0.0.0.0", port: s.port }, undefined).ok, {

@@ -26,18 +26,28 @@ function spec(storage: string): string {
 }
 
 describe("storage.path the cache's unprivileged user can write", () => {
-  it.each(["{path: /data}", "{path: /srv/cache}", "{path: /var/lib}", "{path: /var/lib/registry-2}", '{path: "/var/lib/registry/../../../etc"}'])("refuses %s without a volume or bind, naming spec.storage.path", (storage) => {
-    const result = loadCacheSpecFromText(spec(storage), "caches.yaml");
-    expect(result.ok).toBe(false);
-    if (result.ok) return;
-    expect(result.issues.map((i) => [i.code, i.path])).toEqual([["INVALID_FIELD", "spec.storage.path"]]);
-    const text = formatIssue(result.issues[0]!);
-    expect(text).toContain("caches.yaml:12");
-    expect(text).toContain("not writable by the cache's unprivileged user");
-    expect(text).toContain("storage.volume or storage.bind");
-  });
+  it.each(["{path: /data}", "{path: /srv/cache}", "{path: /var/lib}", "{path: /var/lib/registry-2}", '{path: "/var/lib/registry/../../../etc"}'])(
+    "refuses %s without a volume or bind, naming spec.storage.path",
+    (storage) => {
+      const result = loadCacheSpecFromText(spec(storage), "caches.yaml");
+      expect(result.ok).toBe(false);
+      if (result.ok) return;
+      expect(result.issues.map((i) => [i.code, i.path])).toEqual([["INVALID_FIELD", "spec.storage.path"]]);
+      const text = formatIssue(result.issues[0]!);
+      expect(text).toContain("caches.yaml:12");
+      expect(text).toContain("not writable by the cache's unprivileged user");
+      expect(text).toContain("storage.volume or storage.bind");
+    },
+  );
 
-  it.each(["{}", "{path: /var/lib/registry}", "{path: /var/lib/registry/}", "{path: /var/lib/registry/blobs}", "{path: /data, volume: edge-blobs}", "{path: /data, bind: /srv/edge}"])("accepts %s", (storage) => {
+  it.each([
+    "{}",
+    "{path: /var/lib/registry}",
+    "{path: /var/lib/registry/}",
+    "{path: /var/lib/registry/blobs}",
+    "{path: /data, volume: edge-blobs}",
+    "{path: /data, bind: /srv/edge}",
+  ])("accepts %s", (storage) => {
     const result = loadCacheSpecFromText(spec(storage), "caches.yaml");
     expect(result.ok ? "ok" : result.issues.map(formatIssue).join("; ")).toBe("ok");
   });

@@ -14,7 +14,8 @@ import {
 } from "./schema.js";
 import type { SourceDocument } from "./yaml-source.js";
 
-export type ValidDocument = { kind: "DTR"; doc: DtrDocument; source: SourceDocument } | { kind: "ContentCache"; doc: ContentCacheDocument; source: SourceDocument };
+export type ValidDocument =
+  { kind: "DTR"; doc: DtrDocument; source: SourceDocument } | { kind: "ContentCache"; doc: ContentCacheDocument; source: SourceDocument };
 
 export type ValidateResult = { ok: true; document: ValidDocument } | { ok: false; issues: SpecIssue[] };
 
@@ -35,7 +36,10 @@ export function validateDocument(source: SourceDocument): ValidateResult {
     makeIssue(code, source.file, formatPath(path), message, source.locate(path, prefer));
 
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    return { ok: false, issues: [issue("NOT_A_MAPPING", [], `document ${source.index + 1} must be a mapping with apiVersion, kind, metadata and spec, got ${quote(value)}`)] };
+    return {
+      ok: false,
+      issues: [issue("NOT_A_MAPPING", [], `document ${source.index + 1} must be a mapping with apiVersion, kind, metadata and spec, got ${quote(value)}`)],
+    };
   }
   const record = value as Record<string, unknown>;
   if (record.apiVersion !== API_VERSION) {
@@ -88,7 +92,8 @@ function findInlineSecrets(value: unknown, path: PropertyKey[]): FoundSecret[] {
     const scalar = typeof child === "string" || typeof child === "number" || typeof child === "boolean";
     // `{secret: NAME}` alone in a mapping names a Swarm secret (a reference), it is not one.
     const swarmSecretRef = key === "secret" && Object.keys(value as object).length === 1;
-    if (scalar && !swarmSecretRef && SECRET_KEY.test(key) && !(typeof child === "string" && child.includes("-----BEGIN "))) found.push({ path: childPath, pem: false });
+    if (scalar && !swarmSecretRef && SECRET_KEY.test(key) && !(typeof child === "string" && child.includes("-----BEGIN ")))
+      found.push({ path: childPath, pem: false });
     else found.push(...findInlineSecrets(child, childPath));
   }
   return found;
@@ -128,7 +133,9 @@ function flattenZodIssues(zodIssues: readonly ZodIssue[], prefix: Path, root: un
         }
         break;
       case "invalid_union": {
-        const plausible = zi.errors.filter((branch) => !branch.some((b) => b.path.length === 0 && (b.code === "unrecognized_keys" || b.code === "invalid_type")));
+        const plausible = zi.errors.filter(
+          (branch) => !branch.some((b) => b.path.length === 0 && (b.code === "unrecognized_keys" || b.code === "invalid_type")),
+        );
         const onlyBranch = plausible.length === 1 ? plausible[0] : undefined;
         if (onlyBranch) out.push(...flattenZodIssues(onlyBranch, path, root));
         else if (value === undefined) out.push({ code: "MISSING_FIELD", path, describe: () => `is required; it ${zi.message}` });
@@ -139,7 +146,12 @@ function flattenZodIssues(zodIssues: readonly ZodIssue[], prefix: Path, root: un
       }
       case "invalid_type":
         if (value === undefined) out.push({ code: "MISSING_FIELD", path, describe: () => `is required (${article(zi.expected)})` });
-        else out.push({ code: "INVALID_FIELD", path, describe: (secret) => `expected ${article(zi.expected)}, got ${secret ? typeName(value) : `${typeName(value)} ${quote(value)}`}` });
+        else
+          out.push({
+            code: "INVALID_FIELD",
+            path,
+            describe: (secret) => `expected ${article(zi.expected)}, got ${secret ? typeName(value) : `${typeName(value)} ${quote(value)}`}`,
+          });
         break;
       case "invalid_value":
         out.push({ code: "INVALID_FIELD", path, describe: (secret) => `${shown(secret)} is not one of ${zi.values.map((v) => String(v)).join(", ")}` });
@@ -148,8 +160,17 @@ function flattenZodIssues(zodIssues: readonly ZodIssue[], prefix: Path, root: un
       case "too_big": {
         const bound = String(zi.code === "too_small" ? zi.minimum : zi.maximum);
         const limit = zi.code === "too_small" ? "at least" : "at most";
-        const what = zi.origin === "string" ? `must be ${limit} ${bound} character(s) long` : zi.origin === "array" ? `must have ${limit} ${bound} item(s)` : `must be ${limit} ${bound}`;
-        out.push({ code: "INVALID_FIELD", path, describe: (secret) => (zi.origin === "string" && Number(bound) === 1 && zi.code === "too_small" ? "must not be empty" : `${shown(secret)} ${what}`) });
+        const what =
+          zi.origin === "string"
+            ? `must be ${limit} ${bound} character(s) long`
+            : zi.origin === "array"
+              ? `must have ${limit} ${bound} item(s)`
+              : `must be ${limit} ${bound}`;
+        out.push({
+          code: "INVALID_FIELD",
+          path,
+          describe: (secret) => (zi.origin === "string" && Number(bound) === 1 && zi.code === "too_small" ? "must not be empty" : `${shown(secret)} ${what}`),
+        });
         break;
       }
       default:
@@ -181,10 +202,52 @@ function suggestion(key: string): string {
 }
 
 const KNOWN_FIELD_NAMES = [
-  "apiVersion", "kind", "metadata", "spec", "name", "labels", "generation", "secret", "config", "url", "trust", "caFile", "fetchCA", "admin", "username", "password",
-  "userConcurrency", "env", "file", "dtr", "node", "hostname", "existingLabel", "nodeLabel", "replicas", "image", "port", "debugPort",
-  "publishMode", "externalURL", "tls", "certFile", "keyFile", "generate", "disabled", "storage", "path", "volume", "bind",
-  "maxSize", "blobTTL", "upstreams", "cache", "extraCAFiles", "users", "logLevel",
+  "apiVersion",
+  "kind",
+  "metadata",
+  "spec",
+  "name",
+  "labels",
+  "generation",
+  "secret",
+  "config",
+  "url",
+  "trust",
+  "caFile",
+  "fetchCA",
+  "admin",
+  "username",
+  "password",
+  "userConcurrency",
+  "env",
+  "file",
+  "dtr",
+  "node",
+  "hostname",
+  "existingLabel",
+  "nodeLabel",
+  "replicas",
+  "image",
+  "port",
+  "debugPort",
+  "publishMode",
+  "externalURL",
+  "tls",
+  "certFile",
+  "keyFile",
+  "generate",
+  "disabled",
+  "storage",
+  "path",
+  "volume",
+  "bind",
+  "maxSize",
+  "blobTTL",
+  "upstreams",
+  "cache",
+  "extraCAFiles",
+  "users",
+  "logLevel",
 ];
 
 function editDistance(a: string, b: string): number {

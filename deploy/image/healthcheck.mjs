@@ -11,7 +11,10 @@ import { request } from "node:http";
 function configPath() {
   try {
     const args = readFileSync("/proc/1/cmdline", "utf8").split("\0").filter(Boolean);
-    const yml = args.slice(1).reverse().find((a) => /\.ya?ml$/.test(a));
+    const yml = args
+      .slice(1)
+      .reverse()
+      .find((a) => /\.ya?ml$/.test(a));
     if (yml) return yml;
   } catch {
     // not readable: the default

@@ -39,7 +39,10 @@ describe("the cache-server's dependencies", () => {
     const inputs = await bundleInputs("cache-server/src/main.ts");
     expect(inputs.filter((p) => /(^|\/)node_modules\/zod\//.test(p))).toEqual([]);
     expect(inputs.filter((p) => p.startsWith("crds/"))).toEqual([]);
-    expect(inputs.some((p) => p.startsWith("config-yml/src/")), "the config.yml contract is in the bundle").toBe(true);
+    expect(
+      inputs.some((p) => p.startsWith("config-yml/src/")),
+      "the config.yml contract is in the bundle",
+    ).toBe(true);
   });
 
   it("declares neither zod nor @dtrcache/crds", () => {

@@ -50,7 +50,12 @@ function specText(r: () => number): string {
   // otherwise); most such specs get one so the unusual paths still reach the renderer.
   if (path !== "/var/lib/registry" && r() < 0.8) storage.push("    volume: edge-blobs");
   if (r() < 0.7) storage.push(`    maxSize: ${size(r)}`);
-  const upstreams = r() < 0.4 ? [`  upstreams: [${pick(r, ["https://dtr.example.com:4443", "http://10.0.0.5:5000/", "https://hop.example.com/v2", "https://user:pw@hop.example.com", "https://hop.example.com?t=1", "ftp://hop.example.com"])}]`] : [];
+  const upstreams =
+    r() < 0.4
+      ? [
+          `  upstreams: [${pick(r, ["https://dtr.example.com:4443", "http://10.0.0.5:5000/", "https://hop.example.com/v2", "https://user:pw@hop.example.com", "https://hop.example.com?t=1", "ftp://hop.example.com"])}]`,
+        ]
+      : [];
   const blobTTL = r() < 0.3 ? String(pick(r, [0, 999_999, 1_000_000, 86_400_000_000_000, Math.floor(r() * 1e15)])) : duration(r);
   return [
     "apiVersion: cache.dtr.io/v1alpha1",
@@ -97,7 +102,10 @@ describe("config.yml contract (crds renders, cache-server parses)", () => {
         throw new Error(`seed ${seed}: a valid spec renders a config the cache refuses: ${(err as Error).message}\n${text}`, { cause: err });
       }
       const parsed = parseConfig(rendered);
-      if (!parsed.ok) throw new Error(`seed ${seed}: the cache refuses a config rendered from a valid spec: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}\n${text}`);
+      if (!parsed.ok)
+        throw new Error(
+          `seed ${seed}: the cache refuses a config rendered from a valid spec: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}\n${text}`,
+        );
       const { spec } = cache;
       expect(parsed.config.listenPort, `seed ${seed}`).toBe(spec.port);
       expect(parsed.config.rootDirectory, `seed ${seed}`).toBe(spec.storage.path);
@@ -106,10 +114,17 @@ describe("config.yml contract (crds renders, cache-server parses)", () => {
       expect(parsed.config.downstream.maxSizeBytes, `seed ${seed}`).toBe(spec.storage.maxSize === undefined ? undefined : parseSize(spec.storage.maxSize));
       expect(parsed.config.secret, `seed ${seed}`).toBe("contract-secret");
       expect(parsed.config.publicHost, `seed ${seed}`).toBe(spec.externalURL);
-      expect(parsed.config.tls, `seed ${seed}`).toEqual("disabled" in spec.tls ? undefined : { certificate: CONTAINER_PATHS.cacheCert, key: CONTAINER_PATHS.cacheKey });
-      expect(parsed.config.debug, `seed ${seed}`).toEqual(spec.debugPort === undefined ? { host: "127.0.0.1", port: 5001, explicit: false } : { host: "0.0.0.0", port: spec.debugPort, explicit: true });
+      expect(parsed.config.tls, `seed ${seed}`).toEqual(
+        "disabled" in spec.tls ? undefined : { certificate: CONTAINER_PATHS.cacheCert, key: CONTAINER_PATHS.cacheKey },
+      );
+      expect(parsed.config.debug, `seed ${seed}`).toEqual(
+        spec.debugPort === undefined ? { host: "127.0.0.1", port: 5001, explicit: false } : { host: "0.0.0.0", port: spec.debugPort, explicit: true },
+      );
       expect(parsed.config.downstream.cas, `seed ${seed}`).toEqual(caBundle ? [CONTAINER_PATHS.caBundle] : []);
-      expect(parsed.config.downstream.upstreams.map((u) => new URL(u.url).href), `seed ${seed}`).toEqual(cache.upstreamUrls.map((u) => new URL(u).href));
+      expect(
+        parsed.config.downstream.upstreams.map((u) => new URL(u.url).href),
+        `seed ${seed}`,
+      ).toEqual(cache.upstreamUrls.map((u) => new URL(u).href));
     }
     // The generator must exercise both sides of the boundaries, or the property says little.
     expect(validated).toBeGreaterThan(SPECS / 4);

@@ -16,7 +16,27 @@ describe("the executed blocks of docs/operations.md", () => {
   });
 
   it("takes a marked block verbatim, leaves out blocks skipped with a reason and other fences", () => {
-    const md = ["intro", "<!-- docs-test: skip (writes to /etc) -->", "```sh", "echo not run", "```", "", "<!-- docs-test: one (a note) -->", "", "```sh", "a  'quoted'", "  b", "```", "```text", "x", "```", "<!-- docs-test: skip (again) -->", "```sh", "y", "```"].join("\n");
+    const md = [
+      "intro",
+      "<!-- docs-test: skip (writes to /etc) -->",
+      "```sh",
+      "echo not run",
+      "```",
+      "",
+      "<!-- docs-test: one (a note) -->",
+      "",
+      "```sh",
+      "a  'quoted'",
+      "  b",
+      "```",
+      "```text",
+      "x",
+      "```",
+      "<!-- docs-test: skip (again) -->",
+      "```sh",
+      "y",
+      "```",
+    ].join("\n");
     expect(markedBlocks(md)).toEqual([{ step: "one", line: 10, script: "a  'quoted'\n  b\n" }]);
   });
 

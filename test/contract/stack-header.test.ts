@@ -9,11 +9,18 @@ import { markedBlocks } from "../support/docs/blocks.js";
 import { OPERATIONS_GUIDE } from "../support/docs/operations-steps.js";
 
 const root = new URL("../../", import.meta.url).pathname;
-const normalize = (command: string): string => command.replace(/\s+#\s.*$/, "").replace(/\s+/g, " ").trim();
+const normalize = (command: string): string =>
+  command
+    .replace(/\s+#\s.*$/, "")
+    .replace(/\s+/g, " ")
+    .trim();
 
 function headerCommands(): string[] {
   const stack = readFileSync(`${root}deploy/stack/controller.stack.yml`, "utf8").split("\n");
-  const header = stack.slice(0, stack.findIndex((l) => !l.startsWith("#")));
+  const header = stack.slice(
+    0,
+    stack.findIndex((l) => !l.startsWith("#")),
+  );
   // the first run of indented lines of the header comment is the install, command by command
   const first = header.findIndex((l) => l.startsWith("#   "));
   const end = header.findIndex((l, i) => i > first && !l.startsWith("#   "));

@@ -94,7 +94,14 @@ function mib(bytes: number): string {
 }
 
 /** Prints status changes until `done` says so, or fails with `onTimeout` after `timeoutMs`. */
-async function watch(runtime: Runtime, signal: AbortSignal, previous: { status?: ControllerStatus }, done: (s: ControllerStatus) => Promise<boolean> | boolean, timeoutMs: number, onTimeout: (s: ControllerStatus) => Error): Promise<void> {
+async function watch(
+  runtime: Runtime,
+  signal: AbortSignal,
+  previous: { status?: ControllerStatus },
+  done: (s: ControllerStatus) => Promise<boolean> | boolean,
+  timeoutMs: number,
+  onTimeout: (s: ControllerStatus) => Error,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const status = runtime.controller.status();
@@ -158,7 +165,14 @@ interface Cleanup {
 async function main(): Promise<number> {
   let args;
   try {
-    args = parseArgs({ options: { "exit-after-pull": { type: "boolean", default: false }, "file-mode": { type: "boolean", default: false }, help: { type: "boolean", default: false } }, strict: true }).values;
+    args = parseArgs({
+      options: {
+        "exit-after-pull": { type: "boolean", default: false },
+        "file-mode": { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+    }).values;
   } catch (error) {
     process.stderr.write(`demo: ${error instanceof Error ? error.message : "bad arguments"}\n${USAGE}\n`);
     return 2;
@@ -215,7 +229,9 @@ async function main(): Promise<number> {
     try {
       await Promise.race([
         cleanup.run(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error(`did not finish within ${TEARDOWN_STEP_TIMEOUT_MS / 1000} s`)), TEARDOWN_STEP_TIMEOUT_MS).unref()),
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`did not finish within ${TEARDOWN_STEP_TIMEOUT_MS / 1000} s`)), TEARDOWN_STEP_TIMEOUT_MS).unref(),
+        ),
       ]);
     } catch (error) {
       problems.push(`${cleanup.what}: ${error instanceof Error ? error.message : String(error)}`);
@@ -244,7 +260,12 @@ function dtrcache(dockerHost: string, args: readonly string[]): Promise<string> 
   });
 }
 
-async function demo(signal: AbortSignal, cleanups: Cleanup[], mode: { exitAfterPull: boolean; fileMode: boolean }, onSwarm: (swarm: SwarmHandle) => void): Promise<void> {
+async function demo(
+  signal: AbortSignal,
+  cleanups: Cleanup[],
+  mode: { exitAfterPull: boolean; fileMode: boolean },
+  onSwarm: (swarm: SwarmHandle) => void,
+): Promise<void> {
   const { exitAfterPull, fileMode } = mode;
   say("checking system packages (docker.io, docker-registry, skopeo, ...)");
   const installed = await ensurePackages();
@@ -278,7 +299,17 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], mode: { exitAfterP
 
   const cacheUrl = `http://${node.ip}:${CACHE_PORT}`;
   const debugUrl = `http://${node.ip}:${CACHE_DEBUG_PORT}`;
-  const specPath = await stack.writeSpec({ cacheName: CACHE_NAME, nodeHostname: node.hostname, port: CACHE_PORT, debugPort: CACHE_DEBUG_PORT, externalURL: cacheUrl, users: ["alice"], image, passwordRef: "file", path: join(dir, "cachespec.yaml") });
+  const specPath = await stack.writeSpec({
+    cacheName: CACHE_NAME,
+    nodeHostname: node.hostname,
+    port: CACHE_PORT,
+    debugPort: CACHE_DEBUG_PORT,
+    externalURL: cacheUrl,
+    users: ["alice"],
+    image,
+    passwordRef: "file",
+    path: join(dir, "cachespec.yaml"),
+  });
   const logFile = join(dir, "controller.log");
   say(`CacheSpec written: ${specPath}`);
   const owner = `demo-${swarm.id}`;
@@ -295,7 +326,14 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], mode: { exitAfterP
     say(`     or edit it in place: DOCKER_HOST=${dockerHost} ${join(repoRoot(), "scripts", "dtrcache")} edit ${CACHE_NAME} --id ${owner}`);
   }
   const logger = pino({ level: "info" }, pino.destination({ dest: logFile, sync: true }));
-  const runtime = await startRuntime({ ...(fileMode ? { specPath } : { store: true }), dockerHost, env: {}, logger, listen: { host: "127.0.0.1", port: 0 }, id: owner });
+  const runtime = await startRuntime({
+    ...(fileMode ? { specPath } : { store: true }),
+    dockerHost,
+    env: {},
+    logger,
+    listen: { host: "127.0.0.1", port: 0 },
+    id: owner,
+  });
   cleanups.push({ what: "controller", run: () => runtime.stop() });
   say(`controller running; status endpoint ${runtime.statusUrl ?? "(none)"}/status`);
 
@@ -307,11 +345,19 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], mode: { exitAfterP
     seen,
     (s) => conditionOf(cacheOf(s), "Ready")?.status === "True" && conditionOf(cacheOf(s), "DtrSynced")?.status === "True",
     READY_TIMEOUT_MS,
-    (s) => new DemoError("READY_TIMEOUT", `the cache was not Ready and synced with DTR within ${READY_TIMEOUT_MS / 1000} s:\n${indent(formatStatusTable(runtime.snapshot()))}\n    controller log: ${logFile}${s.spec.errors.length ? `\n    spec errors: ${s.spec.errors.join("; ")}` : ""}`),
+    (s) =>
+      new DemoError(
+        "READY_TIMEOUT",
+        `the cache was not Ready and synced with DTR within ${READY_TIMEOUT_MS / 1000} s:\n${indent(formatStatusTable(runtime.snapshot()))}\n    controller log: ${logFile}${s.spec.errors.length ? `\n    spec errors: ${s.spec.errors.join("; ")}` : ""}`,
+      ),
   );
   const deadline = Date.now() + ANSWER_TIMEOUT_MS;
   while (!(await answers(cacheUrl))) {
-    if (Date.now() > deadline) throw new DemoError("NOT_ANSWERING", `the cache is Ready in Swarm but ${cacheUrl}/v2/ did not answer within ${ANSWER_TIMEOUT_MS / 1000} s; see docker -H ${dockerHost} service logs ${CACHE_NAME}`);
+    if (Date.now() > deadline)
+      throw new DemoError(
+        "NOT_ANSWERING",
+        `the cache is Ready in Swarm but ${cacheUrl}/v2/ did not answer within ${ANSWER_TIMEOUT_MS / 1000} s; see docker -H ${dockerHost} service logs ${CACHE_NAME}`,
+      );
     await sleep(POLL_MS, signal);
   }
   say(`cache answering at ${cacheUrl}`);
@@ -337,30 +383,51 @@ async function demo(signal: AbortSignal, cleanups: Cleanup[], mode: { exitAfterP
   const traffic = blobTraffic(stack.emulator.requestLog(), stack.sampleImage.repository);
   const fills = traffic.signed.filter((s) => s.method === "GET");
   say("where the bytes came from (first pull):");
-  say(`    DTR: ${traffic.redirected.length} blob request(s) of alice answered 307 -> ${cacheUrl} (signed, expiring URLs); ${traffic.servedDirect.length} served directly`);
-  say(`    cache: ${first.after.blobMisses - first.before.blobMisses} miss(es), ${first.after.blobHits - first.before.blobHits} hit(s); fetched ${mib(first.after.bytesFetched - first.before.bytesFetched)} from DTR in ${fills.length} signed fill(s), served ${mib(first.after.bytesServed - first.before.bytesServed)} to docker`);
+  say(
+    `    DTR: ${traffic.redirected.length} blob request(s) of alice answered 307 -> ${cacheUrl} (signed, expiring URLs); ${traffic.servedDirect.length} served directly`,
+  );
+  say(
+    `    cache: ${first.after.blobMisses - first.before.blobMisses} miss(es), ${first.after.blobHits - first.before.blobHits} hit(s); fetched ${mib(first.after.bytesFetched - first.before.bytesFetched)} from DTR in ${fills.length} signed fill(s), served ${mib(first.after.bytesServed - first.before.bytesServed)} to docker`,
+  );
   checkpoint(signal);
   await alice.removeImage(ref);
   const second = await pullOnce("second pull after docker rmi");
   say("where the bytes came from (second pull):");
-  say(`    cache: ${second.after.blobHits - second.before.blobHits} hit(s), ${second.after.blobMisses - second.before.blobMisses} miss(es); fetched ${mib(second.after.bytesFetched - second.before.bytesFetched)} from DTR, served ${mib(second.after.bytesServed - second.before.bytesServed)} from its store`);
+  say(
+    `    cache: ${second.after.blobHits - second.before.blobHits} hit(s), ${second.after.blobMisses - second.before.blobMisses} miss(es); fetched ${mib(second.after.bytesFetched - second.before.bytesFetched)} from DTR, served ${mib(second.after.bytesServed - second.before.bytesServed)} from its store`,
+  );
   say(`image digest ${stack.sampleImage.digest} equals the backend registry's; ${blobs.length} blobs, ${mib(blobs.reduce((n, b) => n + b.size, 0))}`);
   say(`status (dtrcache status):\n${indent(formatStatusTable(runtime.snapshot()))}`);
   say(`pulled through the cache (${elapsed()} after start)`);
   if (exitAfterPull) return;
 
   if (fileMode) say(`watching ${specPath}: edit it (blobTTL: 1h, users: [alice, bob], ...) and watch the change being applied; Ctrl-C tears everything down`);
-  else say(`waiting for store edits: edit ${specPath} (blobTTL: 1h, users: [alice, bob], ...), run \`${applyCommand}\` and watch the change being applied; Ctrl-C tears everything down`);
+  else
+    say(
+      `waiting for store edits: edit ${specPath} (blobTTL: 1h, users: [alice, bob], ...), run \`${applyCommand}\` and watch the change being applied; Ctrl-C tears everything down`,
+    );
   let lastApplied = cacheOf(runtime.controller.status())?.observedGeneration ?? "";
   // Runs until Ctrl-C / SIGTERM; each look is bounded and sleeps between looks.
-  await watch(runtime, signal, seen, (s) => {
-    const cache = cacheOf(s);
-    if (cache && cache.observedGeneration !== lastApplied && cache.observedGeneration === cache.generation && conditionOf(cache, "Ready")?.status === "True") {
-      lastApplied = cache.observedGeneration;
-      say(`${CACHE_NAME}: change applied; status:\n${indent(formatStatusTable(runtime.snapshot()))}`);
-    }
-    return false;
-  }, Number.POSITIVE_INFINITY, () => new Interrupted("unreachable"));
+  await watch(
+    runtime,
+    signal,
+    seen,
+    (s) => {
+      const cache = cacheOf(s);
+      if (
+        cache &&
+        cache.observedGeneration !== lastApplied &&
+        cache.observedGeneration === cache.generation &&
+        conditionOf(cache, "Ready")?.status === "True"
+      ) {
+        lastApplied = cache.observedGeneration;
+        say(`${CACHE_NAME}: change applied; status:\n${indent(formatStatusTable(runtime.snapshot()))}`);
+      }
+      return false;
+    },
+    Number.POSITIVE_INFINITY,
+    () => new Interrupted("unreachable"),
+  );
 }
 
 main().then(

@@ -28,16 +28,20 @@ export function describeChanges(previous: ControllerStatus | undefined, next: Co
     if (next.spec.errors.length === 0) out.push("spec: the file loads again");
     else for (const e of next.spec.errors) out.push(`spec: ${e} (the last good spec stays in force; fix the file)`);
   }
-  if (previous && previous.engine.reachable !== next.engine.reachable) out.push(next.engine.reachable ? "engine: reachable again" : `engine: unreachable${next.engine.message ? `: ${next.engine.message}` : ""}`);
+  if (previous && previous.engine.reachable !== next.engine.reachable)
+    out.push(next.engine.reachable ? "engine: reachable again" : `engine: unreachable${next.engine.message ? `: ${next.engine.message}` : ""}`);
   for (const cache of next.caches) {
     const old = before.get(cache.name);
     const name = cache.name;
     if (!old) out.push(`${name}: in the spec${cache.terminating ? " (being removed)" : ""}`);
-    if (old && old.generation !== cache.generation && cache.generation !== "") out.push(`${name}: spec change seen (generation ${cache.generation.slice(0, 8)}), applying`);
-    if (old && !old.terminating && cache.terminating) out.push(`${name}: left the spec, tearing down (users reset, DTR registration deleted, service and objects removed)`);
+    if (old && old.generation !== cache.generation && cache.generation !== "")
+      out.push(`${name}: spec change seen (generation ${cache.generation.slice(0, 8)}), applying`);
+    if (old && !old.terminating && cache.terminating)
+      out.push(`${name}: left the spec, tearing down (users reset, DTR registration deleted, service and objects removed)`);
     const oldLines = old ? conditionLine(old) : new Map<string, string>();
     for (const [type, line] of conditionLine(cache)) if (oldLines.get(type) !== line) out.push(`${name}: ${line}`);
-    if ((old?.dtr.registrationId ?? "") !== (cache.dtr.registrationId ?? "") && cache.dtr.registrationId) out.push(`${name}: registered with DTR as ${cache.dtr.registrationId}`);
+    if ((old?.dtr.registrationId ?? "") !== (cache.dtr.registrationId ?? "") && cache.dtr.registrationId)
+      out.push(`${name}: registered with DTR as ${cache.dtr.registrationId}`);
     if ((old ? usersLine(old) : "") !== usersLine(cache) && cache.dtr.users.length > 0) out.push(`${name}: DTR users ${usersLine(cache)}`);
   }
   for (const [name] of before) if (!next.caches.some((c) => c.name === name)) out.push(`${name}: removed`);

@@ -11,7 +11,11 @@ async function call(method: string, path: string, auth?: string, body?: unknown)
   const headers: Record<string, string> = {};
   if (auth !== undefined) headers.authorization = auth;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const response = await fetch(`${dtr.url}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const response = await fetch(`${dtr.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
   const text = await response.text();
   let json: unknown;
   try {
@@ -130,7 +134,15 @@ describe("authentication", () => {
     await call("POST", "/api/v0/content_caches", ADMIN, { name: "logged", host: "https://l:443" });
     await call("GET", "/api/v0/content_caches", basic("admin", "wrong"));
     expect(dtr.requestLog()).toEqual([
-      expect.objectContaining({ seq: 1, method: "POST", path: "/api/v0/content_caches", status: 201, user: "admin", body: { name: "logged", host: "https://l:443" }, redirected: false }),
+      expect.objectContaining({
+        seq: 1,
+        method: "POST",
+        path: "/api/v0/content_caches",
+        status: 201,
+        user: "admin",
+        body: { name: "logged", host: "https://l:443" },
+        redirected: false,
+      }),
       expect.objectContaining({ seq: 2, method: "GET", status: 401, user: undefined }),
     ]);
   });

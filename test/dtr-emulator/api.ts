@@ -76,7 +76,12 @@ function methodNotAllowed(res: ServerResponse): void {
 }
 
 /** Parses a JSON body and records it in the log; answers 400 itself when it is not JSON. */
-async function jsonBody(req: IncomingMessage, res: ServerResponse, notes: RequestNotes, invalidCode: string): Promise<{ ok: true; value: unknown } | { ok: false }> {
+async function jsonBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  notes: RequestNotes,
+  invalidCode: string,
+): Promise<{ ok: true; value: unknown } | { ok: false }> {
   let text: string;
   try {
     text = await readBody(req);
@@ -110,12 +115,14 @@ async function createCache(state: EmulatorState, req: IncomingMessage, res: Serv
   const body = await jsonBody(req, res, notes, "INVALID_CONTENT_CACHE");
   if (!body.ok) return;
   const value = body.value;
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return sendDtrError(res, 400, "INVALID_CONTENT_CACHE", "body must be a JSON object {name, host}");
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    return sendDtrError(res, 400, "INVALID_CONTENT_CACHE", "body must be a JSON object {name, host}");
   const record = value as Record<string, unknown>;
   const extra = Object.keys(record).filter((key) => key !== "name" && key !== "host");
   if (extra.length > 0) return sendDtrError(res, 400, "INVALID_CONTENT_CACHE", `unknown field(s): ${extra.join(", ")}`);
   if (typeof record.name !== "string" || record.name.trim() === "") return sendDtrError(res, 400, "INVALID_CONTENT_CACHE", "name is required");
-  if (typeof record.host !== "string" || !isHttpUrl(record.host)) return sendDtrError(res, 400, "INVALID_CONTENT_CACHE", "host is required and must be an http:// or https:// URL");
+  if (typeof record.host !== "string" || !isHttpUrl(record.host))
+    return sendDtrError(res, 400, "INVALID_CONTENT_CACHE", "host is required and must be an http:// or https:// URL");
   // Name uniqueness is UNCONFIRMED: the emulator accepts duplicates (the weaker assumption), so
   // the controller has to cope with several registrations of one name.
   sendJson(res, 201, state.createCache(record.name, record.host));

@@ -105,7 +105,17 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
       if (logged) return;
       logged = true;
       inFlight -= 1;
-      state.record({ method: req.method ?? "GET", path: url.pathname, status: res.statusCode, user: notes.user, redirected: notes.redirected, location: notes.location, signed: notes.signed, body: notes.body, concurrent });
+      state.record({
+        method: req.method ?? "GET",
+        path: url.pathname,
+        status: res.statusCode,
+        user: notes.user,
+        redirected: notes.redirected,
+        location: notes.location,
+        signed: notes.signed,
+        body: notes.body,
+        concurrent,
+      });
       const entry = state.requestLog().at(-1);
       if (entry !== undefined) options.onRequest?.(entry);
     };
@@ -131,10 +141,13 @@ export async function startDtrEmulator(options: DtrEmulatorOptions): Promise<Dtr
     const isRegistry = path === "/v2" || path.startsWith("/v2/") || path === "/auth/token";
     if (state.faults.down) {
       if (path === "/_ping") return sendJson(res, 503, { Error: "emulator switched down", Healthy: false });
-      return isRegistry ? sendRegistryError(res, 503, "UNAVAILABLE", "service unavailable") : sendDtrError(res, 503, "SERVICE_UNAVAILABLE", "service unavailable");
+      return isRegistry
+        ? sendRegistryError(res, 503, "UNAVAILABLE", "service unavailable")
+        : sendDtrError(res, 503, "SERVICE_UNAVAILABLE", "service unavailable");
     }
     const only = state.faults.failOnly;
-    const selected = only === undefined || ((only.method === undefined || only.method === req.method) && (only.pathPrefix === undefined || path.startsWith(only.pathPrefix)));
+    const selected =
+      only === undefined || ((only.method === undefined || only.method === req.method) && (only.pathPrefix === undefined || path.startsWith(only.pathPrefix)));
     if (state.faults.loseAnswers > 0 && selected) {
       state.faults.loseAnswers -= 1;
       // Handle the request for real, then cut the connection instead of answering: the case of a

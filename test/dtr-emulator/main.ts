@@ -64,7 +64,11 @@ async function main(): Promise<void> {
   if ((args["tls-cert"] === undefined) !== (args["tls-key"] === undefined)) fail("--tls-cert and --tls-key go together");
   const tls =
     args["tls-cert"] !== undefined && args["tls-key"] !== undefined
-      ? { cert: readFileSync(args["tls-cert"], "utf8"), key: readFileSync(args["tls-key"], "utf8"), ca: args["tls-ca"] === undefined ? undefined : readFileSync(args["tls-ca"], "utf8") }
+      ? {
+          cert: readFileSync(args["tls-cert"], "utf8"),
+          key: readFileSync(args["tls-key"], "utf8"),
+          ca: args["tls-ca"] === undefined ? undefined : readFileSync(args["tls-ca"], "utf8"),
+        }
       : undefined;
 
   const emulator = await startDtrEmulator({

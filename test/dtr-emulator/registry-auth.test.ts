@@ -28,7 +28,9 @@ afterAll(async () => {
 });
 
 async function token(scope: string, auth?: string): Promise<{ status: number; token?: string }> {
-  const response = await fetch(`${dtr.url}/auth/token?service=dtr.test&scope=${encodeURIComponent(scope)}`, { headers: auth === undefined ? {} : { authorization: auth } });
+  const response = await fetch(`${dtr.url}/auth/token?service=dtr.test&scope=${encodeURIComponent(scope)}`, {
+    headers: auth === undefined ? {} : { authorization: auth },
+  });
   const body = (await response.json()) as { token?: string };
   return { status: response.status, token: body.token };
 }
@@ -94,8 +96,35 @@ describe("TLS and /ca", () => {
   let tlsDtr: DtrEmulator;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "dtr-emu-tls-"));
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "ignore" });
-    tlsDtr = await startDtrEmulator({ listenHost: "127.0.0.1", backendRegistryUrl: "http://127.0.0.1:9", users: [], tls: { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") } });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+      ],
+      { stdio: "ignore" },
+    );
+    tlsDtr = await startDtrEmulator({
+      listenHost: "127.0.0.1",
+      backendRegistryUrl: "http://127.0.0.1:9",
+      users: [],
+      tls: { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") },
+    });
   });
   afterAll(async () => {
     await tlsDtr?.stop();

@@ -56,7 +56,13 @@ export function handleToken(ctx: RegistryContext, req: IncomingMessage, res: Ser
     if (allowed) access.push({ type: "repository", name, actions: ["pull"] });
   }
   const issuedAt = ctx.nowSeconds();
-  const token = signToken(ctx.secret, { sub: subject, aud: url.searchParams.get("service") ?? ctx.service, access, iat: issuedAt, exp: issuedAt + ctx.tokenTtlSeconds });
+  const token = signToken(ctx.secret, {
+    sub: subject,
+    aud: url.searchParams.get("service") ?? ctx.service,
+    access,
+    iat: issuedAt,
+    exp: issuedAt + ctx.tokenTtlSeconds,
+  });
   sendJson(res, 200, { token, access_token: token, expires_in: ctx.tokenTtlSeconds, issued_at: new Date(issuedAt * 1000).toISOString() });
 }
 
@@ -71,7 +77,8 @@ export async function handleRegistry(ctx: RegistryContext, req: IncomingMessage,
     return sendJson(res, 200, {}, REGISTRY_HEADERS);
   }
   const match = REPO_PATH.exec(path);
-  if (match?.[1] === undefined || match[2] === undefined || match[3] === undefined) return sendRegistryError(res, 404, "NAME_UNKNOWN", "unknown registry route");
+  if (match?.[1] === undefined || match[2] === undefined || match[3] === undefined)
+    return sendRegistryError(res, 404, "NAME_UNKNOWN", "unknown registry route");
   const [, repository, kind, reference] = match;
   if (kind === "tags" && reference !== "list") return sendRegistryError(res, 404, "NAME_UNKNOWN", "unknown registry route");
   if (method !== "GET" && method !== "HEAD") return sendRegistryError(res, 405, "UNSUPPORTED", "the emulator is read-only; push to the backend registry");
@@ -100,7 +107,8 @@ export async function handleRegistry(ctx: RegistryContext, req: IncomingMessage,
       // Like the registry's redirect middleware, only redirect for a blob that exists.
       const head = await backend(ctx, "HEAD", path, {});
       await head.body.dump();
-      if (head.statusCode !== 200) return sendRegistryError(res, head.statusCode === 404 ? 404 : 502, head.statusCode === 404 ? "BLOB_UNKNOWN" : "UNAVAILABLE", "blob lookup failed");
+      if (head.statusCode !== 200)
+        return sendRegistryError(res, head.statusCode === 404 ? 404 : 502, head.statusCode === 404 ? "BLOB_UNKNOWN" : "UNAVAILABLE", "blob lookup failed");
       const expires = ctx.nowSeconds() + ctx.redirectTtlSeconds;
       const location = `${cache.host.replace(/\/+$/, "")}${path}?${signBlobGrant(ctx.secret, { repository, digest: reference, expires, user: who.user })}`;
       notes.redirected = true;

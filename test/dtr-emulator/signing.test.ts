@@ -24,7 +24,11 @@ describe("signed blob grants", () => {
   });
 
   it("refuses a tampered expiry, user or signature", () => {
-    for (const [key, value] of [["expires", "9999999999"], ["user", "bob"], ["signature", "A".repeat(43)]] as const) {
+    for (const [key, value] of [
+      ["expires", "9999999999"],
+      ["user", "bob"],
+      ["signature", "A".repeat(43)],
+    ] as const) {
       const query = new URLSearchParams(signBlobGrant(secret, grant));
       query.set(key, value);
       expect(verifyBlobGrant(secret, query, grant.repository, grant.digest, 0)).toEqual({ ok: false, reason: "bad-signature" });

@@ -94,5 +94,11 @@ export function verifyToken(secret: Buffer, token: string, nowSeconds: number): 
 function isClaims(value: unknown): value is TokenClaims {
   if (typeof value !== "object" || value === null) return false;
   const record = value as Record<string, unknown>;
-  return typeof record.sub === "string" && typeof record.aud === "string" && typeof record.iat === "number" && typeof record.exp === "number" && Array.isArray(record.access);
+  return (
+    typeof record.sub === "string" &&
+    typeof record.aud === "string" &&
+    typeof record.iat === "number" &&
+    typeof record.exp === "number" &&
+    Array.isArray(record.access)
+  );
 }

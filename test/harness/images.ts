@@ -71,7 +71,10 @@ export async function ensureBaseImage(dockerHost: string): Promise<void> {
   let pending = baseImages.get(dockerHost);
   if (!pending) {
     pending = (async () => {
-      const result = await run(process.execPath, [productionBuildScript(), "--make-base-only", "--host", dockerHost], { allowFailure: true, timeoutMs: 600_000 });
+      const result = await run(process.execPath, [productionBuildScript(), "--make-base-only", "--host", dockerHost], {
+        allowFailure: true,
+        timeoutMs: 600_000,
+      });
       if (result.code !== 0) throw new HarnessError("COMMAND_FAILED", result.stderr.trim());
     })();
     baseImages.set(dockerHost, pending);
@@ -93,7 +96,10 @@ export async function buildServiceImage(service: ServiceName, dockerHost: string
     result = await runBuild(["--service", service, "--docker-host", dockerHost, ...(tag ? ["--tag", tag] : [])]);
   } else {
     await ensureBaseImage(dockerHost);
-    result = await run(process.execPath, [productionBuildScript(), service, "--host", dockerHost, ...(tag ? ["--tag", tag] : [])], { allowFailure: true, timeoutMs: 300_000 });
+    result = await run(process.execPath, [productionBuildScript(), service, "--host", dockerHost, ...(tag ? ["--tag", tag] : [])], {
+      allowFailure: true,
+      timeoutMs: 300_000,
+    });
   }
   if (result.code === 3) {
     process.stderr.write(`harness: ${result.stderr.trim()}\n`);

@@ -37,7 +37,11 @@ export async function run(file: string, args: readonly string[], options: RunOpt
 }
 
 /** Pipes `from`'s stdout into `to`'s stdin (e.g. docker save | docker load) without a shell. */
-export async function pipe(from: { file: string; args: readonly string[] }, to: { file: string; args: readonly string[] }, env?: NodeJS.ProcessEnv): Promise<void> {
+export async function pipe(
+  from: { file: string; args: readonly string[] },
+  to: { file: string; args: readonly string[] },
+  env?: NodeJS.ProcessEnv,
+): Promise<void> {
   const source = spawn(from.file, from.args, { env: env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
   const sink = spawn(to.file, to.args, { env: env ?? process.env, stdio: ["pipe", "ignore", "pipe"] });
   source.stdout.pipe(sink.stdin);

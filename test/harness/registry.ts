@@ -99,7 +99,14 @@ function renderConfig(options: StartRegistryOptions, addr: string, dataDir: stri
   }
   if (options.tokenAuth) {
     const t = options.tokenAuth;
-    lines.push("auth:", "  token:", `    realm: ${q(t.realm)}`, `    service: ${q(t.service)}`, `    issuer: ${q(t.issuer)}`, `    rootcertbundle: ${q(t.rootCertBundle)}`);
+    lines.push(
+      "auth:",
+      "  token:",
+      `    realm: ${q(t.realm)}`,
+      `    service: ${q(t.service)}`,
+      `    issuer: ${q(t.issuer)}`,
+      `    rootcertbundle: ${q(t.rootCertBundle)}`,
+    );
   }
   if (options.proxyRemoteUrl) {
     lines.push("proxy:", `  remoteurl: ${q(options.proxyRemoteUrl)}`);

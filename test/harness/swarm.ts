@@ -5,7 +5,19 @@ import { chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ping } from "./engine.js";
 import { HarnessError } from "./errors.js";
-import { CGROUP_ROOT, NAME_PREFIX, destroyInstance, isOwnerAlive, killAll, listRecords, mountsUnder, pidsOf, trackingCgroup, writeRecord, type InstanceRecord } from "./instance.js";
+import {
+  CGROUP_ROOT,
+  NAME_PREFIX,
+  destroyInstance,
+  isOwnerAlive,
+  killAll,
+  listRecords,
+  mountsUnder,
+  pidsOf,
+  trackingCgroup,
+  writeRecord,
+  type InstanceRecord,
+} from "./instance.js";
 import { dockerCli, ENGINE_PACKAGES, ensurePackages } from "./packages.js";
 import { runRoot, stateRoot } from "./paths.js";
 import { run, tail, waitFor } from "./proc.js";
@@ -99,7 +111,7 @@ const WRAPPER = [
   'echo "$DH_HOSTNAME" > /proc/sys/kernel/hostname',
   'findmnt -rn -t nsfs -o TARGET | while read -r m; do umount -l "$m" 2>/dev/null; done',
   'echo $$ > "$DH_CGROUP_PROCS"',
-  'unset DH_HOSTNAME DH_CGROUP_PROCS',
+  "unset DH_HOSTNAME DH_CGROUP_PROCS",
   'exec "$@"',
 ].join("\n");
 
@@ -131,24 +143,45 @@ async function startEngine(record: InstanceRecord, i: number, hostname: string):
   const args = [
     `--net=/run/netns/${nodeNs(record.id, i)}`,
     "--",
-    "unshare", "--uts", "--mount", "--propagation", "slave", "--",
-    "/bin/sh", "-c", WRAPPER, "sh",
+    "unshare",
+    "--uts",
+    "--mount",
+    "--propagation",
+    "slave",
+    "--",
+    "/bin/sh",
+    "-c",
+    WRAPPER,
+    "sh",
     "dockerd",
     // an explicit empty file: /etc/docker/daemon.json is never read
-    "--config-file", join(record.runDir, "daemon.json"),
-    "--data-root", p.dataRoot,
-    "--exec-root", p.execRoot,
-    "--pidfile", p.pidfile,
-    "-H", `unix://${p.socket}`,
-    "--containerd-namespace", `${NAME_PREFIX}${record.id}n${i}`,
-    "--containerd-plugins-namespace", `${NAME_PREFIX}${record.id}n${i}p`,
+    "--config-file",
+    join(record.runDir, "daemon.json"),
+    "--data-root",
+    p.dataRoot,
+    "--exec-root",
+    p.execRoot,
+    "--pidfile",
+    p.pidfile,
+    "-H",
+    `unix://${p.socket}`,
+    "--containerd-namespace",
+    `${NAME_PREFIX}${record.id}n${i}`,
+    "--containerd-plugins-namespace",
+    `${NAME_PREFIX}${record.id}n${i}p`,
     // a docker0 per node: without a bridge a task has only lo and its host-mode port is not published
-    "--bip", INNER_POOLS.bridge(i),
-    "--default-address-pool", `base=${INNER_POOLS.local},size=24`,
-    "--cgroup-parent", `/${p.cgroup}`,
-    "--insecure-registry", record.subnet,
-    "--shutdown-timeout", "2",
-    "--log-level", "warn",
+    "--bip",
+    INNER_POOLS.bridge(i),
+    "--default-address-pool",
+    `base=${INNER_POOLS.local},size=24`,
+    "--cgroup-parent",
+    `/${p.cgroup}`,
+    "--insecure-registry",
+    record.subnet,
+    "--shutdown-timeout",
+    "2",
+    "--log-level",
+    "warn",
   ];
   const log = openSync(p.log, "a");
   const child = spawn("nsenter", args, {
@@ -194,7 +227,9 @@ async function waitEngine(record: InstanceRecord, node: SwarmNode, timeoutMs: nu
   try {
     await waitFor(`engine ${node.hostname}`, async () => ((await ping(node.dockerHost)) ? true : undefined), timeoutMs, 100);
   } catch (error) {
-    throw new HarnessError("TIMEOUT", `${node.hostname}'s dockerd did not answer on ${node.dockerHost}; last log lines:\n${await tail(p.log)}`, { cause: error });
+    throw new HarnessError("TIMEOUT", `${node.hostname}'s dockerd did not answer on ${node.dockerHost}; last log lines:\n${await tail(p.log)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -244,17 +279,34 @@ export async function startSwarm(options: StartSwarmOptions): Promise<SwarmHandl
 
     await Promise.all(nodes.map((n) => startEngine(record, n.index, n.hostname)));
     await Promise.all(nodes.map((n) => waitEngine(record, n, timeoutMs)));
-    await d(manager, "swarm", "init", "--advertise-addr", manager.ip, "--listen-addr", `${manager.ip}:2377`,
-      "--default-addr-pool", INNER_POOLS.swarm, "--default-addr-pool-mask-length", "24");
+    await d(
+      manager,
+      "swarm",
+      "init",
+      "--advertise-addr",
+      manager.ip,
+      "--listen-addr",
+      `${manager.ip}:2377`,
+      "--default-addr-pool",
+      INNER_POOLS.swarm,
+      "--default-addr-pool-mask-length",
+      "24",
+    );
     if (nodes.length > 1) {
       const token = await d(manager, "swarm", "join-token", "-q", "worker");
-      await Promise.all(nodes.slice(1).map((n) =>
-        d(n, "swarm", "join", "--token", token, "--advertise-addr", n.ip, "--listen-addr", `${n.ip}:2377`, `${manager.ip}:2377`)));
+      await Promise.all(
+        nodes.slice(1).map((n) => d(n, "swarm", "join", "--token", token, "--advertise-addr", n.ip, "--listen-addr", `${n.ip}:2377`, `${manager.ip}:2377`)),
+      );
     }
-    await waitFor(`${nodes.length} swarm nodes Ready`, async () => {
-      const states = (await d(manager, "node", "ls", "--format", "{{.Status}}")).split("\n").filter(Boolean);
-      return states.length === nodes.length && states.every((s) => s === "Ready") ? true : undefined;
-    }, timeoutMs, 200);
+    await waitFor(
+      `${nodes.length} swarm nodes Ready`,
+      async () => {
+        const states = (await d(manager, "node", "ls", "--format", "{{.Status}}")).split("\n").filter(Boolean);
+        return states.length === nodes.length && states.every((s) => s === "Ready") ? true : undefined;
+      },
+      timeoutMs,
+      200,
+    );
 
     let stopped = false;
     const handle: SwarmHandle = {
@@ -265,7 +317,8 @@ export async function startSwarm(options: StartSwarmOptions): Promise<SwarmHandl
       subnet: record.subnet,
       workDir: stateDir,
       async sharedDirectory(name, owner = { uid: 1000, gid: 1000 }) {
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new HarnessError("BAD_ARGUMENT", `sharedDirectory: ${JSON.stringify(name)} is not a plain directory name`);
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name))
+          throw new HarnessError("BAD_ARGUMENT", `sharedDirectory: ${JSON.stringify(name)} is not a plain directory name`);
         const dir = join(stateDir, "shared", name);
         await mkdir(dir, { recursive: true, mode: 0o750 });
         await chown(dir, owner.uid, owner.gid);

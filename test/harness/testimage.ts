@@ -37,10 +37,21 @@ export async function pushTestImage(options: {
     await run(await dockerCli(), ["-H", options.dockerHost, "build", "-q", "-t", local, context], { env });
     const ref = `${options.registryHostPort}/${repository}:${tag}`;
     const digestFile = join(context, "digest");
-    await run("skopeo", [
-      "copy", "--quiet", "--src-daemon-host", options.dockerHost, "--dest-tls-verify=false", "--digestfile", digestFile,
-      `docker-daemon:${local}`, `docker://${ref}`,
-    ], { env });
+    await run(
+      "skopeo",
+      [
+        "copy",
+        "--quiet",
+        "--src-daemon-host",
+        options.dockerHost,
+        "--dest-tls-verify=false",
+        "--digestfile",
+        digestFile,
+        `docker-daemon:${local}`,
+        `docker://${ref}`,
+      ],
+      { env },
+    );
     // drop the local copy so that a pull on this engine really fetches every blob from the registry
     await run(await dockerCli(), ["-H", options.dockerHost, "image", "rm", local], { env });
     return { ref, repository, tag, digest: (await readFile(digestFile, "utf8")).trim() };

@@ -8,7 +8,17 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { dockerCli, freePort } from "../harness/index.js";
 import { run } from "../harness/proc.js";
-import { buildImage, getHashed, pushImage, sha256, startCacheProcess, startTokenRegistry, tarOf, type CacheProcess, type TokenRegistry } from "../support/index.js";
+import {
+  buildImage,
+  getHashed,
+  pushImage,
+  sha256,
+  startCacheProcess,
+  startTokenRegistry,
+  tarOf,
+  type CacheProcess,
+  type TokenRegistry,
+} from "../support/index.js";
 
 const harness = inject("harness");
 const repo = "private/app";
@@ -23,7 +33,12 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(harness.workDir, "cache-auth-"));
   registry = await startTokenRegistry({ workDir: join(workDir, "registry"), tokenHost: harness.hostIp, users: { alice: password } });
   await pushImage(registry.url, repo, "1", image, { authorization: `Bearer ${registry.issue("alice", [`repository:${repo}:pull,push`])}` });
-  cache = await startCacheProcess({ workDir: join(workDir, "cache"), upstreams: [registry.url], listenHost: harness.hostIp, port: await freePort(harness.hostIp) });
+  cache = await startCacheProcess({
+    workDir: join(workDir, "cache"),
+    upstreams: [registry.url],
+    listenHost: harness.hostIp,
+    port: await freePort(harness.hostIp),
+  });
 });
 
 afterAll(async () => {
@@ -51,7 +66,9 @@ describe("a private repository behind token auth", () => {
     const anonAfter = await fetch(`${cache.url}/v2/${repo}/blobs/${layer}`);
     expect(anonAfter.status).toBe(401);
     expect(Buffer.from(await anonAfter.arrayBuffer()).length).toBeLessThan(1000);
-    const otherRepo = await fetch(`${cache.url}/v2/${repo}/blobs/${layer}`, { headers: { authorization: `Bearer ${registry.issue("alice", ["repository:other/app:pull"])}` } });
+    const otherRepo = await fetch(`${cache.url}/v2/${repo}/blobs/${layer}`, {
+      headers: { authorization: `Bearer ${registry.issue("alice", ["repository:other/app:pull"])}` },
+    });
     expect(otherRepo.status).toBe(401);
     await otherRepo.arrayBuffer();
     const manifest = await fetch(`${cache.url}/v2/${repo}/manifests/1`);
@@ -70,7 +87,9 @@ describe("a private repository behind token auth", () => {
     const d = (...args: string[]): Promise<{ stdout: string }> => run(docker, ["--config", config, "-H", harness.dockerHost, ...args]);
     try {
       await expect(d("pull", ref)).rejects.toThrow();
-      await run(docker, ["--config", config, "-H", harness.dockerHost, "login", "--username", "alice", "--password-stdin", cache.hostPort], { input: password });
+      await run(docker, ["--config", config, "-H", harness.dockerHost, "login", "--username", "alice", "--password-stdin", cache.hostPort], {
+        input: password,
+      });
       await d("pull", ref);
       const ids = (await d("image", "inspect", ref, "--format", "{{json .RepoDigests}}")).stdout;
       const upstream = await fetch(`${registry.url}/v2/${repo}/manifests/1`, {

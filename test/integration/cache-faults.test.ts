@@ -8,7 +8,18 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort, readAccessLog, repoRoot, startRegistry, type RegistryHandle } from "../harness/index.js";
 import { run } from "../harness/proc.js";
-import { buildImage, FakeUpstream, getHashed, metricValue, pushBlob, pushImage, renderCacheConfig, startCacheProcess, tarOf, type CacheProcess } from "../support/index.js";
+import {
+  buildImage,
+  FakeUpstream,
+  getHashed,
+  metricValue,
+  pushBlob,
+  pushImage,
+  renderCacheConfig,
+  startCacheProcess,
+  tarOf,
+  type CacheProcess,
+} from "../support/index.js";
 
 const harness = inject("harness");
 let workDir = "";
@@ -18,7 +29,10 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(harness.workDir, "cache-faults-"));
 });
 afterAll(async () => {
-  while (stops.length) await stops.pop()?.().catch(() => undefined);
+  while (stops.length)
+    await stops
+      .pop()?.()
+      .catch(() => undefined);
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
@@ -125,10 +139,12 @@ describe("cache faults", () => {
     const pending = getHashed(`${first.url}/v2/faults/kill/blobs/${digest}`);
     pending.catch(() => undefined);
     const tmp = join(first.rootDirectory, "tmp");
-    await expect.poll(async () => {
-      const parts = await filesUnder(tmp);
-      return parts.length === 1 && parts[0] ? (await stat(parts[0])).size : 0;
-    }).toBe(3 * 1024 * 1024);
+    await expect
+      .poll(async () => {
+        const parts = await filesUnder(tmp);
+        return parts.length === 1 && parts[0] ? (await stat(parts[0])).size : 0;
+      })
+      .toBe(3 * 1024 * 1024);
     await first.kill();
     await expect(pending).rejects.toThrow();
     up.faults.delete(digest);
@@ -173,7 +189,10 @@ describe("cache faults", () => {
     await up.stop();
     const third = await startCacheProcess({ workDir: dir, upstreams: [up.url], port });
     stops.push(() => third.stop());
-    const refused = await fetch(`${third.url}/v2/faults/torn/blobs/${digest}`).then(async (res) => ({ status: res.status, body: Buffer.from(await res.arrayBuffer()) }), () => ({ status: 0, body: Buffer.alloc(0) }));
+    const refused = await fetch(`${third.url}/v2/faults/torn/blobs/${digest}`).then(
+      async (res) => ({ status: res.status, body: Buffer.from(await res.arrayBuffer()) }),
+      () => ({ status: 0, body: Buffer.alloc(0) }),
+    );
     expect(refused.status).not.toBe(200);
     await expect(stat(file)).rejects.toThrow();
   });

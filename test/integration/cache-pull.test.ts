@@ -36,7 +36,10 @@ describe("pulling through the cache from docker-registry", () => {
   const repo = `cachetest/pull-${suffix}`;
   let upstreamDigest = "";
   let upstreamManifest = Buffer.alloc(0);
-  const image = buildImage([tarOf([{ name: "payload.bin", content: randomBytes(3 * 1024 * 1024) }]), tarOf([{ name: "second.txt", content: Buffer.from(`hello ${suffix}\n`) }])]);
+  const image = buildImage([
+    tarOf([{ name: "payload.bin", content: randomBytes(3 * 1024 * 1024) }]),
+    tarOf([{ name: "second.txt", content: Buffer.from(`hello ${suffix}\n`) }]),
+  ]);
 
   beforeAll(async () => {
     const layout = join(workDir, "layout");

@@ -47,7 +47,12 @@ async function pullToken(emulator: DtrEmulator): Promise<string> {
 async function getBlob(url: string, token: string): Promise<{ status: number; xcache: string | null; digest: string; bytes: number }> {
   const answer = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
   const body = Buffer.from(await answer.arrayBuffer());
-  return { status: answer.status, xcache: answer.headers.get("x-cache"), digest: `sha256:${createHash("sha256").update(body).digest("hex")}`, bytes: body.length };
+  return {
+    status: answer.status,
+    xcache: answer.headers.get("x-cache"),
+    digest: `sha256:${createHash("sha256").update(body).digest("hex")}`,
+    bytes: body.length,
+  };
 }
 
 describe("a cache-enabled user pulling a blob directly from the cache", () => {
@@ -64,7 +69,14 @@ describe("a cache-enabled user pulling a blob directly from the cache", () => {
 
     const blobCalls = dtr.requestLog().filter((e) => e.path === path);
     expect(blobCalls).toEqual([
-      expect.objectContaining({ method: "GET", status: 307, user: alice.username, redirected: true, signed: false, location: expect.stringMatching(new RegExp(`^${cache.url}${path}\\?`)) }),
+      expect.objectContaining({
+        method: "GET",
+        status: 307,
+        user: alice.username,
+        redirected: true,
+        signed: false,
+        location: expect.stringMatching(new RegExp(`^${cache.url}${path}\\?`)),
+      }),
       expect.objectContaining({ method: "GET", status: 200, user: alice.username, redirected: false, signed: true }),
     ]);
     expect(blobCalls[0]?.seq).toBeLessThan(blobCalls[1]?.seq ?? 0);
@@ -83,6 +95,11 @@ describe("a cache-enabled user pulling a blob directly from the cache", () => {
     await answer.arrayBuffer();
     expect(answer.status).toBe(401);
     expect(answer.headers.get("www-authenticate")).toContain(`${dtr.url}/auth/token`);
-    expect(dtr.requestLog().filter((e) => e.path.endsWith(digest)).map((e) => e.status)).toEqual([401]);
+    expect(
+      dtr
+        .requestLog()
+        .filter((e) => e.path.endsWith(digest))
+        .map((e) => e.status),
+    ).toEqual([401]);
   });
 });

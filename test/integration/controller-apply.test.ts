@@ -20,7 +20,16 @@ import {
   type RecordingSwarmApi,
   type SwarmApi,
 } from "@dtrcache/controller";
-import { bundleRunner, ownedObjects, prepareSpecDir, removeOwned, runbookVariant, spawnController, writeAtomically, type RunbookVariant } from "../bench/controller/support.js";
+import {
+  bundleRunner,
+  ownedObjects,
+  prepareSpecDir,
+  removeOwned,
+  runbookVariant,
+  spawnController,
+  writeAtomically,
+  type RunbookVariant,
+} from "../bench/controller/support.js";
 
 const harness = inject("harness");
 const suffix = randomBytes(3).toString("hex");
@@ -38,7 +47,16 @@ let variant: RunbookVariant;
 
 const cacheName = `asia-${suffix}`;
 const newController = (): Controller =>
-  createController({ docker: recording, specSource: fileSpecSource(specFile, { debounceMs: 50 }), logger: memoryLogger(), id: owner, allowEmpty: true, resyncIntervalMs: 3_000, rolloutPollMs: 250, settleMs: 0 }); // the settle time has its own test (controller-settle)
+  createController({
+    docker: recording,
+    specSource: fileSpecSource(specFile, { debounceMs: 50 }),
+    logger: memoryLogger(),
+    id: owner,
+    allowEmpty: true,
+    resyncIntervalMs: 3_000,
+    rolloutPollMs: 250,
+    settleMs: 0,
+  }); // the settle time has its own test (controller-settle)
 
 async function answers(port: number): Promise<number> {
   try {
@@ -92,11 +110,17 @@ describe("controller on the harness swarm", () => {
     const service = (await api.listServices(labels.ownerFilter(owner, cacheName)))[0];
     const container = service?.spec.TaskTemplate.ContainerSpec;
     expect(container?.Configs?.map((c) => c.File.Name)).toEqual(["/config.yml"]);
-    expect(container?.Secrets?.map((s) => s.File.Name).sort()).toEqual(["/run/secrets/cache.cert.pem", "/run/secrets/cache.key.pem", "/run/secrets/dtr.cert.pem"]);
+    expect(container?.Secrets?.map((s) => s.File.Name).sort()).toEqual([
+      "/run/secrets/cache.cert.pem",
+      "/run/secrets/cache.key.pem",
+      "/run/secrets/dtr.cert.pem",
+    ]);
     expect(container?.Command).toEqual(["/start.sh", "/config.yml"]);
     expect(service?.spec.TaskTemplate.Placement?.Constraints).toContain(`node.labels.dtr.cache.${suffix} == true`);
 
-    await expect.poll(async () => (await api.listTasks(service?.id ?? "")).filter((t) => t.state === "running").map((t) => t.nodeId), { timeout: 60_000, interval: 250 }).toEqual([inspected?.id]);
+    await expect
+      .poll(async () => (await api.listTasks(service?.id ?? "")).filter((t) => t.state === "running").map((t) => t.nodeId), { timeout: 60_000, interval: 250 })
+      .toEqual([inspected?.id]);
     await expect.poll(() => answers(basePort), { timeout: 30_000, interval: 250 }).toBe(200);
   });
 
@@ -122,7 +146,8 @@ describe("controller on the harness swarm", () => {
         const s = await currentService().catch(() => undefined);
         if (s) seenSpecs.add(JSON.stringify([...s.configs, ...s.secrets].sort()));
         const [svc] = await api.listServices(labels.ownerFilter(owner, cacheName)).catch(() => []);
-        for (const t of svc ? await api.listTasks(svc.id).catch(() => []) : []) if (t.state === "running") seenTasks.add(JSON.stringify([...t.configNames, ...t.secretNames].sort()));
+        for (const t of svc ? await api.listTasks(svc.id).catch(() => []) : [])
+          if (t.state === "running") seenTasks.add(JSON.stringify([...t.configNames, ...t.secretNames].sort()));
         await new Promise((resolve) => setTimeout(resolve, 150));
       }
     })();
@@ -136,13 +161,23 @@ describe("controller on the harness swarm", () => {
     await expect.poll(async () => (await currentService())?.port, { timeout: 20_000, interval: 100 }).toBe(basePort + 1);
     const after = await currentService();
     expect(await configText(after?.configs[0] ?? "")).toContain("blobttl: 1h");
-    expect(after?.secrets.filter((s) => !before?.secrets.includes(s)).map((s) => s.replace(/-[0-9a-f]{8}$/, "")).sort()).toEqual([`${cacheName}-cert`, `${cacheName}-key`]);
+    expect(
+      after?.secrets
+        .filter((s) => !before?.secrets.includes(s))
+        .map((s) => s.replace(/-[0-9a-f]{8}$/, ""))
+        .sort(),
+    ).toEqual([`${cacheName}-cert`, `${cacheName}-key`]);
     await expect.poll(() => answers(basePort + 1), { timeout: 60_000, interval: 250 }).toBe(200);
 
     // A second edit; the first revision is pruned once this rollout is through (two kept).
     variant = { ...edited, blobTTL: "2h" };
     await writeAtomically(specFile, await runbookVariant(variant));
-    await expect.poll(async () => (await ownedObjects(api, owner, cacheName)).configs.map((c) => c.name).includes(before?.configs[0] ?? ""), { timeout: 60_000, interval: 250 }).toBe(false);
+    await expect
+      .poll(async () => (await ownedObjects(api, owner, cacheName)).configs.map((c) => c.name).includes(before?.configs[0] ?? ""), {
+        timeout: 60_000,
+        interval: 250,
+      })
+      .toBe(false);
     await expect.poll(async () => (await ownedObjects(api, owner, cacheName)).configs.length, { timeout: 30_000, interval: 250 }).toBe(2);
     // Certificate and key changed once: the current and the previous revision (for a rollback) remain.
     const purposes = (await ownedObjects(api, owner, cacheName)).secrets.map((s) => s.labels[labels.PURPOSE]).sort();
@@ -161,11 +196,18 @@ describe("controller on the harness swarm", () => {
     const stripped = { ...(n.spec.Labels ?? {}) };
     delete stripped[labelKey];
     await api.updateNode(n.id, n.version, { ...n.spec, Labels: stripped });
-    await expect.poll(async () => (await api.listNodes()).find((x) => x.hostname === node.hostname)?.spec.Labels?.[labelKey], { timeout: 10_000, interval: 100 }).toBe("true");
+    await expect
+      .poll(async () => (await api.listNodes()).find((x) => x.hostname === node.hostname)?.spec.Labels?.[labelKey], { timeout: 10_000, interval: 100 })
+      .toBe("true");
 
     const [service] = await api.listServices(labels.ownerFilter(owner, cacheName));
     await api.removeService(service?.id ?? "");
-    await expect.poll(async () => (await api.listServices(labels.ownerFilter(owner, cacheName))).map((s) => s.id).filter((id) => id !== service?.id).length, { timeout: 10_000, interval: 100 }).toBe(1);
+    await expect
+      .poll(async () => (await api.listServices(labels.ownerFilter(owner, cacheName))).map((s) => s.id).filter((id) => id !== service?.id).length, {
+        timeout: 10_000,
+        interval: 100,
+      })
+      .toBe(1);
     await expect.poll(() => answers(variant.port), { timeout: 60_000, interval: 250 }).toBe(200);
   });
 
@@ -175,12 +217,28 @@ describe("controller on the harness swarm", () => {
     await controller?.stop();
     const [service] = await api.listServices(labels.ownerFilter(owner, cacheName));
     await api.removeService(service?.id ?? "");
-    const key = (await ownedObjects(api, owner, cacheName)).secrets.find((s) => s.labels[labels.PURPOSE] === "key" && s.labels[labels.HASH] !== undefined && (service?.spec.TaskTemplate.ContainerSpec.Secrets ?? []).some((r) => r.SecretName === s.name));
-    await expect.poll(async () => api.removeSecret(key?.id ?? "").then(() => "removed", (e: unknown) => String(e)), { timeout: 30_000, interval: 250 }).toBe("removed");
+    const key = (await ownedObjects(api, owner, cacheName)).secrets.find(
+      (s) =>
+        s.labels[labels.PURPOSE] === "key" &&
+        s.labels[labels.HASH] !== undefined &&
+        (service?.spec.TaskTemplate.ContainerSpec.Secrets ?? []).some((r) => r.SecretName === s.name),
+    );
+    await expect
+      .poll(
+        async () =>
+          api.removeSecret(key?.id ?? "").then(
+            () => "removed",
+            (e: unknown) => String(e),
+          ),
+        { timeout: 30_000, interval: 250 },
+      )
+      .toBe("removed");
 
     controller = newController();
     await controller.start();
-    await expect.poll(async () => (await ownedObjects(api, owner, cacheName)).secrets.map((s) => s.name), { timeout: 15_000, interval: 100 }).toContain(key?.name);
+    await expect
+      .poll(async () => (await ownedObjects(api, owner, cacheName)).secrets.map((s) => s.name), { timeout: 15_000, interval: 100 })
+      .toContain(key?.name);
     await expect.poll(() => answers(variant.port), { timeout: 60_000, interval: 250 }).toBe(200);
   });
 

@@ -6,7 +6,18 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { conditionOf, createController, createDockerClient, DockerodeSwarmApi, fileSpecSource, labels, memoryLogger, resolveDockerConnection, type Controller, type SwarmApi } from "@dtrcache/controller";
+import {
+  conditionOf,
+  createController,
+  createDockerClient,
+  DockerodeSwarmApi,
+  fileSpecSource,
+  labels,
+  memoryLogger,
+  resolveDockerConnection,
+  type Controller,
+  type SwarmApi,
+} from "@dtrcache/controller";
 import { buildServiceImage, startSwarm, type SwarmHandle } from "../harness/index.js";
 import { prepareSpecDir, removeOwned, runbookVariant, writeAtomically, type RunbookVariant } from "../bench/controller/support.js";
 
@@ -29,7 +40,13 @@ beforeAll(async () => {
   dir = await mkdtemp(join(harness.workDir, "controller-restart-"));
   await prepareSpecDir(dir);
   specFile = join(dir, "cachespec.yaml");
-  variant = { cache: cacheName, hostname: swarm.manager.hostname, nodeLabel: `dtr.cache.${suffix}=true`, port: 23_000 + Math.floor(Math.random() * 5_000), image };
+  variant = {
+    cache: cacheName,
+    hostname: swarm.manager.hostname,
+    nodeLabel: `dtr.cache.${suffix}=true`,
+    port: 23_000 + Math.floor(Math.random() * 5_000),
+    image,
+  };
   await writeFile(specFile, await runbookVariant(variant));
   api = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(swarm.manager.dockerHost)));
 });
@@ -91,7 +108,14 @@ describe("controller across an engine restart", () => {
     const link = relay(relayPath, swarm.manager.dockerHost.slice("unix://".length));
     await link.restore();
     const viaRelay = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(`unix://${relayPath}`)));
-    const relayed = createController({ docker: viaRelay, specSource: fileSpecSource(specFile, { debounceMs: 50 }), logger: memoryLogger(), id: owner, resyncIntervalMs: 2_000, rolloutPollMs: 250 });
+    const relayed = createController({
+      docker: viaRelay,
+      specSource: fileSpecSource(specFile, { debounceMs: 50 }),
+      logger: memoryLogger(),
+      id: owner,
+      resyncIntervalMs: 2_000,
+      rolloutPollMs: 250,
+    });
     try {
       await relayed.start();
       await expect.poll(() => conditionOf(relayed.status().caches[0], "Ready")?.status, { timeout: 60_000, interval: 250 }).toBe("True");
@@ -112,7 +136,14 @@ describe("controller across an engine restart", () => {
 
   it("reconnects after the engine restarts and converges on an edit made while it was down", async () => {
     if (!swarm) throw new Error("no swarm");
-    controller = createController({ docker: api, specSource: fileSpecSource(specFile, { debounceMs: 50 }), logger: memoryLogger(), id: owner, resyncIntervalMs: 2_000, rolloutPollMs: 250 });
+    controller = createController({
+      docker: api,
+      specSource: fileSpecSource(specFile, { debounceMs: 50 }),
+      logger: memoryLogger(),
+      id: owner,
+      resyncIntervalMs: 2_000,
+      rolloutPollMs: 250,
+    });
     await controller.start();
     await expect.poll(() => conditionOf(controller?.status().caches[0], "Ready")?.status, { timeout: 60_000, interval: 250 }).toBe("True");
 

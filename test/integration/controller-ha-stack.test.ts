@@ -48,14 +48,22 @@ const timings: Record<string, number | string> = {};
 const after = { killed: 0, leading: 0 };
 const dockerSocket = (): string => join(workDir, "docker.sock");
 
-interface LeaseView { role: string; identity: string; holder: string; message?: string }
+interface LeaseView {
+  role: string;
+  identity: string;
+  holder: string;
+  message?: string;
+}
 interface CacheView {
   name: string;
   conditions: { type: string; status: string; reason: string; message: string }[];
   tasks: { running: number; desired: number; nodes?: string[] };
   spec?: { storedGeneration?: number; observedStoreGeneration?: number };
 }
-interface StatusView { lease?: LeaseView; caches: CacheView[] }
+interface StatusView {
+  lease?: LeaseView;
+  caches: CacheView[];
+}
 
 const managerEnv = (): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -68,46 +76,68 @@ const managerEnv = (): NodeJS.ProcessEnv => ({
   DOCKER_SOCKET: dockerSocket(),
 });
 const dockerOn = (node: SwarmNode, args: string[]) => run(docker, ["-H", node.dockerHost, ...args], { env: managerEnv(), allowFailure: true });
-const dtrcache = (...args: string[]) => run(process.execPath, [cli, ...args, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: cliNode.dockerHost }, allowFailure: true });
+const dtrcache = (...args: string[]) =>
+  run(process.execPath, [cli, ...args, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: cliNode.dockerHost }, allowFailure: true });
 
 async function statusOf(node: SwarmNode): Promise<StatusView | undefined> {
   try {
-    const response = await fetch(`http://${node.ip}:${STATUS_PORT}/status`, { headers: { authorization: `Bearer ${statusToken}` }, signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`http://${node.ip}:${STATUS_PORT}/status`, {
+      headers: { authorization: `Bearer ${statusToken}` },
+      signal: AbortSignal.timeout(2_000),
+    });
     return response.ok ? ((await response.json()) as StatusView) : undefined;
   } catch {
     return undefined;
   }
 }
 const cacheOn = async (node: SwarmNode): Promise<CacheView | undefined> => (await statusOf(node))?.caches.find((c) => c.name === cacheName);
-const conditionOn = async (node: SwarmNode, type: string): Promise<string | undefined> => (await cacheOn(node))?.conditions.find((c) => c.type === type)?.status;
+const conditionOn = async (node: SwarmNode, type: string): Promise<string | undefined> =>
+  (await cacheOn(node))?.conditions.find((c) => c.type === type)?.status;
 
 /** The controller replicas' roles, by the manager node whose published status port answered. */
 async function roles(managers: readonly SwarmNode[]): Promise<Map<number, LeaseView>> {
   const found = new Map<number, LeaseView>();
-  await Promise.all(managers.map(async (n) => {
-    const lease = (await statusOf(n))?.lease;
-    if (lease) found.set(n.index, lease);
-  }));
+  await Promise.all(
+    managers.map(async (n) => {
+      const lease = (await statusOf(n))?.lease;
+      if (lease) found.set(n.index, lease);
+    }),
+  );
   return found;
 }
 
 /** The controller container's log on a node (the stack logs JSON lines). */
 async function controllerLog(node: SwarmNode): Promise<string> {
-  const ids = (await dockerOn(node, ["ps", "-q", "--filter", `label=com.docker.swarm.service.name=${controllerService}`])).stdout.trim().split("\n").filter(Boolean);
-  const logs = await Promise.all(ids.map(async (id) => {
-    const r = await dockerOn(node, ["logs", id]);
-    return r.stdout + r.stderr;
-  }));
+  const ids = (await dockerOn(node, ["ps", "-q", "--filter", `label=com.docker.swarm.service.name=${controllerService}`])).stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean);
+  const logs = await Promise.all(
+    ids.map(async (id) => {
+      const r = await dockerOn(node, ["logs", id]);
+      return r.stdout + r.stderr;
+    }),
+  );
   return logs.join("\n");
 }
 
-const cacheServiceVersion = async (): Promise<number> => Number((await dockerOn(cliNode, ["service", "inspect", cacheName, "--format", "{{.Version.Index}}"])).stdout.trim() || "0");
+const cacheServiceVersion = async (): Promise<number> =>
+  Number((await dockerOn(cliNode, ["service", "inspect", cacheName, "--format", "{{.Version.Index}}"])).stdout.trim() || "0");
 
 /** The spec for the store: the demo spec on node 4, the admin password as a Swarm secret. */
 async function specFile(blobTTL: string, name: string): Promise<string> {
   if (!stack || !swarm) throw new Error("setup failed");
   const n4 = nodeAt(swarm, 4);
-  const written = await stack.writeSpec({ cacheName, nodeHostname: n4.hostname, port: PORT, externalURL: `http://${n4.ip}:${PORT}`, users: [stack.users.alice.username], image: harness.images.cacheServer ?? "", blobTTL, path: join(workDir, `written-${name}.yaml`) });
+  const written = await stack.writeSpec({
+    cacheName,
+    nodeHostname: n4.hostname,
+    port: PORT,
+    externalURL: `http://${n4.ip}:${PORT}`,
+    users: [stack.users.alice.username],
+    image: harness.images.cacheServer ?? "",
+    blobTTL,
+    path: join(workDir, `written-${name}.yaml`),
+  });
   const docs = parseAllDocuments(await readFile(written, "utf8"));
   if (!Array.isArray(docs)) throw new Error("expected a multi-document spec");
   for (const doc of docs) if (doc.get("kind") === "DTR") doc.setIn(["spec", "admin", "password"], doc.createNode({ secret: "dtr-admin-password" }));
@@ -164,7 +194,13 @@ beforeAll(async () => {
   await secret("dtr-admin-password", stack.users.admin.password);
   await secret("dtrcache-status-token", statusToken);
   const n4 = nodeAt(swarm, 4);
-  client = dockerAs({ docker, dockerHost: n4.dockerHost, configDir: join(workDir, "cli-node4-alice"), registryHostPort: stack.emulator.hostPort, user: stack.users.alice });
+  client = dockerAs({
+    docker,
+    dockerHost: n4.dockerHost,
+    configDir: join(workDir, "cli-node4-alice"),
+    registryHostPort: stack.emulator.hostPort,
+    user: stack.users.alice,
+  });
   await client.login();
 });
 
@@ -178,7 +214,11 @@ describe("the controller stack with 2 replicas on two managers (active + standby
   it("one leads, one stands by; ≤ 3 cache service updates in 40 s; the leader's node dies and the standby leads within 15 s; an edit is rolled out by the new leader; pulls work throughout", async () => {
     if (!stack || !swarm) throw new Error("setup failed");
     const managers = [1, 2, 3].map((i) => nodeAt(swarm!, i));
-    const deployed = await run(docker, ["stack", "deploy", "--resolve-image", "never", "-c", join(repoRoot(), "deploy", "stack", "controller.stack.yml"), stackName], { env: managerEnv(), allowFailure: true });
+    const deployed = await run(
+      docker,
+      ["stack", "deploy", "--resolve-image", "never", "-c", join(repoRoot(), "deploy", "stack", "controller.stack.yml"), stackName],
+      { env: managerEnv(), allowFailure: true },
+    );
     expect(deployed.code, deployed.stderr).toBe(0);
 
     const t0 = performance.now();
@@ -187,10 +227,18 @@ describe("the controller stack with 2 replicas on two managers (active + standby
 
     // Exactly one leader and one standby, on two different managers (node 1 is drained).
     let current = new Map<number, LeaseView>();
-    await expect.poll(async () => {
-      current = await roles(managers);
-      return [...current.values()].map((l) => l.role).sort().join(",");
-    }, { timeout: 90_000, interval: 500 }).toBe("leader,standby");
+    await expect
+      .poll(
+        async () => {
+          current = await roles(managers);
+          return [...current.values()]
+            .map((l) => l.role)
+            .sort()
+            .join(",");
+        },
+        { timeout: 90_000, interval: 500 },
+      )
+      .toBe("leader,standby");
     const leaderIndex = [...current].find(([, l]) => l.role === "leader")?.[0] ?? 0;
     const standbyIndex = [...current].find(([, l]) => l.role === "standby")?.[0] ?? 0;
     expect(new Set([leaderIndex, standbyIndex])).toEqual(new Set([2, 3]));
@@ -240,11 +288,16 @@ describe("the controller stack with 2 replicas on two managers (active + standby
     const reapplied = await dtrcache("apply", "-f", await specFile("7h", "spec-2"));
     expect(reapplied.code, reapplied.stderr).toBe(0);
     expect(reapplied.stdout).toMatch(/configured/);
-    await expect.poll(async () => {
-      const cache = await cacheOn(standbyNode);
-      const ready = cache?.conditions.find((c) => c.type === "Ready")?.status;
-      return `${cache?.spec?.observedStoreGeneration}/${cache?.spec?.storedGeneration} ${ready}`;
-    }, { timeout: 90_000, interval: 500 }).toBe("2/2 True");
+    await expect
+      .poll(
+        async () => {
+          const cache = await cacheOn(standbyNode);
+          const ready = cache?.conditions.find((c) => c.type === "Ready")?.status;
+          return `${cache?.spec?.observedStoreGeneration}/${cache?.spec?.storedGeneration} ${ready}`;
+        },
+        { timeout: 90_000, interval: 500 },
+      )
+      .toBe("2/2 True");
     timings["edit → rolled out by the new leader ms"] = Math.round(performance.now() - edited);
     expect(await cacheServiceVersion()).toBeGreaterThan(vBefore);
     const n4 = nodeAt(swarm, 4);
@@ -256,7 +309,10 @@ describe("the controller stack with 2 replicas on two managers (active + standby
     const tokenFile = join(workDir, "status-token");
     await writeFile(tokenFile, statusToken, { mode: 0o600 });
     const url = `http://${standbyNode.ip}:${STATUS_PORT}`;
-    const shown = await run(process.execPath, [cli, "status", "--url", url, "--token-file", tokenFile], { env: { PATH: process.env.PATH ?? "" }, allowFailure: true });
+    const shown = await run(process.execPath, [cli, "status", "--url", url, "--token-file", tokenFile], {
+      env: { PATH: process.env.PATH ?? "" },
+      allowFailure: true,
+    });
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toMatch(new RegExp(`^${cacheName}\\s+True\\s+1/1\\s+${n4.hostname}\\s`, "m"));
     const described = await dtrcache("describe", cacheName, "--url", url, "--token-file", tokenFile);
@@ -274,10 +330,15 @@ describe("the controller stack with 2 replicas on two managers (active + standby
     const restarted = performance.now();
     await sw.startNode(after.killed);
     await nodeLocalSocket(sw, dockerSocket(), [after.killed]);
-    await expect.poll(async () => {
-      const found = await roles(managers);
-      return `${found.get(after.leading)?.role},${found.get(after.killed)?.role}`;
-    }, { timeout: 120_000, interval: 1_000 }).toBe("leader,standby");
+    await expect
+      .poll(
+        async () => {
+          const found = await roles(managers);
+          return `${found.get(after.leading)?.role},${found.get(after.killed)?.role}`;
+        },
+        { timeout: 120_000, interval: 1_000 },
+      )
+      .toBe("leader,standby");
     timings["killed node restarted → its replica standby ms"] = Math.round(performance.now() - restarted);
 
     // Node 1 is the Raft leader (drained: no controller). The CLI moves to the leading node.
@@ -301,7 +362,10 @@ describe("the controller stack with 2 replicas on two managers (active + standby
         const raft = await raftLeader(sw, cliNode, { docker });
         if (raft !== undefined && raft !== nodeAt(sw, 1).hostname) newRaftLeaderMs = Math.round(performance.now() - killedAt);
       }
-      const rolesNow = [...found.values()].map((l) => l.role).sort().join(",");
+      const rolesNow = [...found.values()]
+        .map((l) => l.role)
+        .sort()
+        .join(",");
       if (newRaftLeaderMs !== undefined && rolesNow === "leader,standby") {
         settledMs ??= at;
         // stable for 15 s (longer than the lease): nobody is about to take over
@@ -327,11 +391,16 @@ describe("the controller stack with 2 replicas on two managers (active + standby
     // An edit after both failures is reconciled by whichever controller leads now.
     const reapplied = await dtrcache("apply", "-f", await specFile("9h", "spec-3"));
     expect(reapplied.code, reapplied.stderr).toBe(0);
-    await expect.poll(async () => {
-      const cache = await cacheOn(nodeAt(sw, leading));
-      const ready = cache?.conditions.find((c) => c.type === "Ready")?.status;
-      return `${cache?.spec?.observedStoreGeneration}/${cache?.spec?.storedGeneration} ${ready}`;
-    }, { timeout: 90_000, interval: 500 }).toBe("3/3 True");
+    await expect
+      .poll(
+        async () => {
+          const cache = await cacheOn(nodeAt(sw, leading));
+          const ready = cache?.conditions.find((c) => c.type === "Ready")?.status;
+          return `${cache?.spec?.observedStoreGeneration}/${cache?.spec?.storedGeneration} ${ready}`;
+        },
+        { timeout: 90_000, interval: 500 },
+      )
+      .toBe("3/3 True");
     timings["pull after the Raft leader's death ms"] = await pullThroughCache();
   });
 });

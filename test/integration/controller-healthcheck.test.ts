@@ -17,7 +17,10 @@ const socketPath = harness.dockerHost.replace(/^unix:\/\//, "");
 const started: string[] = [];
 
 async function docker(...args: string[]): Promise<string> {
-  const result = await run(await dockerCli(), ["-H", harness.dockerHost, ...args], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, HOME: harness.workDir }, timeoutMs: 60_000 });
+  const result = await run(await dockerCli(), ["-H", harness.dockerHost, ...args], {
+    env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, HOME: harness.workDir },
+    timeoutMs: 60_000,
+  });
   return result.stdout.trim();
 }
 
@@ -41,23 +44,59 @@ describe("controller stack healthcheck on the production image", () => {
     await writeFile(join(dir, "token"), "hc-token\n", { mode: 0o644 });
     const args = stack.services.controller.command.map((a) => a.replace("${DTRCACHE_OWNER_ID:-dtrcache}", owner));
     const id = await docker(
-      "run", "-d", "--user", "root",
-      "-v", `${socketPath}:/var/run/docker.sock`, "-e", "DOCKER_HOST=unix:///var/run/docker.sock",
-      "-v", `${join(dir, "token")}:/run/secrets/dtrcache-status-token:ro`,
-      "--health-cmd", shellJoin(test), "--health-interval", "1s", "--health-retries", "2", "--health-timeout", "5s",
-      harness.images.controller ?? "", ...args,
+      "run",
+      "-d",
+      "--user",
+      "root",
+      "-v",
+      `${socketPath}:/var/run/docker.sock`,
+      "-e",
+      "DOCKER_HOST=unix:///var/run/docker.sock",
+      "-v",
+      `${join(dir, "token")}:/run/secrets/dtrcache-status-token:ro`,
+      "--health-cmd",
+      shellJoin(test),
+      "--health-interval",
+      "1s",
+      "--health-retries",
+      "2",
+      "--health-timeout",
+      "5s",
+      harness.images.controller ?? "",
+      ...args,
     );
     started.push(id);
-    const healthy = await waitFor("controller healthy", async () => {
-      const state = await health(id);
-      if (state.endsWith("exited")) throw new Error(`exited: ${await docker("logs", id).catch(() => "")}`);
-      return state.startsWith("healthy") ? state : undefined;
-    }, 60_000, 500);
+    const healthy = await waitFor(
+      "controller healthy",
+      async () => {
+        const state = await health(id);
+        if (state.endsWith("exited")) throw new Error(`exited: ${await docker("logs", id).catch(() => "")}`);
+        return state.startsWith("healthy") ? state : undefined;
+      },
+      60_000,
+      500,
+    );
     expect(healthy).toMatch(/^healthy running/);
 
     // the same command against a port nothing listens on: the engine reports unhealthy
     const moved = test.map((a) => a.replace(":9090/", ":9/"));
-    const broken = await docker("run", "-d", "--user", "root", "--entrypoint", "node", "--health-cmd", shellJoin(moved), "--health-interval", "1s", "--health-retries", "2", harness.images.controller ?? "", "-e", "setInterval(() => {}, 1000)");
+    const broken = await docker(
+      "run",
+      "-d",
+      "--user",
+      "root",
+      "--entrypoint",
+      "node",
+      "--health-cmd",
+      shellJoin(moved),
+      "--health-interval",
+      "1s",
+      "--health-retries",
+      "2",
+      harness.images.controller ?? "",
+      "-e",
+      "setInterval(() => {}, 1000)",
+    );
     started.push(broken);
     const unhealthy = await waitFor("unhealthy", async () => ((await health(broken)).startsWith("unhealthy") ? "unhealthy" : undefined), 60_000, 500);
     expect(unhealthy).toBe("unhealthy");

@@ -9,7 +9,17 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pino from "pino";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { createDockerClient, DockerodeSwarmApi, isMutating, labels, resolveDockerConnection, startRuntime, type Runtime, type SwarmApi, type SwarmCall } from "@dtrcache/controller";
+import {
+  createDockerClient,
+  DockerodeSwarmApi,
+  isMutating,
+  labels,
+  resolveDockerConnection,
+  startRuntime,
+  type Runtime,
+  type SwarmApi,
+  type SwarmCall,
+} from "@dtrcache/controller";
 import { prepareSpecDir, removeOwned, runbookVariant } from "../bench/controller/support.js";
 
 const harness = inject("harness");
@@ -46,7 +56,8 @@ function gateAndCount(inner: SwarmApi) {
 afterAll(async () => {
   await runtime?.stop().catch(() => undefined);
   await removeOwned(api, owner).catch(() => undefined);
-  for (const c of await api.listConfigs({ labels: [] }).catch(() => [])) if (c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
+  for (const c of await api.listConfigs({ labels: [] }).catch(() => []))
+    if (c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -55,7 +66,16 @@ describe("a controller that loses its lease", () => {
     dir = await mkdtemp(join(harness.workDir, "lease-loss-"));
     await prepareSpecDir(dir);
     const specPath = join(dir, "cachespec.yaml");
-    await writeFile(specPath, await runbookVariant({ cache: cacheName, hostname: node.hostname, nodeLabel: `dtr.cache.${suffix}=true`, port: 26_000 + Math.floor(Math.random() * 3_000), image: harness.images.testHttp }));
+    await writeFile(
+      specPath,
+      await runbookVariant({
+        cache: cacheName,
+        hostname: node.hostname,
+        nodeLabel: `dtr.cache.${suffix}=true`,
+        port: 26_000 + Math.floor(Math.random() * 3_000),
+        image: harness.images.testHttp,
+      }),
+    );
     const engine: { gate?: ReturnType<typeof gateAndCount> } = {};
     let lostAt: number | undefined;
     let lostReason = "";
@@ -88,7 +108,11 @@ describe("a controller that loses its lease", () => {
     if (!record) throw new Error("no lease record on the engine");
     const inspected = await api.inspectConfig(record.id);
     const seq = Number(inspected.labels["io.dtrcache.lease.seq"] ?? "0");
-    await api.updateConfigLabels(record.id, inspected.version, record.name, { ...inspected.labels, "io.dtrcache.lease.holder": `b-${suffix}`, "io.dtrcache.lease.seq": String(seq + 1) });
+    await api.updateConfigLabels(record.id, inspected.version, record.name, {
+      ...inspected.labels,
+      "io.dtrcache.lease.holder": `b-${suffix}`,
+      "io.dtrcache.lease.seq": String(seq + 1),
+    });
     const takenAt = performance.now();
 
     await expect.poll(() => runtime?.snapshot().lease?.role, { timeout: 10_000, interval: 10 }).toBe("stopped");
@@ -100,7 +124,9 @@ describe("a controller that loses its lease", () => {
     const stopMs = (lostAt ?? 0) - takenAt;
     // A few seconds more: anything the old leader still had in hand would have written by now.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
-    console.log(`lease lost (${lostReason}); controller stopped ${stopMs.toFixed(0)} ms after the takeover (renewal every 500 ms); ${gate.state.writes.length} Swarm writes after it`);
+    console.log(
+      `lease lost (${lostReason}); controller stopped ${stopMs.toFixed(0)} ms after the takeover (renewal every 500 ms); ${gate.state.writes.length} Swarm writes after it`,
+    );
     expect(lostReason).toContain(`b-${suffix}`);
     expect(gate.state.writes).toEqual([]);
     expect(await api.listServices(labels.ownerFilter(owner, cacheName))).toEqual([]);

@@ -41,7 +41,14 @@ const controllers: Controller[] = [];
 
 /** A new controller instance: nothing in memory, as after a process restart. */
 function freshController(container?: ContainerOptions): Controller {
-  const c = createController({ docker: recording, specSource: fileSpecSource(specFile, { debounceMs: 50 }), logger: memoryLogger(), id: owner, rolloutPollMs: 250, ...(container ? { container } : {}) });
+  const c = createController({
+    docker: recording,
+    specSource: fileSpecSource(specFile, { debounceMs: 50 }),
+    logger: memoryLogger(),
+    id: owner,
+    rolloutPollMs: 250,
+    ...(container ? { container } : {}),
+  });
   controllers.push(c);
   return c;
 }
@@ -54,7 +61,13 @@ beforeAll(async () => {
   dir = await mkdtemp(join(harness.workDir, "controller-rollback-"));
   await prepareSpecDir(dir);
   specFile = join(dir, "cachespec.yaml");
-  variant = { cache: cacheName, hostname: node.hostname, nodeLabel: `dtr.cache.${suffix}=true`, port: 29_000 + Math.floor(Math.random() * 900), image: harness.images.testHttp };
+  variant = {
+    cache: cacheName,
+    hostname: node.hostname,
+    nodeLabel: `dtr.cache.${suffix}=true`,
+    port: 29_000 + Math.floor(Math.random() * 900),
+    image: harness.images.testHttp,
+  };
   await writeFile(specFile, await runbookVariant(variant));
   api = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(harness.dockerHost)));
   recording = recordSwarmApi(api);
@@ -71,7 +84,9 @@ describe("controller and a rollout Swarm rolled back", () => {
     // A good rollout first, so Swarm has a spec to roll back to.
     const first = freshController();
     await first.reconcileOnce();
-    await expect.poll(async () => (await api.listTasks((await service())?.id ?? "")).filter((t) => t.state === "running").length, { timeout: 30_000, interval: 250 }).toBe(1);
+    await expect
+      .poll(async () => (await api.listTasks((await service())?.id ?? "")).filter((t) => t.state === "running").length, { timeout: 30_000, interval: 250 })
+      .toBe(1);
 
     // The controller that pushes the failing update; Swarm rolls it back on its own.
     const pusher = freshController(BROKEN);

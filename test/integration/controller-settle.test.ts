@@ -5,7 +5,19 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { conditionOf, createController, createDockerClient, DockerodeSwarmApi, fileSpecSource, labels, memoryLogger, resolveDockerConnection, type ContainerOptions, type Controller, type SwarmApi } from "@dtrcache/controller";
+import {
+  conditionOf,
+  createController,
+  createDockerClient,
+  DockerodeSwarmApi,
+  fileSpecSource,
+  labels,
+  memoryLogger,
+  resolveDockerConnection,
+  type ContainerOptions,
+  type Controller,
+  type SwarmApi,
+} from "@dtrcache/controller";
 import { prepareSpecDir, removeOwned, runbookVariant } from "../bench/controller/support.js";
 
 const harness = inject("harness");
@@ -24,7 +36,16 @@ let controller: Controller | undefined;
 beforeAll(async () => {
   dir = await mkdtemp(join(harness.workDir, "controller-settle-"));
   await prepareSpecDir(dir);
-  await writeFile(join(dir, "cachespec.yaml"), await runbookVariant({ cache: cacheName, hostname: node.hostname, nodeLabel: `dtr.cache.${suffix}=true`, port: 29_900 + Math.floor(Math.random() * 90), image: harness.images.testHttp }));
+  await writeFile(
+    join(dir, "cachespec.yaml"),
+    await runbookVariant({
+      cache: cacheName,
+      hostname: node.hostname,
+      nodeLabel: `dtr.cache.${suffix}=true`,
+      port: 29_900 + Math.floor(Math.random() * 90),
+      image: harness.images.testHttp,
+    }),
+  );
   api = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(harness.dockerHost)));
 });
 
@@ -36,7 +57,16 @@ afterAll(async () => {
 
 describe("controller Ready on a real engine", () => {
   it("never reports Ready for a cache whose tasks exit right after starting", async () => {
-    controller = createController({ docker: api, specSource: fileSpecSource(join(dir, "cachespec.yaml"), { debounceMs: 50 }), logger: memoryLogger(), id: owner, rolloutPollMs: 250, resyncIntervalMs: 3_000, settleMs: 5_000, container: EXITS_AT_START });
+    controller = createController({
+      docker: api,
+      specSource: fileSpecSource(join(dir, "cachespec.yaml"), { debounceMs: 50 }),
+      logger: memoryLogger(),
+      id: owner,
+      rolloutPollMs: 250,
+      resyncIntervalMs: 3_000,
+      settleMs: 5_000,
+      container: EXITS_AT_START,
+    });
     await controller.start();
     const running = new Set<string>();
     const readySeen: string[] = [];

@@ -42,10 +42,12 @@ async function leftovers(instances: readonly InstanceRecord[], processes: readon
   const netns = (await run("ip", ["netns", "list"])).stdout.split("\n").filter((line) => instances.some((i) => line.startsWith(`dh-${i.id}-`)));
   const alive: string[] = [];
   for (const p of processes) if (await sameProcess(p.pid, p.start)) alive.push(`${p.pid} ${p.kind} ${p.name}`);
-  const emulatorAnswers = emulatorUrl !== undefined && (await fetch(`${emulatorUrl}/_ping`, { signal: AbortSignal.timeout(2_000) }).then(
-    () => true,
-    () => false,
-  ));
+  const emulatorAnswers =
+    emulatorUrl !== undefined &&
+    (await fetch(`${emulatorUrl}/_ping`, { signal: AbortSignal.timeout(2_000) }).then(
+      () => true,
+      () => false,
+    ));
   return {
     netns,
     recordedProcessesAlive: alive,
@@ -98,7 +100,10 @@ function startDemo(): { pid: number; exited: Promise<Exit> } {
 }
 
 function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s:\n${output.slice(-20).join("\n")}`)), ms))]);
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s:\n${output.slice(-20).join("\n")}`)), ms)),
+  ]);
 }
 
 afterAll(async () => {
@@ -153,10 +158,20 @@ describe("npm run demo", () => {
 
     child?.kill("SIGINT");
     const exit = await bounded(exited, EXIT_TIMEOUT_MS, "the demo did not exit after SIGINT");
-    console.log(`demo: "pulled through the cache" after ${pulledAfter.toFixed(1)} s; exited ${((Date.now() - started) / 1000).toFixed(1)} s after start\n${output.join("\n")}`);
+    console.log(
+      `demo: "pulled through the cache" after ${pulledAfter.toFixed(1)} s; exited ${((Date.now() - started) / 1000).toFixed(1)} s after start\n${output.join("\n")}`,
+    );
     expect(exit).toEqual({ code: 0, signal: null });
     expect(output.join("\n")).toMatch(/everything removed/);
-    expect(await leftovers(instances, processes, emulatorUrl)).toEqual({ netns: [], recordedProcessesAlive: [], processesInDirs: [], dirs: [], hostLinks: [], cgroups: [], emulatorAnswers: false });
+    expect(await leftovers(instances, processes, emulatorUrl)).toEqual({
+      netns: [],
+      recordedProcessesAlive: [],
+      processesInDirs: [],
+      dirs: [],
+      hostLinks: [],
+      cgroups: [],
+      emulatorAnswers: false,
+    });
   });
 
   it("forces its way out on a second SIGINT (exit 130), and the next run's cleanup leaves nothing of it", async () => {

@@ -75,7 +75,8 @@ function specForTheStore(text: string): string {
 }
 
 const cli = join(repoRoot(), "controller", "dist", "cli", "main.js");
-const dtrcache = (...args: string[]) => run(process.execPath, [cli, ...args, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost }, allowFailure: true });
+const dtrcache = (...args: string[]) =>
+  run(process.execPath, [cli, ...args, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost }, allowFailure: true });
 
 interface StatusBody {
   caches: { name: string; conditions: { type: string; status: string; reason: string }[]; dtr: { registrationId?: string } }[];
@@ -90,10 +91,12 @@ async function fetchStatus(): Promise<StatusBody | undefined> {
   }
 }
 
-const condition = (body: StatusBody | undefined, type: string): string | undefined => body?.caches.find((c) => c.name === cacheName)?.conditions.find((c) => c.type === type)?.status;
+const condition = (body: StatusBody | undefined, type: string): string | undefined =>
+  body?.caches.find((c) => c.name === cacheName)?.conditions.find((c) => c.type === type)?.status;
 
 beforeAll(async () => {
-  if (!harness.images.controller || !harness.images.cacheServer) throw new Error("the harness did not build the controller and cache-server images (are both packages compiled?)");
+  if (!harness.images.controller || !harness.images.cacheServer)
+    throw new Error("the harness did not build the controller and cache-server images (are both packages compiled?)");
   docker = await dockerCli();
   workDir = await mkdtemp(join(harness.workDir, "deploy-stack-"));
   stack = await startDtrStack({ workDir: join(workDir, "stack"), hostIp: harness.hostIp, dockerHost: harness.dockerHost, repository: `stack/web-${suffix}` });
@@ -126,8 +129,10 @@ afterAll(async () => {
     }
     await run(docker, ["secret", "rm", adminSecret], { env: dockerEnv(), allowFailure: true });
     await run(docker, ["secret", "rm", tokenSecret, certSecret, keySecret], { env: dockerEnv(), allowFailure: true });
-    for (const c of await swarm.listConfigs({ labels: [`io.dtrcache.store.owner=${owner}`] }).catch(() => [])) await swarm.removeConfig(c.id).catch(() => undefined);
-    for (const c of await swarm.listConfigs({ labels: [] }).catch(() => [])) if (c.name === `dtrcache-lease-${owner}`) await swarm.removeConfig(c.id).catch(() => undefined);
+    for (const c of await swarm.listConfigs({ labels: [`io.dtrcache.store.owner=${owner}`] }).catch(() => []))
+      await swarm.removeConfig(c.id).catch(() => undefined);
+    for (const c of await swarm.listConfigs({ labels: [] }).catch(() => []))
+      if (c.name === `dtrcache-lease-${owner}`) await swarm.removeConfig(c.id).catch(() => undefined);
   }
   await removeOwned(swarm, owner).catch(() => undefined);
   await stack?.stop();
@@ -155,7 +160,9 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     const v2 = await request(`${cacheUrl}/v2/`, { dispatcher: new Agent({ connect: { ca: cachePair.certPem, timeout: 5_000 } }) });
     await v2.body.dump();
     expect(v2.headers["docker-distribution-api-version"]).toBe("registry/2.0");
-    const mounted = (await swarm.listServices(labels.ownerFilter(owner)))[0]?.spec.TaskTemplate.ContainerSpec.Secrets?.map((r) => `${r.SecretName} ${r.File.Name}`).sort();
+    const mounted = (await swarm.listServices(labels.ownerFilter(owner)))[0]?.spec.TaskTemplate.ContainerSpec.Secrets?.map(
+      (r) => `${r.SecretName} ${r.File.Name}`,
+    ).sort();
     expect(mounted).toEqual(expect.arrayContaining([`${certSecret} /run/secrets/cache.cert.pem`, `${keySecret} /run/secrets/cache.key.pem`]));
     expect((await swarm.listSecrets(labels.ownerFilter(owner))).filter((o) => ["cert", "key"].includes(o.labels["io.dtrcache.purpose"] ?? ""))).toEqual([]);
 
@@ -167,13 +174,31 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     await writeFile(join(certDir, "ca.crt"), cachePair.certPem);
     const registry = `${node.ip}:${cachePort}`;
     const authFile = join(home, "auth.json");
-    await writeFile(authFile, JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`${stack.users.alice.username}:${stack.users.alice.password}`).toString("base64") } } }), { mode: 0o600 });
+    await writeFile(
+      authFile,
+      JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`${stack.users.alice.username}:${stack.users.alice.password}`).toString("base64") } } }),
+      { mode: 0o600 },
+    );
     const target = join(workDir, "pulled");
-    const pulled = await run("skopeo", ["copy", "--retry-times", "0", "--src-cert-dir", certDir, "--authfile", authFile, `docker://${registry}/${stack.sampleImage.repository}:${stack.sampleImage.tag}`, `dir:${target}`], {
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, XDG_RUNTIME_DIR: home },
-      timeoutMs: 120_000,
-      allowFailure: true,
-    });
+    const pulled = await run(
+      "skopeo",
+      [
+        "copy",
+        "--retry-times",
+        "0",
+        "--src-cert-dir",
+        certDir,
+        "--authfile",
+        authFile,
+        `docker://${registry}/${stack.sampleImage.repository}:${stack.sampleImage.tag}`,
+        `dir:${target}`,
+      ],
+      {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, XDG_RUNTIME_DIR: home },
+        timeoutMs: 120_000,
+        allowFailure: true,
+      },
+    );
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(sha256(await readFile(join(target, "manifest.json")))).toBe(stack.sampleImage.digest);
 
@@ -187,7 +212,10 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     // One command changes the running cache: an edit through the store, picked up without a restart.
     const editor = join(workDir, "editor.sh");
     await writeFile(editor, "#!/bin/sh\nsed -i 's/blobTTL: .*/blobTTL: 2h/' \"$1\"\n", { mode: 0o755 });
-    const edited = await run(process.execPath, [cli, "edit", cacheName, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, DTRCACHE_EDITOR: editor }, allowFailure: true });
+    const edited = await run(process.execPath, [cli, "edit", cacheName, "--id", owner], {
+      env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, DTRCACHE_EDITOR: editor },
+      allowFailure: true,
+    });
     expect(edited.code, edited.stderr).toBe(0);
     const serviceConfigText = async (): Promise<string> => {
       const service = (await swarm.listServices(labels.ownerFilter(owner)))[0];
@@ -197,7 +225,11 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     await expect.poll(serviceConfigText, { timeout: 30_000, interval: 500 }).toContain("blobttl: 2h");
 
     // describe shows the controller's events for the cache.
-    const described = await run(process.execPath, [cli, "describe", cacheName, "--id", owner, "--url", statusUrl, "--token-file", tokenFile, "--events", "50"], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost } });
+    const described = await run(
+      process.execPath,
+      [cli, "describe", cacheName, "--id", owner, "--url", statusUrl, "--token-file", tokenFile, "--events", "50"],
+      { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost } },
+    );
     expect(described.stdout).toMatch(/Events:\n/);
     expect(described.stdout).toMatch(/ServiceCreated\s+\S+\s+swarm\s+created service /);
     expect(described.stdout).toMatch(/DtrSynced\s+\S+\s+dtr\s+registration /);
@@ -209,7 +241,9 @@ describe("the controller deployed with deploy/stack/controller.stack.yml", () =>
     expect(deleted.code, deleted.stderr).toBe(0);
     const filter = labels.ownerFilter(owner);
     await expect.poll(async () => (await swarm.listServices(filter)).length, { timeout: 60_000, interval: 500 }).toBe(0);
-    await expect.poll(async () => (await swarm.listConfigs(filter)).length + (await swarm.listSecrets(filter)).length, { timeout: 30_000, interval: 500 }).toBe(0);
+    await expect
+      .poll(async () => (await swarm.listConfigs(filter)).length + (await swarm.listSecrets(filter)).length, { timeout: 30_000, interval: 500 })
+      .toBe(0);
     const nodes = await swarm.listNodes();
     expect(nodes.some((n) => Object.keys(n.spec.Labels ?? {}).some((k) => k.startsWith(`dtr.cache.stack${suffix}`)))).toBe(false);
     expect(stack.emulator.contentCaches().some((c) => c.name === cacheName)).toBe(false);

@@ -43,7 +43,10 @@ const statusUrl = `http://${node.ip}:9090`;
 const registry = `${harness.registry.hostPort}/docs-ops`;
 const version = "0.1.0";
 const newVersion = "0.1.1-docs";
-const users = { admin: { username: "admin", password: randomBytes(12).toString("base64url"), admin: true }, alice: { username: "alice", password: randomBytes(12).toString("base64url") } };
+const users = {
+  admin: { username: "admin", password: randomBytes(12).toString("base64url"), admin: true },
+  alice: { username: "alice", password: randomBytes(12).toString("base64url") },
+};
 
 let docker = "";
 let workDir = "";
@@ -54,7 +57,12 @@ let shell: DocShell;
 let blocks: Map<Step, DocBlock>;
 const timings: string[] = [];
 
-const dockerEnv = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: join(workDir, "home"), DOCKER_CONFIG: join(workDir, "docker-config"), DOCKER_HOST: harness.dockerHost });
+const dockerEnv = (): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH ?? "/usr/bin:/bin",
+  HOME: join(workDir, "home"),
+  DOCKER_CONFIG: join(workDir, "docker-config"),
+  DOCKER_HOST: harness.dockerHost,
+});
 const onSwarm = (args: string[]) => run(docker, args, { env: dockerEnv(), allowFailure: true });
 
 async function step(name: Step, options: { timeoutMs?: number; set?: Record<string, string> } = {}): Promise<BlockRun> {
@@ -63,8 +71,12 @@ async function step(name: Step, options: { timeoutMs?: number; set?: Record<stri
   const result = await shell.run(block, options);
   timings.push(`${name} ${result.seconds.toFixed(1)} s`);
   // what each block printed, for a reader of a run (never secrets: the guide's commands print none)
-  if (process.env["DTRCACHE_DOCS_LOG"]) await appendFile(process.env["DTRCACHE_DOCS_LOG"], `=== ${name} (exit ${result.code}, ${result.seconds.toFixed(1)} s)\n${result.stdout}${result.stderr}`);
-  expect(result.code, `${GUIDE}:${block.line} step ${name} exited ${result.code}\n--- stdout\n${result.stdout.slice(-3000)}\n--- stderr\n${result.stderr.slice(-3000)}`).toBe(0);
+  if (process.env["DTRCACHE_DOCS_LOG"])
+    await appendFile(process.env["DTRCACHE_DOCS_LOG"], `=== ${name} (exit ${result.code}, ${result.seconds.toFixed(1)} s)\n${result.stdout}${result.stderr}`);
+  expect(
+    result.code,
+    `${GUIDE}:${block.line} step ${name} exited ${result.code}\n--- stdout\n${result.stdout.slice(-3000)}\n--- stderr\n${result.stderr.slice(-3000)}`,
+  ).toBe(0);
   return result;
 }
 
@@ -98,9 +110,13 @@ async function converged(): Promise<string> {
 async function cacheService(): Promise<{ image: string; secrets: string[]; config: string }> {
   const inspected = await onSwarm(["service", "inspect", CACHE, "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}"]);
   if (inspected.code !== 0) return { image: "", secrets: [], config: "" };
-  const spec = JSON.parse(inspected.stdout) as { Image: string; Secrets?: { SecretName: string }[]; Configs?: { ConfigName: string; File: { Name: string } }[] };
+  const spec = JSON.parse(inspected.stdout) as {
+    Image: string;
+    Secrets?: { SecretName: string }[];
+    Configs?: { ConfigName: string; File: { Name: string } }[];
+  };
   const configName = spec.Configs?.find((c) => c.File.Name === "/config.yml")?.ConfigName ?? "";
-  const config = configName ? (await onSwarm(["config", "inspect", configName, "--format", "{{printf \"%s\" .Spec.Data}}"])).stdout : "";
+  const config = configName ? (await onSwarm(["config", "inspect", configName, "--format", '{{printf "%s" .Spec.Data}}'])).stdout : "";
   return { image: spec.Image, secrets: (spec.Secrets ?? []).map((s) => s.SecretName).sort(), config };
 }
 
@@ -159,13 +175,17 @@ async function projectLeftovers(): Promise<string[]> {
   }
   const networks = (await onSwarm(["network", "ls", "-q", "--filter", `label=com.docker.stack.namespace=${STACK}`])).stdout.trim();
   if (networks) found.push(`network(s) ${networks}`);
-  const nodeLabels = JSON.parse((await onSwarm(["node", "inspect", "self", "--format", "{{json .Spec.Labels}}"])).stdout || "{}") as Record<string, string> | null;
+  const nodeLabels = JSON.parse((await onSwarm(["node", "inspect", "self", "--format", "{{json .Spec.Labels}}"])).stdout || "{}") as Record<
+    string,
+    string
+  > | null;
   for (const key of Object.keys(nodeLabels ?? {}).filter((k) => k === "dtr.cache")) found.push(`node label ${key}`);
   return found;
 }
 
 beforeAll(async () => {
-  if (!harness.images.controller || !harness.images.cacheServer) throw new Error("the harness did not build the controller and cache-server images (are both packages compiled?)");
+  if (!harness.images.controller || !harness.images.cacheServer)
+    throw new Error("the harness did not build the controller and cache-server images (are both packages compiled?)");
   docker = await dockerCli();
   workDir = await mkdtemp(join(harness.workDir, "docs-ops-"));
   opDir = join(workDir, "ops");
@@ -176,11 +196,21 @@ beforeAll(async () => {
 
   // An image of this file's own (a random layer): one pulled by an earlier file would already be
   // in the engine, and docker would not ask DTR for its blobs at all.
-  sample = await pushTestImage({ dockerHost: harness.dockerHost, registryHostPort: harness.registry.hostPort, workDir, repository: `docs-ops/sample-${randomBytes(3).toString("hex")}` });
+  sample = await pushTestImage({
+    dockerHost: harness.dockerHost,
+    registryHostPort: harness.registry.hostPort,
+    workDir,
+    repository: `docs-ops/sample-${randomBytes(3).toString("hex")}`,
+  });
   // DTR over TLS; its certificate is the CA the operator obtained out of band.
   const dtrPair = await generateSelfSigned(harness.hostIp, new Date());
   await writeFile(join(opDir, "dtr.cert.pem"), dtrPair.certPem);
-  emulator = await startDtrEmulator({ listenHost: harness.hostIp, backendRegistryUrl: harness.registry.url, users: [users.admin, users.alice], tls: { cert: dtrPair.certPem, key: dtrPair.keyPem } });
+  emulator = await startDtrEmulator({
+    listenHost: harness.hostIp,
+    backendRegistryUrl: harness.registry.url,
+    users: [users.admin, users.alice],
+    tls: { cert: dtrPair.certPem, key: dtrPair.keyPem },
+  });
   await writePair(node.ip, "cache");
   // alice logged in to DTR earlier (the guide's pull step assumes a logged-in user)
   await run(docker, ["login", emulator.hostPort, "-u", users.alice.username, "--password-stdin"], { env: dockerEnv(), input: users.alice.password });
@@ -301,7 +331,9 @@ describe(`${GUIDE}, run as written`, () => {
       if (kind === "ContentCache") set(["spec", "tls"], { certFile: { secret: "cache.cert.pem.2" }, keyFile: { secret: "cache.key.pem.2" } });
     });
     await step("rotate-tls");
-    await expect.poll(async () => (await cacheService()).secrets, { timeout: 60_000, interval: 500 }).toEqual(expect.arrayContaining(["cache.cert.pem.2", "cache.key.pem.2"]));
+    await expect
+      .poll(async () => (await cacheService()).secrets, { timeout: 60_000, interval: 500 })
+      .toEqual(expect.arrayContaining(["cache.cert.pem.2", "cache.key.pem.2"]));
     await expect.poll(converged, { timeout: 90_000, interval: 500 }).toBe("Ready DtrSynced");
     await expect.poll(servedFingerprint, { timeout: 30_000, interval: 500 }).toBe(renewed);
     await step("rotate-tls-cleanup");
@@ -315,7 +347,12 @@ describe(`${GUIDE}, run as written`, () => {
     expect((await controllerService()).secrets).toContain("dtr-admin-password.2");
     await expect.poll(converged, { timeout: 120_000, interval: 1_000 }).toBe("Ready DtrSynced");
     // the restarted controller authenticated to DTR's API with what the new secret holds
-    await expect.poll(() => emu.requestLog().some((e) => e.user === users.admin.username && e.path.startsWith("/api/") && e.status < 300), { timeout: 60_000, interval: 1_000 }).toBe(true);
+    await expect
+      .poll(() => emu.requestLog().some((e) => e.user === users.admin.username && e.path.startsWith("/api/") && e.status < 300), {
+        timeout: 60_000,
+        interval: 1_000,
+      })
+      .toBe(true);
 
     // the status token: the old one is refused, the new one (the file the guide rewrote) works
     const oldToken = (await readFile(join(opDir, "status-token"), "utf8")).trim();

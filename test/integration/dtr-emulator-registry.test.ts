@@ -41,7 +41,9 @@ async function tokenFor(auth: string | undefined, scope = `repository:${REPO}:pu
   const header = challenge.headers.get("www-authenticate") ?? "";
   const realm = /realm="([^"]+)"/.exec(header)?.[1] ?? "";
   const service = /service="([^"]+)"/.exec(header)?.[1] ?? "";
-  const answer = await fetch(`${realm}?service=${encodeURIComponent(service)}&scope=${encodeURIComponent(scope)}`, { headers: auth === undefined ? {} : { authorization: auth } });
+  const answer = await fetch(`${realm}?service=${encodeURIComponent(service)}&scope=${encodeURIComponent(scope)}`, {
+    headers: auth === undefined ? {} : { authorization: auth },
+  });
   expect(answer.status).toBe(200);
   return ((await answer.json()) as { token: string }).token;
 }
@@ -53,7 +55,12 @@ beforeAll(async () => {
   const configDigest = await pushBlob(config);
   await pushBlob(layer);
   const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST_V2, config: { mediaType: "application/vnd.docker.container.image.v1+json", size: config.length, digest: configDigest }, layers: [{ mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", size: layer.length, digest: layerDigest }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MANIFEST_V2,
+      config: { mediaType: "application/vnd.docker.container.image.v1+json", size: config.length, digest: configDigest },
+      layers: [{ mediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", size: layer.length, digest: layerDigest }],
+    }),
   );
   manifestDigest = sha256(manifest);
   const put = await fetch(`${backend.url}/v2/${REPO}/manifests/1.0`, { method: "PUT", body: manifest, headers: { "content-type": MANIFEST_V2 } });

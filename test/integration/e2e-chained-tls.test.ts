@@ -13,11 +13,31 @@ import { pino } from "pino";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parseAllDocuments, type Document } from "yaml";
-import { conditionOf, createDockerClient, DockerodeSwarmApi, formatStatusTable, labels, resolveDockerConnection, startRuntime, type CacheStatus, type Runtime } from "@dtrcache/controller";
+import {
+  conditionOf,
+  createDockerClient,
+  DockerodeSwarmApi,
+  formatStatusTable,
+  labels,
+  resolveDockerConnection,
+  startRuntime,
+  type CacheStatus,
+  type Runtime,
+} from "@dtrcache/controller";
 import { removeOwned } from "../bench/controller/support.js";
 import { sha256 } from "../support/oci.js";
 import { run } from "../harness/proc.js";
-import { blobTraffic, demoSpecTemplatePath, metricValue, renderSpec, sampleBlobs, startDtrStack, type BlobRef, type CacheCounters, type DtrStack } from "../support/dtr-stack.js";
+import {
+  blobTraffic,
+  demoSpecTemplatePath,
+  metricValue,
+  renderSpec,
+  sampleBlobs,
+  startDtrStack,
+  type BlobRef,
+  type CacheCounters,
+  type DtrStack,
+} from "../support/dtr-stack.js";
 
 const harness = inject("harness");
 const suffix = randomBytes(3).toString("hex");
@@ -67,15 +87,20 @@ const agents = new Map<string, Agent>();
  * Written atomically, so a running controller never reads half of an edit.
  */
 async function writeChainedSpec(image: string, edgeUsers: readonly string[] = []): Promise<string> {
-  const text = renderSpec(await readFile(demoSpecTemplatePath(), "utf8"), stack.emulator.url, { env: stack.passwordEnvName }, {
-    cacheName: parent.name,
-    nodeHostname: node.hostname,
-    port: parent.port,
-    externalURL: parent.url,
-    users: [],
-    image,
-    nodeLabel: parent.nodeLabel,
-  });
+  const text = renderSpec(
+    await readFile(demoSpecTemplatePath(), "utf8"),
+    stack.emulator.url,
+    { env: stack.passwordEnvName },
+    {
+      cacheName: parent.name,
+      nodeHostname: node.hostname,
+      port: parent.port,
+      externalURL: parent.url,
+      users: [],
+      image,
+      nodeLabel: parent.nodeLabel,
+    },
+  );
   const docs = parseAllDocuments(text);
   if (!Array.isArray(docs)) throw new Error("rendered spec: expected a multi-document YAML stream");
   const parentDoc: Document | undefined = docs.find((d) => d.get("kind") === "ContentCache");
@@ -99,7 +124,10 @@ async function writeChainedSpec(image: string, edgeUsers: readonly string[] = []
 const cacheStatus = (name: string): CacheStatus | undefined => runtime?.controller.status().caches.find((c) => c.name === name);
 const conditionState = (name: string, type: "Ready" | "DtrSynced"): string => conditionOf(cacheStatus(name), type)?.status ?? "Unknown";
 const tlsTrusted = (name: string): { status: string; reason: string } | undefined => {
-  const c = runtime?.snapshot().caches.find((x) => x.name === name)?.conditions.find((x) => x.type === "TlsTrusted");
+  const c = runtime
+    ?.snapshot()
+    .caches.find((x) => x.name === name)
+    ?.conditions.find((x) => x.type === "TlsTrusted");
   return c ? { status: c.status, reason: c.reason } : undefined;
 };
 
@@ -179,7 +207,6 @@ async function skopeoCopy(target: string, auth: "alice" | "anonymous", via: "edg
   return { code: result.code, stderr: result.stderr };
 }
 
-
 /** Checks a `dir:` copy: the manifest's digest is the backend's and every blob file hashes to its name. */
 async function expectCopyMatchesBackend(dir: string): Promise<void> {
   expect(sha256(await readFile(join(dir, "manifest.json")))).toBe(stack.sampleImage.digest);
@@ -234,7 +261,17 @@ describe("two chained caches over TLS with generated certificates", () => {
     for (const cache of [parent, edge]) await expect.poll(() => conditionState(cache.name, "Ready"), { timeout: 150_000, interval: 250 }).toBe("True");
     const readyMs = Date.now() - runtimeStartedAt;
     for (const cache of [parent, edge]) await expect.poll(() => conditionState(cache.name, "DtrSynced"), { timeout: 30_000, interval: 250 }).toBe("True");
-    expect(stack.emulator.contentCaches().map((c) => [c.name, c.host]).sort()).toEqual([[edge.name, edge.url], [parent.name, parent.url]].sort());
+    expect(
+      stack.emulator
+        .contentCaches()
+        .map((c) => [c.name, c.host])
+        .sort(),
+    ).toEqual(
+      [
+        [edge.name, edge.url],
+        [parent.name, parent.url],
+      ].sort(),
+    );
 
     const api = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(harness.dockerHost)));
     for (const cache of [parent, edge]) {
@@ -364,7 +401,9 @@ describe("two chained caches over TLS with generated certificates", () => {
 
   it("once alice is an edge user, DTR redirects her blob GETs to the edge and the signed URL travels through the parent to DTR, which authorizes every blob", async () => {
     await writeChainedSpec(cacheImage, ["alice"]);
-    await expect.poll(() => stack.emulator.settings().alice, { timeout: 60_000, interval: 250 }).toBe(cacheStatus(edge.name)?.dtr.registrationId ?? "(edge registered)");
+    await expect
+      .poll(() => stack.emulator.settings().alice, { timeout: 60_000, interval: 250 })
+      .toBe(cacheStatus(edge.name)?.dtr.registrationId ?? "(edge registered)");
     stack.emulator.clearRequestLog();
     const [edgeBefore, parentBefore] = await Promise.all([counters(edge), counters(parent)]);
 

@@ -7,10 +7,29 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { conditionOf, createDockerClient, DockerodeSwarmApi, formatStatusTable, resolveDockerConnection, startRuntime, type CacheStatus, type Runtime } from "@dtrcache/controller";
+import {
+  conditionOf,
+  createDockerClient,
+  DockerodeSwarmApi,
+  formatStatusTable,
+  resolveDockerConnection,
+  startRuntime,
+  type CacheStatus,
+  type Runtime,
+} from "@dtrcache/controller";
 import { removeOwned } from "../bench/controller/support.js";
 import { dockerCli } from "../harness/index.js";
-import { blobTraffic, dockerAs, readCacheCounters, sampleBlobs, startDtrStack, type BlobRef, type DockerAs, type DtrStack, type WriteSpecOptions } from "../support/dtr-stack.js";
+import {
+  blobTraffic,
+  dockerAs,
+  readCacheCounters,
+  sampleBlobs,
+  startDtrStack,
+  type BlobRef,
+  type DockerAs,
+  type DtrStack,
+  type WriteSpecOptions,
+} from "../support/dtr-stack.js";
 
 const harness = inject("harness");
 const suffix = randomBytes(3).toString("hex");
@@ -51,7 +70,16 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(harness.workDir, "e2e-dtr-"));
   stack = await startDtrStack({ workDir: join(workDir, "stack"), hostIp: harness.hostIp, dockerHost: harness.dockerHost, repository: `e2e/web-${suffix}` });
   blobs = await sampleBlobs(stack);
-  specOptions = { cacheName, nodeHostname: node.hostname, port, debugPort, externalURL: cacheUrl, users: ["alice"], image, nodeLabel: `dtr.cache.e2e${suffix}=true` };
+  specOptions = {
+    cacheName,
+    nodeHostname: node.hostname,
+    port,
+    debugPort,
+    externalURL: cacheUrl,
+    users: ["alice"],
+    image,
+    nodeLabel: `dtr.cache.e2e${suffix}=true`,
+  };
   specPath = await stack.writeSpec(specOptions);
   logFile = join(workDir, "controller.log");
   runtime = await startRuntime({
@@ -64,7 +92,14 @@ beforeAll(async () => {
     controllerOptions: { resyncIntervalMs: 2_000, rolloutPollMs: 250 },
   });
   const docker = await dockerCli();
-  const client = (user: "alice" | "bob"): DockerAs => dockerAs({ docker, dockerHost: harness.dockerHost, configDir: join(workDir, `docker-${user}`), registryHostPort: stack.emulator.hostPort, user: stack.users[user] });
+  const client = (user: "alice" | "bob"): DockerAs =>
+    dockerAs({
+      docker,
+      dockerHost: harness.dockerHost,
+      configDir: join(workDir, `docker-${user}`),
+      registryHostPort: stack.emulator.hostPort,
+      user: stack.users[user],
+    });
   alice = client("alice");
   bob = client("bob");
 });
@@ -113,7 +148,10 @@ describe("a DTR content cache end to end", () => {
     }
     expect(traffic.servedDirect).toEqual([]);
     // The cache filled each blob from DTR once, authorized by the signed redirect (delegated authorization).
-    const fills = traffic.signed.filter((s) => s.method === "GET" && s.status === 200).map((s) => s.digest).sort();
+    const fills = traffic.signed
+      .filter((s) => s.method === "GET" && s.status === 200)
+      .map((s) => s.digest)
+      .sort();
     expect(fills).toEqual(digests);
 
     // The cache's record: misses for every blob, and it sent at least the blobs' bytes to the client.
@@ -170,7 +208,9 @@ describe("a DTR content cache end to end", () => {
       expect(dtrCondition?.reason).toBe("DTR_UNAVAILABLE"); // the error's stable code (issue 10: describeDtrFailure)
       expect(dtrCondition?.message).toMatch(/503|unavailable/i);
       // the Swarm side converged on the edited spec all the same
-      await expect.poll(() => conditionState("Ready") === "True" && cacheStatus()?.observedGeneration === cacheStatus()?.generation, { timeout: 60_000, interval: 250 }).toBe(true);
+      await expect
+        .poll(() => conditionState("Ready") === "True" && cacheStatus()?.observedGeneration === cacheStatus()?.generation, { timeout: 60_000, interval: 250 })
+        .toBe(true);
       expect(conditionOf(cacheStatus(), "Degraded")?.status).toBe("False");
       expect(cacheStatus()?.tasks).toMatchObject({ running: 1, desired: 1, nodes: [expect.any(String)] });
       expect(stack.emulator.settings().bob).toBe("");
@@ -191,9 +231,13 @@ describe("a DTR content cache end to end", () => {
       const configBefore = cacheStatus()?.revisions.find((r) => r.purpose === "config")?.name;
       specOptions = { ...specOptions, blobTTL: "12h" };
       await stack.writeSpec(specOptions);
-      await expect.poll(() => conditionOf(cacheStatus(), "DtrSynced")?.message ?? "", { timeout: 60_000, interval: 250 }).toMatch(/ECONNREFUSED|refused|unreachable|connect/i);
+      await expect
+        .poll(() => conditionOf(cacheStatus(), "DtrSynced")?.message ?? "", { timeout: 60_000, interval: 250 })
+        .toMatch(/ECONNREFUSED|refused|unreachable|connect/i);
       expect(conditionState("DtrSynced")).toBe("False");
-      await expect.poll(() => conditionState("Ready") === "True" && cacheStatus()?.observedGeneration === cacheStatus()?.generation, { timeout: 90_000, interval: 250 }).toBe(true);
+      await expect
+        .poll(() => conditionState("Ready") === "True" && cacheStatus()?.observedGeneration === cacheStatus()?.generation, { timeout: 90_000, interval: 250 })
+        .toBe(true);
       expect(cacheStatus()?.tasks).toMatchObject({ running: 1, desired: 1, nodes: [expect.any(String)] });
       // the edit really reached Swarm: a new config revision is mounted
       expect(cacheStatus()?.revisions.find((r) => r.purpose === "config")?.name).not.toBe(configBefore);

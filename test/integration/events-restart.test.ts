@@ -34,7 +34,8 @@ async function eventsOf(runtime: Runtime, cache: string): Promise<{ reason: stri
 
 afterAll(async () => {
   for (const r of runtimes) await r.stop().catch(() => undefined);
-  for (const c of await api.listConfigs({ labels: [] }).catch(() => [])) if (c.name === `dtrcache.events.${owner}` || c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
+  for (const c of await api.listConfigs({ labels: [] }).catch(() => []))
+    if (c.name === `dtrcache.events.${owner}` || c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
 });
 
 describe("events across a controller restart", () => {
@@ -44,9 +45,24 @@ describe("events across a controller restart", () => {
     // load is refused with STORE_EMPTY, which shows it started, after the journal was read)
     await expect.poll(() => a.snapshot().spec.errors.join(" "), { timeout: 30_000, interval: 100 }).toContain("holds no resources yet");
     // more than the journal's 64 KiB: the oldest (the fillers) are dropped, the newest kept
-    for (let c = 0; c < 20; c += 1) for (let i = 0; i < 20; i += 1) a.events.record({ cache: `filler-${c}`, type: "Normal", source: "dtr", reason: "DtrSynced", message: `pass ${i} ${"y".repeat(150)}` });
-    for (let i = 0; i < 30; i += 1) a.events.record({ cache: "region-asia", type: "Normal", source: "swarm", reason: "ServiceUpdated", message: `updated service region-asia (step ${i}) ${"x".repeat(150)}` });
-    a.events.record({ cache: "region-asia", type: "Warning", source: "dtr", reason: "DtrSyncFailed", message: "DTR_UNAVAILABLE: DTR GET /api/v0/content_caches: 503" });
+    for (let c = 0; c < 20; c += 1)
+      for (let i = 0; i < 20; i += 1)
+        a.events.record({ cache: `filler-${c}`, type: "Normal", source: "dtr", reason: "DtrSynced", message: `pass ${i} ${"y".repeat(150)}` });
+    for (let i = 0; i < 30; i += 1)
+      a.events.record({
+        cache: "region-asia",
+        type: "Normal",
+        source: "swarm",
+        reason: "ServiceUpdated",
+        message: `updated service region-asia (step ${i}) ${"x".repeat(150)}`,
+      });
+    a.events.record({
+      cache: "region-asia",
+      type: "Warning",
+      source: "dtr",
+      reason: "DtrSyncFailed",
+      message: "DTR_UNAVAILABLE: DTR GET /api/v0/content_caches: 503",
+    });
     await a.stop();
 
     const journal = (await api.listConfigs({ labels: [] })).find((c) => c.name === `dtrcache.events.${owner}`);

@@ -143,8 +143,22 @@ beforeAll(async () => {
     swarm.loadImage(image, harness.dockerHost).then(() => mark("cache image loaded into 4 nodes", t)),
     (async () => {
       stack = await startDtrStack({ workDir: join(workDir, "dtr"), hostIp: swarm?.hostIp ?? "", dockerHost: n1.dockerHost });
-      bigImage = await pushTestImage({ dockerHost: n1.dockerHost, registryHostPort: stack.backend.hostPort, workDir, repository: "hello/big", tag: "1", blobBytes: BIG_LAYER });
-      sharedImage = await pushTestImage({ dockerHost: n1.dockerHost, registryHostPort: stack.backend.hostPort, workDir, repository: "hello/both", tag: "1", blobBytes: BOTH_LAYER });
+      bigImage = await pushTestImage({
+        dockerHost: n1.dockerHost,
+        registryHostPort: stack.backend.hostPort,
+        workDir,
+        repository: "hello/big",
+        tag: "1",
+        blobBytes: BIG_LAYER,
+      });
+      sharedImage = await pushTestImage({
+        dockerHost: n1.dockerHost,
+        registryHostPort: stack.backend.hostPort,
+        workDir,
+        repository: "hello/both",
+        tag: "1",
+        blobBytes: BOTH_LAYER,
+      });
       mark("DTR stack up, big image pushed", t);
     })(),
   ]);
@@ -202,14 +216,20 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     const [, n2, n3] = node;
     expect(status()?.tasks).toEqual({ running: 2, desired: 2, nodes: [n2.hostname, n3.hostname].sort() });
     expect(await runningTasks(manager, cacheName)).toEqual([`${n2.hostname} Running`, `${n3.hostname} Running`].sort());
-    const placement = JSON.parse(await manager("service", "inspect", cacheName, "--format", "{{json .Spec.TaskTemplate.Placement}}")) as { Constraints?: string[]; MaxReplicas?: number };
+    const placement = JSON.parse(await manager("service", "inspect", cacheName, "--format", "{{json .Spec.TaskTemplate.Placement}}")) as {
+      Constraints?: string[];
+      MaxReplicas?: number;
+    };
     expect(placement).toMatchObject({ Constraints: [`node.labels.${LABEL.replace("=", " == ")}`], MaxReplicas: 1 });
 
     // What each replica really runs with, read inside its container on its own node.
     const seen: { config: string; mounts: { Type: string; Source: string; Destination: string }[] }[] = [];
     for (const n of [n2, n3]) {
       const { on, id } = await cacheContainer(n);
-      seen.push({ config: await on("exec", id, "cat", "/config.yml"), mounts: JSON.parse(await on("inspect", id, "--format", "{{json .Mounts}}")) as { Type: string; Source: string; Destination: string }[] });
+      seen.push({
+        config: await on("exec", id, "cat", "/config.yml"),
+        mounts: JSON.parse(await on("inspect", id, "--format", "{{json .Mounts}}")) as { Type: string; Source: string; Destination: string }[],
+      });
     }
     const secretOf = (config: string): string => /^\s+secret:\s*(\S+)\s*$/m.exec(config)?.[1] ?? "";
     const [one, two] = seen;
@@ -235,7 +255,8 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     const before = await Promise.all([n2, n3].map((n) => readCacheCounters(debugUrl(n))));
     emulator.clearRequestLog();
 
-    const client = (n: SwarmNode) => dockerAs({ docker, dockerHost: n.dockerHost, configDir: join(workDir, `cli-${n.index}-alice`), registryHostPort: emulator.hostPort, user: users.alice });
+    const client = (n: SwarmNode) =>
+      dockerAs({ docker, dockerHost: n.dockerHost, configDir: join(workDir, `cli-${n.index}-alice`), registryHostPort: emulator.hostPort, user: users.alice });
     let t = Date.now();
     balancer.setPolicy({ kind: "prefer", index: 0 });
     const first = client(n1);
@@ -275,7 +296,9 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     expect((r2?.bytesFetched ?? 0) - (before[1]?.bytesFetched ?? 0)).toBe(0);
     expect((r2?.blobHits ?? 0) - (before[1]?.blobHits ?? 0)).toBe(blobs.length);
     for (const d of blobs) expect(await storedDigest(d)).toBe(d);
-    process.stderr.write(`ha-cache: upstream GETs per blob ${JSON.stringify(Object.fromEntries(blobs.map((d) => [d.slice(7, 19), (backendAfter[d] ?? 0) - (backendBefore[d] ?? 0)])))}\n`);
+    process.stderr.write(
+      `ha-cache: upstream GETs per blob ${JSON.stringify(Object.fromEntries(blobs.map((d) => [d.slice(7, 19), (backendAfter[d] ?? 0) - (backendBefore[d] ?? 0)])))}\n`,
+    );
   });
 
   it("fills a blob once when two clients pull it at the same time through different replicas (replica 2 follows replica 1's fill)", async () => {
@@ -290,14 +313,17 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     const fromBackend = balancer.stats().map((s) => s.bytesFromBackend);
     const linkBefore = link.stats()[0]?.bytesFromBackend ?? 0;
     const ref = `${emulator.hostPort}/${sharedImage.repository}:${sharedImage.tag}`;
-    const client = (n: SwarmNode) => dockerAs({ docker, dockerHost: n.dockerHost, configDir: join(workDir, `cli-${n.index}-alice`), registryHostPort: emulator.hostPort, user: users.alice });
+    const client = (n: SwarmNode) =>
+      dockerAs({ docker, dockerHost: n.dockerHost, configDir: join(workDir, `cli-${n.index}-alice`), registryHostPort: emulator.hostPort, user: users.alice });
     // a 16 MiB fill takes ~4 s at this rate: long enough for the second client to arrive during it
     link.setRate(4 * 1024 * 1024);
     const t = Date.now();
     try {
       balancer.setPolicy({ kind: "prefer", index: 0 });
       const first = client(n1).pull(ref);
-      await expect.poll(() => (balancer?.stats()[0]?.bytesFromBackend ?? 0) - (fromBackend[0] ?? 0), { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(1024 * 1024);
+      await expect
+        .poll(() => (balancer?.stats()[0]?.bytesFromBackend ?? 0) - (fromBackend[0] ?? 0), { timeout: 60_000, interval: 50 })
+        .toBeGreaterThanOrEqual(1024 * 1024);
       const linkAtSecond = (link.stats()[0]?.bytesFromBackend ?? 0) - linkBefore;
       balancer.setPolicy({ kind: "prefer", index: 1 });
       const second = client(n4).pull(ref);
@@ -334,14 +360,24 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     const digests = blobs.map((b) => b.digest);
     const backendBefore = await backendGets(digests);
     const ref = `${emulator.hostPort}/${bigImage.repository}:${bigImage.tag}`;
-    const client = dockerAs({ docker, dockerHost: n4.dockerHost, configDir: join(workDir, "cli-4-alice"), registryHostPort: emulator.hostPort, user: users.alice, timeoutMs: 170_000 });
+    const client = dockerAs({
+      docker,
+      dockerHost: n4.dockerHost,
+      configDir: join(workDir, "cli-4-alice"),
+      registryHostPort: emulator.hostPort,
+      user: users.alice,
+      timeoutMs: 170_000,
+    });
     balancer.setPolicy({ kind: "prefer", index: 0 });
     link.setRate(SLOW_LINK);
     const fromReplica1 = balancer.stats()[0]?.bytesFromBackend ?? 0;
     const linkBefore = link.stats()[0]?.bytesFromBackend ?? 0;
 
     const t = Date.now();
-    const pull = client.pull(ref).then(() => undefined, (error: unknown) => error);
+    const pull = client.pull(ref).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     // mid-pull AND mid-fill: replica 1 has streamed part of the big layer and its upstream GET is still running
     await expect.poll(() => (balancer?.stats()[0]?.bytesFromBackend ?? 0) - fromReplica1, { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(KILL_AFTER);
     const linkBytesAtKill = (link.stats()[0]?.bytesFromBackend ?? 0) - linkBefore;
@@ -350,7 +386,9 @@ describe("a cache with two replicas on shared storage (DTR's HA topology)", () =
     const failed = await pull;
     mark("pull started -> pull done", t);
     link.setRate(undefined);
-    process.stderr.write(`ha-cache: killed node 2 after ${KILL_AFTER} bytes to the client, ${linkBytesAtKill} bytes through the slow link; docker pull ${failed ? `FAILED: ${String(failed)}` : "completed"}; balancer ${JSON.stringify(balancer.stats())}\n`);
+    process.stderr.write(
+      `ha-cache: killed node 2 after ${KILL_AFTER} bytes to the client, ${linkBytesAtKill} bytes through the slow link; docker pull ${failed ? `FAILED: ${String(failed)}` : "completed"}; balancer ${JSON.stringify(balancer.stats())}\n`,
+    );
     expect(failed).toBeUndefined();
     // the fill was in progress when the node died: the link had not carried the big layer yet
     expect(linkBytesAtKill).toBeLessThan(big.size);

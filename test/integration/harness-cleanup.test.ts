@@ -33,8 +33,22 @@ describe("a separate 3-node swarm", () => {
 
       // a global service with a host-mode port answers on every node's address
       await swarm.loadImage(harness.images.testHttp, harness.dockerHost);
-      await run(docker, ["-H", swarm.manager.dockerHost, "service", "create", "--detach", "--quiet", "--name", "web", "--mode", "global",
-        "--no-resolve-image", "--publish", "mode=host,target=8080,published=8080", harness.images.testHttp]);
+      await run(docker, [
+        "-H",
+        swarm.manager.dockerHost,
+        "service",
+        "create",
+        "--detach",
+        "--quiet",
+        "--name",
+        "web",
+        "--mode",
+        "global",
+        "--no-resolve-image",
+        "--publish",
+        "mode=host,target=8080,published=8080",
+        harness.images.testHttp,
+      ]);
       for (const node of swarm.nodes) {
         await expect
           .poll(async () => (await fetch(`http://${node.ip}:8080/healthz`, { signal: AbortSignal.timeout(2000) })).status, { timeout: 60_000, interval: 250 })
@@ -59,7 +73,14 @@ describe("cleanupStale", () => {
   beforeAll(async () => {
     // the harness CLI in one file, so that a plain node child process can own an instance
     cli = join(harness.workDir, "harness-cli.mjs");
-    await build({ entryPoints: [join(import.meta.dirname, "../harness/cli.ts")], outfile: cli, bundle: true, platform: "node", format: "esm", logLevel: "warning" });
+    await build({
+      entryPoints: [join(import.meta.dirname, "../harness/cli.ts")],
+      outfile: cli,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      logLevel: "warning",
+    });
   });
 
   it("removes the swarm and registry of a run whose process was killed with SIGKILL, and leaves live runs alone", async () => {

@@ -39,10 +39,15 @@ async function waitForRunningTask(): Promise<{ id: string; state: string } | und
 /** Waits until a restarted node is Ready and a task other than `beforeId` runs on it and answers. */
 async function expectBackAfterRestart(worker: SwarmNode, beforeId: string | undefined): Promise<void> {
   await expect.poll(() => managerCli("node", "inspect", worker.hostname, "--format", "{{.Status.State}}"), { timeout: 60_000, interval: 250 }).toBe("ready");
-  await expect.poll(async () => {
-    const task = await runningTask();
-    return task && task.id !== beforeId ? task.state.split(" ")[0] : undefined;
-  }, { timeout: 90_000, interval: 500 }).toBe("Running");
+  await expect
+    .poll(
+      async () => {
+        const task = await runningTask();
+        return task && task.id !== beforeId ? task.state.split(" ")[0] : undefined;
+      },
+      { timeout: 90_000, interval: 500 },
+    )
+    .toBe("Running");
   await expect.poll(() => healthz(worker), { timeout: 30_000, interval: 250 }).toBe(200);
 }
 
@@ -72,8 +77,20 @@ describe("a node restarted with stopNode/startNode", () => {
   it("comes back Ready after a crash with a running task, and Swarm runs the task on it again", async () => {
     if (!swarm) throw new Error("no swarm");
     const worker = swarm.nodes[1] as SwarmNode;
-    await managerCli("service", "create", "--detach", "--quiet", "--name", "web", "--no-resolve-image",
-      "--constraint", `node.hostname==${worker.hostname}`, "--publish", `mode=host,target=8080,published=${PORT}`, harness.images.testHttp);
+    await managerCli(
+      "service",
+      "create",
+      "--detach",
+      "--quiet",
+      "--name",
+      "web",
+      "--no-resolve-image",
+      "--constraint",
+      `node.hostname==${worker.hostname}`,
+      "--publish",
+      `mode=host,target=8080,published=${PORT}`,
+      harness.images.testHttp,
+    );
     await expect.poll(() => healthz(worker), { timeout: 60_000, interval: 250 }).toBe(200);
     const before = await waitForRunningTask();
     const oldShims = await shimSocketsOf(execRootOf(worker));
@@ -116,7 +133,10 @@ describe("a node restarted with stopNode/startNode", () => {
   it("refuses to start a node that is still running, and leaves it running", async () => {
     if (!swarm) throw new Error("no swarm");
     const worker = swarm.nodes[1] as SwarmNode;
-    const failure = await swarm.startNode(worker.index).then(() => undefined, (error: unknown) => error);
+    const failure = await swarm.startNode(worker.index).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     expect(failure).toBeInstanceOf(HarnessError);
     expect((failure as HarnessError).code).toBe("BAD_ARGUMENT");
     expect(await healthz(worker)).toBe(200);

@@ -40,12 +40,23 @@ describe("the harness engine", () => {
     await run(docker, ["-H", harness.dockerHost, "config", "create", config, "-"], { input: `config-${suffix}\n` });
     await run(docker, ["-H", harness.dockerHost, "secret", "create", secret, "-"], { input: `secret-${suffix}\n` });
     await d(
-      "service", "create", "--detach", "--quiet", "--name", service, "--no-resolve-image",
-      "--constraint", `node.labels.${label}==true`,
-      "--publish", `mode=host,target=8080,published=${port}`,
-      "--config", `source=${config},target=/etc/harness-config.txt`,
-      "--secret", `source=${secret},target=harness-secret`,
-      "--stop-grace-period", "1s",
+      "service",
+      "create",
+      "--detach",
+      "--quiet",
+      "--name",
+      service,
+      "--no-resolve-image",
+      "--constraint",
+      `node.labels.${label}==true`,
+      "--publish",
+      `mode=host,target=8080,published=${port}`,
+      "--config",
+      `source=${config},target=/etc/harness-config.txt`,
+      "--secret",
+      `source=${secret},target=harness-secret`,
+      "--stop-grace-period",
+      "1s",
       harness.images.testHttp,
     );
     await expect
@@ -58,10 +69,13 @@ describe("the harness engine", () => {
     expect(containerId).toMatch(/^[0-9a-f]{12}$/);
     // test-http answers with its hostname, which Docker sets to the container's short id
     await expect
-      .poll(async () => {
-        const response = await fetch(`http://${node.ip}:${port}/`, { signal: AbortSignal.timeout(2000) });
-        return `${response.status} ${(await response.text()).trim()}`;
-      }, { timeout: 30_000, interval: 250 })
+      .poll(
+        async () => {
+          const response = await fetch(`http://${node.ip}:${port}/`, { signal: AbortSignal.timeout(2000) });
+          return `${response.status} ${(await response.text()).trim()}`;
+        },
+        { timeout: 30_000, interval: 250 },
+      )
       .toBe(`200 ${containerId}`);
 
     const read = (path: string): Promise<string> =>

@@ -46,13 +46,17 @@ const onManager = (args: string[], input?: string) => run(docker, args, { env: m
 
 async function status(): Promise<{ caches: { name: string; conditions: { type: string; status: string }[] }[] } | undefined> {
   try {
-    const response = await fetch(`http://${nodes[0].ip}:${STATUS_PORT}/status`, { headers: { authorization: `Bearer ${statusToken}` }, signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(`http://${nodes[0].ip}:${STATUS_PORT}/status`, {
+      headers: { authorization: `Bearer ${statusToken}` },
+      signal: AbortSignal.timeout(2_000),
+    });
     return response.ok ? ((await response.json()) as { caches: { name: string; conditions: { type: string; status: string }[] }[] }) : undefined;
   } catch {
     return undefined;
   }
 }
-const condition = async (type: string): Promise<string | undefined> => (await status())?.caches.find((c) => c.name === cacheName)?.conditions.find((c) => c.type === type)?.status;
+const condition = async (type: string): Promise<string | undefined> =>
+  (await status())?.caches.find((c) => c.name === cacheName)?.conditions.find((c) => c.type === type)?.status;
 
 beforeAll(async () => {
   const cacheImage = harness.images.cacheServer;
@@ -89,16 +93,28 @@ describe("the runbook with Swarm-secret references under the unchanged stack, on
     await onManager(["stack", "deploy", "--resolve-image", "never", "-c", join(repoRoot(), "deploy", "stack", "controller.stack.yml"), "dtrcache"]);
 
     // The spec: DTR's admin password and the cache's certificate and key by Swarm reference.
-    const written = await stack.writeSpec({ cacheName, nodeHostname: n2.hostname, port: PORT, externalURL: `https://${n2.ip}:${PORT}`, users: [stack.users.alice.username], image: harness.images.cacheServer ?? "", path: join(workDir, "written.yaml") });
+    const written = await stack.writeSpec({
+      cacheName,
+      nodeHostname: n2.hostname,
+      port: PORT,
+      externalURL: `https://${n2.ip}:${PORT}`,
+      users: [stack.users.alice.username],
+      image: harness.images.cacheServer ?? "",
+      path: join(workDir, "written.yaml"),
+    });
     const docs = parseAllDocuments(await readFile(written, "utf8"));
     if (!Array.isArray(docs)) throw new Error("expected a multi-document spec");
     for (const doc of docs) {
       if (doc.get("kind") === "DTR") doc.setIn(["spec", "admin", "password"], doc.createNode({ secret: "dtr-admin-password" }));
-      if (doc.get("kind") === "ContentCache") doc.setIn(["spec", "tls"], doc.createNode({ certFile: { secret: "cache.cert.pem" }, keyFile: { secret: "cache.key.pem" } }));
+      if (doc.get("kind") === "ContentCache")
+        doc.setIn(["spec", "tls"], doc.createNode({ certFile: { secret: "cache.cert.pem" }, keyFile: { secret: "cache.key.pem" } }));
     }
     const specFile = join(workDir, "cachespec.yaml");
     await writeFile(specFile, docs.map((d) => d.toString()).join(""));
-    const applied = await run(process.execPath, [cli, "apply", "-f", specFile, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: swarm.manager.dockerHost }, allowFailure: true });
+    const applied = await run(process.execPath, [cli, "apply", "-f", specFile, "--id", owner], {
+      env: { PATH: process.env.PATH ?? "", DOCKER_HOST: swarm.manager.dockerHost },
+      allowFailure: true,
+    });
     expect(applied.code, applied.stderr).toBe(0);
 
     await expect.poll(() => condition("Ready"), { timeout: 120_000, interval: 500 }).toBe("True");
@@ -107,7 +123,13 @@ describe("the runbook with Swarm-secret references under the unchanged stack, on
     expect(tasks.stdout.trim()).toMatch(new RegExp(`^${n2.hostname} Running`));
 
     // A docker client on node 3, as alice, through DTR: blobs redirected to the cache on node 2.
-    const viaDtr = dockerAs({ docker, dockerHost: n3.dockerHost, configDir: join(workDir, "cli-node3-alice"), registryHostPort: stack.emulator.hostPort, user: stack.users.alice });
+    const viaDtr = dockerAs({
+      docker,
+      dockerHost: n3.dockerHost,
+      configDir: join(workDir, "cli-node3-alice"),
+      registryHostPort: stack.emulator.hostPort,
+      user: stack.users.alice,
+    });
     await viaDtr.login();
     stack.emulator.clearRequestLog();
     await viaDtr.pull(stack.sampleImage.ref);

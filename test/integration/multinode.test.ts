@@ -143,7 +143,14 @@ describe("a cache on a 3-node swarm", () => {
     mark("first Ready", t);
     const n2 = node[1];
     expect(status()?.node).toMatchObject({ hostname: n2.hostname, label: `${LABEL_KEY}=${LABEL_VALUE}`, labelled: true });
-    expect(await nodesLabelled(manager, node.map((n) => n.hostname), LABEL_KEY, LABEL_VALUE)).toEqual([n2.hostname]);
+    expect(
+      await nodesLabelled(
+        manager,
+        node.map((n) => n.hostname),
+        LABEL_KEY,
+        LABEL_VALUE,
+      ),
+    ).toEqual([n2.hostname]);
     expect(await runningTasks(manager, cacheName)).toEqual([`${n2.hostname} Running`]);
     await expect.poll(portStates, { timeout: 20_000, interval: 250 }).toEqual(["refused", "answers", "refused"]);
     // it is the cache answering: a registry API, and DTR has it registered under its external URL
@@ -227,7 +234,14 @@ describe("a cache on a 3-node swarm", () => {
     await expect.poll(() => readyForNewSpec(previous), { timeout: 90_000, interval: 250 }).toBe(true);
     mark("moved to node 3 and Ready", t);
     expect(status()?.node).toMatchObject({ hostname: n3.hostname, labelled: true });
-    expect(await nodesLabelled(manager, node.map((n) => n.hostname), LABEL_KEY, LABEL_VALUE)).toEqual([n3.hostname]);
+    expect(
+      await nodesLabelled(
+        manager,
+        node.map((n) => n.hostname),
+        LABEL_KEY,
+        LABEL_VALUE,
+      ),
+    ).toEqual([n3.hostname]);
     expect(await runningTasks(manager, cacheName)).toEqual([`${n3.hostname} Running`]);
     await expect.poll(portStates, { timeout: 20_000, interval: 250 }).toEqual(["refused", "refused", "answers"]);
     if (!stack) throw new Error("setup failed");
@@ -247,7 +261,9 @@ describe("a cache on a 3-node swarm", () => {
     await expect.poll(() => conditionOf(status(), "Degraded")?.status, { timeout: 60_000, interval: 250 }).toBe("True");
     mark("node 3 killed -> Degraded", t);
     const degraded = conditionOf(status(), "Degraded");
-    process.stderr.write(`multinode: while node 3 is down: Degraded ${degraded?.reason}: ${degraded?.message}; Ready ${conditionOf(status(), "Ready")?.reason}\n`);
+    process.stderr.write(
+      `multinode: while node 3 is down: Degraded ${degraded?.reason}: ${degraded?.message}; Ready ${conditionOf(status(), "Ready")?.reason}\n`,
+    );
     // Swarm's own words: the replacement task cannot be placed while the only allowed node is down
     expect(degraded?.reason).toBe("NoSuitableNode");
     expect(degraded?.message).toMatch(/no suitable node/);

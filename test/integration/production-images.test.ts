@@ -13,7 +13,10 @@ import { run, waitFor } from "../harness/proc.js";
 const harness = inject("harness");
 
 async function docker(...args: string[]): Promise<string> {
-  const result = await run(await dockerCli(), ["-H", harness.dockerHost, ...args], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, HOME: harness.workDir }, timeoutMs: 60_000 });
+  const result = await run(await dockerCli(), ["-H", harness.dockerHost, ...args], {
+    env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, HOME: harness.workDir },
+    timeoutMs: 60_000,
+  });
   return result.stdout.trim();
 }
 
@@ -43,7 +46,9 @@ describe("deploy/build.mjs", () => {
   });
 
   it("the healthcheck finds the debug listener in config.yml (default 127.0.0.1:5001)", async () => {
-    const { debugTarget } = (await import(join(repoRoot(), "deploy", "image", "healthcheck.mjs"))) as { debugTarget: (text: string) => { host: string; port: number } };
+    const { debugTarget } = (await import(join(repoRoot(), "deploy", "image", "healthcheck.mjs"))) as {
+      debugTarget: (text: string) => { host: string; port: number };
+    };
     expect(debugTarget("http:\n  addr: 0.0.0.0:443\n")).toEqual({ host: "127.0.0.1", port: 5001 });
     expect(debugTarget("http:\n  addr: 0.0.0.0:443\n  debug:\n    addr: 0.0.0.0:5999\n")).toEqual({ host: "127.0.0.1", port: 5999 });
     expect(debugTarget('http:\n  debug:\n    addr: ":6001"\n')).toEqual({ host: "127.0.0.1", port: 6001 });
@@ -106,7 +111,10 @@ ${debug}middleware:
     await writeFile(join(dir, "moved.yml"), config("  debug:\n    addr: 0.0.0.0:5999\n"));
     const names: string[] = [];
     try {
-      for (const [file, path] of [["default.yml", "/config.yml"], ["moved.yml", "/etc/cache/config.yml"]] as const) {
+      for (const [file, path] of [
+        ["default.yml", "/config.yml"],
+        ["moved.yml", "/etc/cache/config.yml"],
+      ] as const) {
         const id = await docker("run", "-d", "--health-interval", "1s", "-v", `${join(dir, file)}:${path}:ro`, image, path);
         names.push(id);
         const status = await waitFor(

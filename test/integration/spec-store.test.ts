@@ -27,7 +27,14 @@ let api: SwarmApi;
 
 /** The runbook for the harness's node; DTR on a closed loopback port (the Swarm side is what is tested). */
 async function specText(blobTTL = "24h"): Promise<string> {
-  const text = await runbookVariant({ cache: cacheName, hostname: node?.hostname ?? "", nodeLabel: `dtr.cache.${suffix}=true`, port, image: harness.images.testHttp, blobTTL });
+  const text = await runbookVariant({
+    cache: cacheName,
+    hostname: node?.hostname ?? "",
+    nodeLabel: `dtr.cache.${suffix}=true`,
+    port,
+    image: harness.images.testHttp,
+    blobTTL,
+  });
   return text.replace("url: https://dtr.example.com:443", "url: https://127.0.0.1:9").replace("  trust:\n    caFile: certs/dtr.cert.pem\n", "");
 }
 
@@ -48,7 +55,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await removeOwned(api, owner);
-  for (const c of await api.listConfigs({ labels: [] })) if (c.name.startsWith(`dtrcache-${owner}-`) || c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
+  for (const c of await api.listConfigs({ labels: [] }))
+    if (c.name.startsWith(`dtrcache-${owner}-`) || c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -58,7 +66,8 @@ describe("spec store on the real engine", () => {
     let wins = 0;
     for (let round = 0; round < 20; round += 1) {
       const generation = 1 + round;
-      const variant = async (ttl: string) => writeSpec(`r${round}-${ttl}.yaml`, (await specText(ttl)).replace(`name: ${cacheName}`, `name: ${cacheName}\n  generation: ${generation}`));
+      const variant = async (ttl: string) =>
+        writeSpec(`r${round}-${ttl}.yaml`, (await specText(ttl)).replace(`name: ${cacheName}`, `name: ${cacheName}\n  generation: ${generation}`));
       const [a, b] = await Promise.all([variant(`${round + 1}h`), variant(`${round + 1}m`)]);
       const [ra, rb] = await Promise.all([dtrcache("apply", "-f", a), dtrcache("apply", "-f", b)]);
       const codes = [ra.code, rb.code].sort();
@@ -117,7 +126,10 @@ describe("spec store on the real engine", () => {
     const a = await writeSpec("a.yaml", await specText("1h"));
     const b = await writeSpec("b.yaml", await specText("2h"));
     const start = (file: string) => {
-      const child = spawn(process.execPath, [cli, "run", "-f", file, "--id", owner, "--listen", "127.0.0.1:0", "--log-level", "info"], { env, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, [cli, "run", "-f", file, "--id", owner, "--listen", "127.0.0.1:0", "--log-level", "info"], {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       let log = "";
       child.stdout.on("data", (d: Buffer) => (log += d.toString()));
       child.stderr.on("data", (d: Buffer) => (log += d.toString()));

@@ -10,7 +10,16 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import pino from "pino";
-import { createDockerClient, DockerodeSwarmApi, recordSwarmApi, resolveDockerConnection, startRuntime, type RecordingSwarmApi, type Runtime, type SwarmApi } from "@dtrcache/controller";
+import {
+  createDockerClient,
+  DockerodeSwarmApi,
+  recordSwarmApi,
+  resolveDockerConnection,
+  startRuntime,
+  type RecordingSwarmApi,
+  type Runtime,
+  type SwarmApi,
+} from "@dtrcache/controller";
 import { removeOwned } from "../bench/controller/support.js";
 import { repoRoot } from "../harness/index.js";
 import { run } from "../harness/proc.js";
@@ -59,21 +68,34 @@ async function statusOf(runtime: Runtime): Promise<CacheView[] | undefined> {
     return undefined;
   }
 }
-const conditionOf = (caches: CacheView[] | undefined, type: string): string | undefined => caches?.find((c) => c.name === cacheName)?.conditions.find((c) => c.type === type)?.status;
+const conditionOf = (caches: CacheView[] | undefined, type: string): string | undefined =>
+  caches?.find((c) => c.name === cacheName)?.conditions.find((c) => c.type === type)?.status;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(harness.workDir, "store-restart-"));
   api = new DockerodeSwarmApi(createDockerClient(resolveDockerConnection(harness.dockerHost)));
   stack = await startDtrStack({ workDir: join(dir, "stack"), hostIp: harness.hostIp, dockerHost: harness.dockerHost, repository: `sr/web-${suffix}` });
-  const spec = await stack.writeSpec({ cacheName, nodeHostname: node.hostname, port, externalURL: `http://${node.ip}:${port}`, users: ["alice"], image: harness.images.cacheServer ?? harness.images.testHttp, nodeLabel: `dtr.cache.sr${suffix}=true` });
-  const applied = await run(process.execPath, [cli, "apply", "-f", spec, "--id", owner], { env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, ...stack.env }, allowFailure: true });
+  const spec = await stack.writeSpec({
+    cacheName,
+    nodeHostname: node.hostname,
+    port,
+    externalURL: `http://${node.ip}:${port}`,
+    users: ["alice"],
+    image: harness.images.cacheServer ?? harness.images.testHttp,
+    nodeLabel: `dtr.cache.sr${suffix}=true`,
+  });
+  const applied = await run(process.execPath, [cli, "apply", "-f", spec, "--id", owner], {
+    env: { PATH: process.env.PATH ?? "", DOCKER_HOST: harness.dockerHost, ...stack.env },
+    allowFailure: true,
+  });
   if (applied.code !== 0) throw new Error(`apply failed: ${applied.stderr}`);
 });
 
 afterAll(async () => {
   for (const r of runtimes) await r.stop().catch(() => undefined);
   await removeOwned(api, owner).catch(() => undefined);
-  for (const c of await api.listConfigs({ labels: [] }).catch(() => [])) if (c.name.startsWith(`dtrcache-${owner}-`) || c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
+  for (const c of await api.listConfigs({ labels: [] }).catch(() => []))
+    if (c.name.startsWith(`dtrcache-${owner}-`) || c.name === `dtrcache-lease-${owner}`) await api.removeConfig(c.id).catch(() => undefined);
   await stack?.stop();
   await rm(dir, { recursive: true, force: true });
 });
@@ -102,7 +124,9 @@ describe("controller restart with a stored spec", () => {
     await new Promise((resolve) => setTimeout(resolve, 12_000));
     await b.controller.idle();
     const writes = second.current?.mutatingCalls() ?? [];
-    console.log(`restarted controller: cache listed ${listedAfterMs} ms after start; ${second.current?.calls.length ?? 0} Engine API calls, ${writes.length} mutating`);
+    console.log(
+      `restarted controller: cache listed ${listedAfterMs} ms after start; ${second.current?.calls.length ?? 0} Engine API calls, ${writes.length} mutating`,
+    );
     expect(writes).toEqual([]);
     expect(stack.emulator.contentCaches().filter((c) => c.name === cacheName)).toEqual(registrations);
     expect(stack.emulator.settings()["alice"]).toBe(registrations[0]?.id);

@@ -36,7 +36,13 @@ async function backend(name: string): Promise<Backend> {
   await new Promise<void>((resolve) => b.server.listen(0, "127.0.0.1", resolve));
   const address = b.server.address();
   Object.assign(b, { port: typeof address === "object" && address ? address.port : 0 });
-  open.push({ close: () => new Promise<void>((resolve) => { b.server.closeAllConnections(); b.server.close(() => resolve()); }) });
+  open.push({
+    close: () =>
+      new Promise<void>((resolve) => {
+        b.server.closeAllConnections();
+        b.server.close(() => resolve());
+      }),
+  });
   return b;
 }
 

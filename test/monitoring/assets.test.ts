@@ -61,7 +61,13 @@ describe("deploy/monitoring", () => {
 
   it("the DTR, sync-age and write-budget metrics have alerts", () => {
     const used = new Set([...alertExpressions().values()].flatMap((expr) => projectMetricsIn(expr)));
-    for (const name of ["dtrcache_controller_dtr_last_sync_timestamp_seconds", "dtrcache_controller_dtr_request_errors_total", "dtrcache_controller_swarm_writes_refused_total", "dtrcache_controller_cache_ready"]) expect(used.has(name), name).toBe(true);
+    for (const name of [
+      "dtrcache_controller_dtr_last_sync_timestamp_seconds",
+      "dtrcache_controller_dtr_request_errors_total",
+      "dtrcache_controller_swarm_writes_refused_total",
+      "dtrcache_controller_cache_ready",
+    ])
+      expect(used.has(name), name).toBe(true);
   });
 
   it("the name check itself catches a metric that does not exist", async () => {

@@ -165,7 +165,8 @@ export class AuthzUpstream {
       user = name;
     }
     entry.user = user;
-    if (url.pathname === "/v2/") return user || header === undefined ? send(200, { "Content-Type": "application/json" }, Buffer.from("{}")) : error(401, "UNAUTHORIZED");
+    if (url.pathname === "/v2/")
+      return user || header === undefined ? send(200, { "Content-Type": "application/json" }, Buffer.from("{}")) : error(401, "UNAUTHORIZED");
 
     const route = ROUTE.exec(url.pathname);
     const repo = route?.[1] !== undefined ? this.repos.get(route[1]) : undefined;

@@ -71,7 +71,10 @@ describe.each([
     expect((await as(w, "alice", "/v2/team/private/manifests/v1")).status).toBe(200);
     w.slow(50); // round trips overlap: requests arriving during one share the next (coalesce.ts)
     for (let round = 0; round < 3; round++) {
-      const asked = (["alice", "bob", "anon", "alice", "bob", "anon"] as const).map(async (who) => ({ who, r: await as(w, who, "/v2/team/private/manifests/v1") }));
+      const asked = (["alice", "bob", "anon", "alice", "bob", "anon"] as const).map(async (who) => ({
+        who,
+        r: await as(w, who, "/v2/team/private/manifests/v1"),
+      }));
       for (const { who, r } of await Promise.all(asked)) {
         if (who === "alice") expect(r.status).toBe(200);
         else expect([401, 403], `${who} got the private tag's manifest`).toContain(r.status);

@@ -10,7 +10,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger, createMetrics, digestOf, FakeUpstream, httpGet, parseConfig, startCacheServer, testConfigText, type RunningCache } from "@dtrcache/cache-server";
+import {
+  createLogger,
+  createMetrics,
+  digestOf,
+  FakeUpstream,
+  httpGet,
+  parseConfig,
+  startCacheServer,
+  testConfigText,
+  type RunningCache,
+} from "@dtrcache/cache-server";
 import { startDtrEmulator, type DtrEmulator } from "../dtr-emulator/index.js";
 
 const REPO = "team/app";
@@ -44,12 +54,25 @@ beforeAll(async () => {
   await backend.start();
   blob = randomBytes(256 * 1024 + 3);
   digest = backend.addBlob(REPO, blob);
-  dtr = await startDtrEmulator({ listenHost: "127.0.0.1", backendRegistryUrl: backend.url, users: [{ username: "carol", password: "c-pw" }, { username: "dave", password: "d-pw" }], redirectHead: true, bearerOnly: true });
+  dtr = await startDtrEmulator({
+    listenHost: "127.0.0.1",
+    backendRegistryUrl: backend.url,
+    users: [
+      { username: "carol", password: "c-pw" },
+      { username: "dave", password: "d-pw" },
+    ],
+    redirectHead: true,
+    bearerOnly: true,
+  });
   root = await mkdtemp(join(tmpdir(), "cache-dtr-path-"));
   // The cache's own URL, so a redirect back to it is recognized (http.host), as the controller renders it.
   const parsed = parseConfig(testConfigText({ root, upstreams: [dtr.url] }));
   if (!parsed.ok) throw new Error(parsed.errors.map((e) => e.message).join("; "));
-  cache = await startCacheServer({ config: parsed.config, logger: createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() })), metrics: createMetrics(false) });
+  cache = await startCacheServer({
+    config: parsed.config,
+    logger: createLogger("silent", new Writable({ write: (_c, _e, cb) => cb() })),
+    metrics: createMetrics(false),
+  });
   dtr.seed.userSetting("carol", dtr.seed.contentCache("edge", cache.url).id);
 });
 afterAll(async () => {
@@ -84,7 +107,12 @@ describe("blob requests redirected by DTR (HEAD redirected too, tokens only)", (
     // DTR saw: the two redirected client requests, the cache's signed HEAD and its signed fill GET.
     const calls = dtr.requestLog().slice(-(afterFill - before));
     expect(calls.filter((e) => e.redirected).length).toBe(2);
-    expect(calls.filter((e) => e.signed).map((e) => e.method).sort()).toEqual(["GET", "HEAD"]);
+    expect(
+      calls
+        .filter((e) => e.signed)
+        .map((e) => e.method)
+        .sort(),
+    ).toEqual(["GET", "HEAD"]);
   });
 
   it("a cache user's own token sent straight to the cache: DTR redirects the cache's HEAD back to it, and the signed re-issue answers", async () => {

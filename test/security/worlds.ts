@@ -10,7 +10,16 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { createLogger, createMetrics, FakeUpstream, ManualClock, parseConfig, startCacheServer, testConfigText, type RunningCache } from "@dtrcache/cache-server";
+import {
+  createLogger,
+  createMetrics,
+  FakeUpstream,
+  ManualClock,
+  parseConfig,
+  startCacheServer,
+  testConfigText,
+  type RunningCache,
+} from "@dtrcache/cache-server";
 import { startDtrEmulator, type DtrEmulator } from "../dtr-emulator/index.js";
 import { AuthzUpstream } from "./authz-upstream.js";
 
@@ -20,7 +29,14 @@ export interface World {
   readonly name: string;
   readonly clock: ManualClock;
   readonly cache: RunningCache;
-  readonly digests: { readonly P1: string; readonly P2: string; readonly O: string; readonly U: string; readonly privateManifest: string; readonly publicManifest: string };
+  readonly digests: {
+    readonly P1: string;
+    readonly P2: string;
+    readonly O: string;
+    readonly U: string;
+    readonly privateManifest: string;
+    readonly publicManifest: string;
+  };
   /** The Authorization header `who` sends to the cache for `repo` (undefined: none). */
   authorization(who: Who, repo: string): Promise<string | undefined>;
   /** The signed query an upstream hands `carol` for a blob of team/private (via a real redirect where there is one). */
@@ -132,7 +148,10 @@ export async function emulatorWorld(optionLines: string): Promise<World> {
     digests: { P1, P2, O, U, privateManifest, publicManifest },
     authorization: async (who, repo) => `Bearer ${await token(who, repo)}`,
     signedQuery: async (digest) => {
-      const r = await fetch(`${dtr.url}/v2/team/private/blobs/${digest}`, { headers: { authorization: `Bearer ${await token("carol", "team/private")}` }, redirect: "manual" });
+      const r = await fetch(`${dtr.url}/v2/team/private/blobs/${digest}`, {
+        headers: { authorization: `Bearer ${await token("carol", "team/private")}` },
+        redirect: "manual",
+      });
       const location = r.headers.get("location");
       if (r.status !== 307 || !location) throw new Error(`expected DTR's 307 for carol, got ${r.status}`);
       return new URL(location).search.slice(1);
@@ -140,7 +159,10 @@ export async function emulatorWorld(optionLines: string): Promise<World> {
     upstreamBlobRequests: () => dtr.requestLog().filter((r) => r.path.includes("/blobs/")).length,
     revoke: (who, repo) => dtr.seed.repositoryReaders(repo, repo === "team/private" ? ["alice", "carol"].filter((u) => u !== who) : []),
     slow: (ms) => dtr.setFaults({ delayMs: ms }),
-    outage: (kind) => dtr.setFaults(kind === "503" ? { down: true, loseAnswers: 0 } : kind === "reset" ? { down: false, loseAnswers: 1_000_000 } : { down: false, loseAnswers: 0 }),
+    outage: (kind) =>
+      dtr.setFaults(
+        kind === "503" ? { down: true, loseAnswers: 0 } : kind === "reset" ? { down: false, loseAnswers: 1_000_000 } : { down: false, loseAnswers: 0 },
+      ),
     stop: async () => {
       await cleanup();
       await dtr.stop();
@@ -151,5 +173,12 @@ export async function emulatorWorld(optionLines: string): Promise<World> {
 
 function imageManifest(layers: readonly string[]): Buffer {
   const config = { mediaType: "application/vnd.oci.image.config.v1+json", digest: layers[0], size: 1 };
-  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config, layers: layers.map((digest) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size: 1 })) }));
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config,
+      layers: layers.map((digest) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size: 1 })),
+    }),
+  );
 }

@@ -263,7 +263,10 @@ const MANIFEST_TYPES = ["application/vnd.docker.distribution.manifest.v2+json", 
 /** The config and layer blobs of the sample image, as the backend registry lists them. */
 export async function sampleBlobs(stack: Pick<DtrStack, "backend" | "sampleImage">): Promise<BlobRef[]> {
   const { repository, tag } = stack.sampleImage;
-  const response = await fetch(`${stack.backend.url}/v2/${repository}/manifests/${tag}`, { headers: { accept: MANIFEST_TYPES }, signal: AbortSignal.timeout(10_000) });
+  const response = await fetch(`${stack.backend.url}/v2/${repository}/manifests/${tag}`, {
+    headers: { accept: MANIFEST_TYPES },
+    signal: AbortSignal.timeout(10_000),
+  });
   if (!response.ok) throw new Error(`backend manifest ${repository}:${tag}: HTTP ${response.status}`);
   const manifest = (await response.json()) as { config: BlobRef; layers: BlobRef[] };
   return [manifest.config, ...manifest.layers].map((b) => ({ digest: b.digest, size: b.size }));
@@ -283,7 +286,14 @@ export interface DockerAs {
  * The docker CLI against one private engine, with its own client config directory so that logins
  * of different users (and the user's own ~/.docker) never mix.
  */
-export function dockerAs(options: { docker: string; dockerHost: string; configDir: string; registryHostPort: string; user: DtrStackUser; timeoutMs?: number }): DockerAs {
+export function dockerAs(options: {
+  docker: string;
+  dockerHost: string;
+  configDir: string;
+  registryHostPort: string;
+  user: DtrStackUser;
+  timeoutMs?: number;
+}): DockerAs {
   const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: options.configDir, DOCKER_CONFIG: options.configDir };
   const timeoutMs = options.timeoutMs ?? 120_000;
   const docker = (args: string[], extra: { input?: string; allowFailure?: boolean } = {}) =>

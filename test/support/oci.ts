@@ -74,7 +74,14 @@ export async function writeOciLayout(dir: string, tag: string, image: BuiltImage
     join(dir, "index.json"),
     JSON.stringify({
       schemaVersion: 2,
-      manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", digest: image.manifestDigest, size: image.manifest.length, annotations: { "org.opencontainers.image.ref.name": tag } }],
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: image.manifestDigest,
+          size: image.manifest.length,
+          annotations: { "org.opencontainers.image.ref.name": tag },
+        },
+      ],
     }),
   );
 }

@@ -13,7 +13,11 @@ export interface ManagerOptions {
   readonly timeoutMs?: number;
 }
 
-const cliEnv = (swarm: SwarmHandle): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: swarm.workDir, DOCKER_CONFIG: `${swarm.workDir}/cli-managers` });
+const cliEnv = (swarm: SwarmHandle): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH ?? "/usr/bin:/bin",
+  HOME: swarm.workDir,
+  DOCKER_CONFIG: `${swarm.workDir}/cli-managers`,
+});
 
 /** Node `index` as SwarmNode, or a clear error. */
 export function nodeAt(swarm: SwarmHandle, index: number): SwarmNode {
@@ -30,22 +34,35 @@ export async function promoteToManagers(swarm: SwarmHandle, indexes: readonly nu
   const hostnames = indexes.map((i) => nodeAt(swarm, i).hostname);
   const d = (...args: string[]) => run(options.docker, ["-H", swarm.manager.dockerHost, ...args], { env: cliEnv(swarm) });
   await d("node", "promote", ...hostnames);
-  await waitFor(`${hostnames.join(", ")} Reachable as managers`, async () => {
-    const listed = (await d("node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}")).stdout.split("\n");
-    const reachable = (h: string) => listed.some((line) => line === `${h} Reachable` || line === `${h} Leader`);
-    return hostnames.every(reachable) ? true : undefined;
-  }, options.timeoutMs ?? 60_000, 200);
+  await waitFor(
+    `${hostnames.join(", ")} Reachable as managers`,
+    async () => {
+      const listed = (await d("node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}")).stdout.split("\n");
+      const reachable = (h: string) => listed.some((line) => line === `${h} Reachable` || line === `${h} Leader`);
+      return hostnames.every(reachable) ? true : undefined;
+    },
+    options.timeoutMs ?? 60_000,
+    200,
+  );
 }
 
 /** Sets a node's availability (drain: Swarm runs no task there, it stays a manager). */
 export async function setAvailability(swarm: SwarmHandle, index: number, availability: "active" | "drain" | "pause", options: ManagerOptions): Promise<void> {
-  await run(options.docker, ["-H", swarm.manager.dockerHost, "node", "update", "--availability", availability, nodeAt(swarm, index).hostname], { env: cliEnv(swarm) });
+  await run(options.docker, ["-H", swarm.manager.dockerHost, "node", "update", "--availability", availability, nodeAt(swarm, index).hostname], {
+    env: cliEnv(swarm),
+  });
 }
 
 /** Hostname of the current Raft leader among the managers, as `docker node ls` reports it through `via`. */
 export async function raftLeader(swarm: SwarmHandle, via: SwarmNode, options: ManagerOptions): Promise<string | undefined> {
-  const listed = await run(options.docker, ["-H", via.dockerHost, "node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"], { env: cliEnv(swarm), allowFailure: true });
-  return listed.stdout.split("\n").find((line) => line.endsWith(" Leader"))?.split(" ")[0];
+  const listed = await run(options.docker, ["-H", via.dockerHost, "node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"], {
+    env: cliEnv(swarm),
+    allowFailure: true,
+  });
+  return listed.stdout
+    .split("\n")
+    .find((line) => line.endsWith(" Leader"))
+    ?.split(" ")[0];
 }
 
 /**

@@ -83,7 +83,13 @@ function pipeLimited(from: Socket, to: Socket, rate: () => number | undefined, c
 }
 
 export async function startTcpRelay(options: StartTcpRelayOptions): Promise<TcpRelay> {
-  const states: BackendState[] = options.backends.map((b) => ({ healthy: b.healthUrl === undefined, failures: 0, connections: 0, failedConnects: 0, bytesFromBackend: 0 }));
+  const states: BackendState[] = options.backends.map((b) => ({
+    healthy: b.healthUrl === undefined,
+    failures: 0,
+    connections: 0,
+    failedConnects: 0,
+    bytesFromBackend: 0,
+  }));
   let policy: RelayPolicy = options.policy ?? { kind: "round-robin" };
   let rate = options.rateBytesPerSecond;
   let next = 0;
@@ -147,9 +153,14 @@ export async function startTcpRelay(options: StartTcpRelayOptions): Promise<TcpR
       client.on("close", () => backend.destroy());
       backend.on("error", () => client.destroy());
       client.pipe(backend);
-      pipeLimited(backend, client, () => rate, (n) => {
-        if (s) s.bytesFromBackend += n;
-      });
+      pipeLimited(
+        backend,
+        client,
+        () => rate,
+        (n) => {
+          if (s) s.bytesFromBackend += n;
+        },
+      );
       client.resume();
       return;
     }
@@ -198,7 +209,8 @@ export async function startTcpRelay(options: StartTcpRelayOptions): Promise<TcpR
     setRate: (r) => {
       rate = r;
     },
-    stats: () => states.map((s) => ({ healthy: s.healthy, connections: s.connections, failedConnects: s.failedConnects, bytesFromBackend: s.bytesFromBackend })),
+    stats: () =>
+      states.map((s) => ({ healthy: s.healthy, connections: s.connections, failedConnects: s.failedConnects, bytesFromBackend: s.bytesFromBackend })),
     stop: async () => {
       if (stopped) return;
       stopped = true;

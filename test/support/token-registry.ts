@@ -46,7 +46,21 @@ export async function startTokenRegistry(options: { workDir: string; tokenHost: 
   await mkdir(join(dir, "data"), { recursive: true });
   const keyFile = join(dir, "token.key");
   const certFile = join(dir, "token.crt");
-  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", "/CN=test-token-service"]);
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "1",
+    "-subj",
+    "/CN=test-token-service",
+  ]);
   const key = createPrivateKey(await readFile(keyFile));
   const certPem = await readFile(certFile, "utf8");
   const certDer = Buffer.from(certPem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64");

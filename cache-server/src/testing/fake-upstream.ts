@@ -145,7 +145,12 @@ export class FakeUpstream {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://x");
-    this.requests.push({ method: req.method ?? "GET", path: `${url.pathname}${url.search}`, authorization: req.headers.authorization, ifNoneMatch: req.headers["if-none-match"] as string | undefined });
+    this.requests.push({
+      method: req.method ?? "GET",
+      path: `${url.pathname}${url.search}`,
+      authorization: req.headers.authorization,
+      ifNoneMatch: req.headers["if-none-match"] as string | undefined,
+    });
     if (this.busy && this.busy.remaining > 0) {
       this.busy.remaining--;
       res.writeHead(this.busy.status, { "Retry-After": String(this.busy.retryAfterSeconds) });

@@ -19,11 +19,16 @@ import { StatusEndpointError } from "./status-client.js";
 import { setSwarmFactory } from "./swarm-factory.js";
 
 const AT = "2026-12-07T12:00:00Z";
-const cond = (type: string, status: "True" | "False" | "Unknown", reason: string, message = "") => ({ type, status, reason, message, lastTransitionTime: AT }) as CacheSnapshot["conditions"][number];
+const cond = (type: string, status: "True" | "False" | "Unknown", reason: string, message = "") =>
+  ({ type, status, reason, message, lastTransitionTime: AT }) as CacheSnapshot["conditions"][number];
 const target: WaitTarget = { name: "region-asia", generation: 4, needsReload: false };
 
 /** followApplied over a scripted sequence of answers (an Error is a failed ask), on a fake clock. */
-async function follow(answers: readonly (RuntimeSnapshot | Error)[], options: Partial<FollowOptions> = {}, targets = [target]): Promise<{ result: string[] | CliError; progress: string[]; asked: number }> {
+async function follow(
+  answers: readonly (RuntimeSnapshot | Error)[],
+  options: Partial<FollowOptions> = {},
+  targets = [target],
+): Promise<{ result: string[] | CliError; progress: string[]; asked: number }> {
   let clock = 0;
   let asked = 0;
   const progress: string[] = [];
@@ -55,7 +60,9 @@ describe("followApplied", () => {
       new StatusEndpointError("cannot reach the status endpoint http://m:9090: ECONNREFUSED"),
       storeModeStatus(3, 3),
       storeModeStatus(3, 4),
-      storeModeStatus(4, 4, { conditions: [cond("Ready", "False", "RollingOut", "Rolling out: 0/1 tasks running"), cond("Progressing", "True", "RolloutStarted")] }),
+      storeModeStatus(4, 4, {
+        conditions: [cond("Ready", "False", "RollingOut", "Rolling out: 0/1 tasks running"), cond("Progressing", "True", "RolloutStarted")],
+      }),
       // the settle countdown is one line, not one a second
       storeModeStatus(4, 4, { conditions: [cond("Ready", "False", "RollingOut", "Rolling out: 1/1 tasks running, waiting 8s to settle")] }),
       storeModeStatus(4, 4, { conditions: [cond("Ready", "False", "RollingOut", "Rolling out: 1/1 tasks running, waiting 7s to settle")] }),
@@ -78,15 +85,21 @@ describe("followApplied", () => {
   });
 
   it("times out with exit 1 and the blocking condition's reason", async () => {
-    const stuck = storeModeStatus(4, 4, { conditions: [cond("Ready", "True", "TasksRunning"), cond("DtrSynced", "False", "UnknownUsers", "DTR has no user ghost")] });
+    const stuck = storeModeStatus(4, 4, {
+      conditions: [cond("Ready", "True", "TasksRunning"), cond("DtrSynced", "False", "UnknownUsers", "DTR has no user ghost")],
+    });
     const { result } = await follow([stuck], { timeoutMs: 10_000 });
     expect(result).toBeInstanceOf(CliError);
     expect((result as CliError).exitCode).toBe(EXIT.notReady);
-    expect((result as CliError).message).toBe("not converged after 10 s (stored; the controller goes on): contentcache/region-asia revision 4: Ready, DtrSynced=False UnknownUsers: DTR has no user ghost");
+    expect((result as CliError).message).toBe(
+      "not converged after 10 s (stored; the controller goes on): contentcache/region-asia revision 4: Ready, DtrSynced=False UnknownUsers: DTR has no user ghost",
+    );
   });
 
   it("fails at once on a final Degraded of the new revision, after the grace on a lasting one, never on the old revision's", async () => {
-    const rolledBack = storeModeStatus(4, 4, { conditions: [cond("Ready", "False", "RolledBack"), cond("Degraded", "True", "RolledBack", "update rolled back: task exited")] });
+    const rolledBack = storeModeStatus(4, 4, {
+      conditions: [cond("Ready", "False", "RolledBack"), cond("Degraded", "True", "RolledBack", "update rolled back: task exited")],
+    });
     const first = await follow([rolledBack]);
     expect((first.result as CliError).message).toBe("contentcache/region-asia revision 4: Degraded RolledBack: update rolled back: task exited");
     expect(first.asked).toBe(1);
@@ -108,7 +121,9 @@ describe("followApplied", () => {
     expect(refused.asked).toBe(1);
     const silent = await follow([new StatusEndpointError("cannot reach the status endpoint http://m:9090: ECONNREFUSED")], { timeoutMs: 3_000 });
     expect((silent.result as CliError).exitCode).toBe(EXIT.unreachable);
-    expect((silent.result as CliError).message).toBe("the status endpoint did not answer within 3 s: cannot reach the status endpoint http://m:9090: ECONNREFUSED");
+    expect((silent.result as CliError).message).toBe(
+      "the status endpoint did not answer within 3 s: cannot reach the status endpoint http://m:9090: ECONNREFUSED",
+    );
   });
 
   it("a changed DTR resource: waits until the controller has loaded the spec again since the write", async () => {
@@ -134,7 +149,15 @@ describe("followApplied", () => {
       { kind: "DTR" as const, name: "dtr", action: "configured" as const, doc: undefined, base: 1, fields: [], generation: 2 },
       { kind: "ContentCache" as const, name: "b", action: "unchanged" as const, doc: undefined, base: 3, fields: [], generation: 3 },
     ];
-    const spec = { dtrs: [], files: [], caches: [{ name: "a", dtr: { name: "dtr" } }, { name: "b", dtr: { name: "dtr" } }, { name: "c", dtr: { name: "other" } }] } as never;
+    const spec = {
+      dtrs: [],
+      files: [],
+      caches: [
+        { name: "a", dtr: { name: "dtr" } },
+        { name: "b", dtr: { name: "dtr" } },
+        { name: "c", dtr: { name: "other" } },
+      ],
+    } as never;
     expect(waitTargets(results, spec)).toEqual([
       { name: "a", generation: 0, needsReload: true },
       { name: "b", generation: 3, needsReload: true },
@@ -171,7 +194,11 @@ describe("dtrcache apply --wait", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "dtrcache-apply-wait-"));
     writeFileSync(join(dir, "token"), "tok-7\n");
-    server = await startStatusServer({ provider: { snapshot: () => current, readiness: async () => ({}) }, metrics: new Registry(), bearerToken: "tok-7" }, "127.0.0.1", 0);
+    server = await startStatusServer(
+      { provider: { snapshot: () => current, readiness: async () => ({}) }, metrics: new Registry(), bearerToken: "tok-7" },
+      "127.0.0.1",
+      0,
+    );
   });
   afterAll(async () => {
     await server.close();

@@ -26,7 +26,11 @@ export interface WaitCliOptions {
 
 export function addWaitOptions(command: Command): Command {
   return command
-    .option("--wait", "after storing, wait until the controller runs every applied cache at the stored revision, Ready and DtrSynced (exit 1 on timeout or Degraded)", false)
+    .option(
+      "--wait",
+      "after storing, wait until the controller runs every applied cache at the stored revision, Ready and DtrSynced (exit 1 on timeout or Degraded)",
+      false,
+    )
     .addOption(new Option("--timeout <duration>", "with --wait: give up after this long (e.g. 90s, 5m)").argParser(parseTimeout).default(300_000, "5m"))
     .option("--url <url>", "with --wait: the status endpoint (default: $DTRCACHE_STATUS_URL or http://127.0.0.1:9090)")
     .option("--token-file <path>", "with --wait: bearer token file (default: $DTRCACHE_STATUS_TOKEN)");
@@ -60,7 +64,10 @@ export interface FollowOptions {
 /** Reasons Swarm does not recover from by itself: fail at once. */
 const FINAL_DEGRADED = new Set(["RolledBack", "UpdatePaused"]);
 
-type Verdict = { readonly state: "done"; readonly line: string } | { readonly state: "waiting"; readonly line: string } | { readonly state: "degraded"; readonly line: string; readonly final: boolean };
+type Verdict =
+  | { readonly state: "done"; readonly line: string }
+  | { readonly state: "waiting"; readonly line: string }
+  | { readonly state: "degraded"; readonly line: string; readonly final: boolean };
 
 function condition(cache: CacheSnapshot, type: string): { status: string; reason: string; message: string } | undefined {
   return cache.conditions.find((c) => c.type === type);
@@ -73,24 +80,34 @@ export function judge(target: WaitTarget, status: RuntimeSnapshot, baseline: Wai
   if (!cache) return { state: "waiting", line: `waiting for the controller to load revision ${target.generation}${rejected}` };
   if (cache.terminating) return { state: "waiting", line: "being removed" };
   const observed = cache.spec?.observedStoreGeneration;
-  if (cache.spec?.storedGeneration === undefined) return { state: "waiting", line: `the controller reports no store revisions for it (is it running from a file, or with another --id?)` };
-  if (observed === undefined || observed < target.generation) return { state: "waiting", line: `Applying revision ${target.generation} (${observed === undefined ? "none reconciled yet" : `running ${observed}`})${rejected}` };
-  if (target.needsReload && baseline.loadedAt !== undefined && status.spec.loadedAt === baseline.loadedAt) return { state: "waiting", line: `waiting for the controller to load the changed DTR resource${rejected}` };
+  if (cache.spec?.storedGeneration === undefined)
+    return { state: "waiting", line: `the controller reports no store revisions for it (is it running from a file, or with another --id?)` };
+  if (observed === undefined || observed < target.generation)
+    return {
+      state: "waiting",
+      line: `Applying revision ${target.generation} (${observed === undefined ? "none reconciled yet" : `running ${observed}`})${rejected}`,
+    };
+  if (target.needsReload && baseline.loadedAt !== undefined && status.spec.loadedAt === baseline.loadedAt)
+    return { state: "waiting", line: `waiting for the controller to load the changed DTR resource${rejected}` };
   // Every load queues every cache: a reconcile that ended after the load (both times by the
   // controller's clock) ran with the changed DTR resource in hand.
   const reconciledAt = Date.parse(cache.lastReconcile?.at ?? "");
-  if (target.needsReload && !(reconciledAt >= Date.parse(status.spec.loadedAt ?? ""))) return { state: "waiting", line: "waiting for a reconcile with the changed DTR resource" };
+  if (target.needsReload && !(reconciledAt >= Date.parse(status.spec.loadedAt ?? "")))
+    return { state: "waiting", line: "waiting for a reconcile with the changed DTR resource" };
   const pending = pendingOf(cache);
   if (pending !== undefined) return { state: "waiting", line: pending };
   const revision = `revision ${observed}`;
   const degraded = condition(cache, "Degraded");
-  if (degraded?.status === "True") return { state: "degraded", line: `${revision}: Degraded ${degraded.reason}: ${degraded.message}`, final: FINAL_DEGRADED.has(degraded.reason) };
+  if (degraded?.status === "True")
+    return { state: "degraded", line: `${revision}: Degraded ${degraded.reason}: ${degraded.message}`, final: FINAL_DEGRADED.has(degraded.reason) };
   const ready = condition(cache, "Ready");
-  if (ready?.status !== "True") return { state: "waiting", line: `${revision}: Ready=${ready?.status ?? "Unknown"} ${ready ? `${ready.reason}: ${ready.message}` : "not reported yet"}` };
+  if (ready?.status !== "True")
+    return { state: "waiting", line: `${revision}: Ready=${ready?.status ?? "Unknown"} ${ready ? `${ready.reason}: ${ready.message}` : "not reported yet"}` };
   const dtr = condition(cache, "DtrSynced");
   // Unknown means the DTR pass has not run for this spec yet; only a controller without a DTR
   // client (NotConfigured) is exempt.
-  if (dtr && dtr.status !== "True" && dtr.reason !== "NotConfigured") return { state: "waiting", line: `${revision}: Ready, DtrSynced=${dtr.status} ${dtr.reason}: ${dtr.message}` };
+  if (dtr && dtr.status !== "True" && dtr.reason !== "NotConfigured")
+    return { state: "waiting", line: `${revision}: Ready, DtrSynced=${dtr.status} ${dtr.reason}: ${dtr.message}` };
   return { state: "done", line: `${revision}: Ready${dtr?.status === "True" ? ", DtrSynced" : ""}` };
 }
 
@@ -138,7 +155,10 @@ export async function followApplied(targets: readonly WaitTarget[], options: Fol
       const seconds = Math.round(options.timeoutMs / 1000);
       if (!answered) throw new CliError(EXIT.unreachable, `the status endpoint did not answer within ${seconds} s: ${lastError}`);
       const stuck = [...verdicts].filter(([, v]) => v.state !== "done").map(([name, v]) => `contentcache/${name} ${v.line}`);
-      throw new CliError(EXIT.notReady, `not converged after ${seconds} s (stored; the controller goes on): ${stuck.join("; ")}${lastError ? ` (last ask: ${lastError})` : ""}`);
+      throw new CliError(
+        EXIT.notReady,
+        `not converged after ${seconds} s (stored; the controller goes on): ${stuck.join("; ")}${lastError ? ` (last ask: ${lastError})` : ""}`,
+      );
     }
     await sleep(Math.min(options.pollMs ?? 1_000, Math.max(0, deadline - now())));
   }
@@ -148,7 +168,8 @@ export async function followApplied(targets: readonly WaitTarget[], options: Fol
 export function waitTargets(results: readonly WriteResult[], spec: CacheSpec | undefined): WaitTarget[] {
   const changedDtrs = new Set(results.filter((r) => r.kind === "DTR" && r.action !== "unchanged").map((r) => r.name));
   const targets = new Map<string, WaitTarget>();
-  for (const r of results) if (r.kind === "ContentCache" && r.action !== "deleted") targets.set(r.name, { name: r.name, generation: r.generation, needsReload: false });
+  for (const r of results)
+    if (r.kind === "ContentCache" && r.action !== "deleted") targets.set(r.name, { name: r.name, generation: r.generation, needsReload: false });
   for (const cache of spec?.caches ?? []) {
     if (!changedDtrs.has(cache.dtr.name)) continue;
     const applied = targets.get(cache.name);

@@ -31,7 +31,9 @@ describe("statusProblem and the pending lines", () => {
     const fileMode = storeModeStatus(4, 4, { observedGeneration: "aaaaaaaa11", generation: "bbbbbbbb22", spec: { state: "Valid" } });
     expect(pendingLines(fileMode)).toEqual(["  region-asia: Applying a changed spec (running aaaaaaa, loaded bbbbbbb)"]);
     expect(statusProblem(fileMode)).toMatch(/^not converged: region-asia applying a changed spec/);
-    expect(pendingLines(storeModeStatus(4, 4, { observedGeneration: "a", generation: "b" }))).toEqual(["  region-asia: Applying revision 4 with a changed DTR resource"]);
+    expect(pendingLines(storeModeStatus(4, 4, { observedGeneration: "a", generation: "b" }))).toEqual([
+      "  region-asia: Applying revision 4 with a changed DTR resource",
+    ]);
   });
 
   it("the store's heads raise the stored revision the controller has not loaded yet, never lower it; file mode untouched", () => {
@@ -43,7 +45,9 @@ describe("statusProblem and the pending lines", () => {
 
   it("a standby judges nothing; a rejected spec and a not-Ready cache are still named", () => {
     expect(statusProblem({ ...storeModeStatus(3, 4), lease: { role: "standby", identity: "b", holder: "a", since: "2026-12-07T00:00:00Z" } })).toBeUndefined();
-    const notReady = storeModeStatus(4, 4, { conditions: [{ type: "Ready", status: "False", reason: "RollingOut", message: "", lastTransitionTime: "2026-12-07T12:00:00Z" }] });
+    const notReady = storeModeStatus(4, 4, {
+      conditions: [{ type: "Ready", status: "False", reason: "RollingOut", message: "", lastTransitionTime: "2026-12-07T12:00:00Z" }],
+    });
     expect(statusProblem(notReady)).toBe("not Ready: region-asia");
   });
 });

@@ -42,11 +42,14 @@ export function pendingOf(cache: CacheSnapshot): string | undefined {
   if (cache.terminating) return undefined;
   const stored = cache.spec?.storedGeneration;
   const observed = cache.spec?.observedStoreGeneration;
-  if (stored !== undefined && (observed === undefined || observed < stored)) return `Applying revision ${stored} (${observed === undefined ? "none reconciled yet" : `running ${observed}`})`;
+  if (stored !== undefined && (observed === undefined || observed < stored))
+    return `Applying revision ${stored} (${observed === undefined ? "none reconciled yet" : `running ${observed}`})`;
   if (cache.observedGeneration === "") return "Applying its spec (not reconciled yet)";
   if (cache.observedGeneration !== cache.generation) {
     // store mode, same revision: a resource it uses (its DTR) changed
-    return stored !== undefined ? `Applying revision ${stored} with a changed DTR resource` : `Applying a changed spec (running ${short(cache.observedGeneration)}, loaded ${short(cache.generation)})`;
+    return stored !== undefined
+      ? `Applying revision ${stored} with a changed DTR resource`
+      : `Applying a changed spec (running ${short(cache.observedGeneration)}, loaded ${short(cache.generation)})`;
   }
   return undefined;
 }
@@ -68,7 +71,10 @@ export function statusProblem(status: RuntimeSnapshot): string | undefined {
   // a standby does not reconcile: its view of the caches says nothing about them (ask the leader)
   if (status.lease !== undefined && status.lease.role === "standby") return undefined;
   const problems: string[] = [];
-  if (status.spec.errors.length > 0) problems.push(`the spec is rejected (${status.spec.errors.length} error${status.spec.errors.length === 1 ? "" : "s"}; the controller keeps the last good spec)`);
+  if (status.spec.errors.length > 0)
+    problems.push(
+      `the spec is rejected (${status.spec.errors.length} error${status.spec.errors.length === 1 ? "" : "s"}; the controller keeps the last good spec)`,
+    );
   const pending = pendingChanges(status);
   if (pending.length > 0) problems.push(`not converged: ${pending.map((p) => `${p.cache} ${p.words.charAt(0).toLowerCase()}${p.words.slice(1)}`).join(", ")}`);
   const behind = new Set(pending.map((p) => p.cache));

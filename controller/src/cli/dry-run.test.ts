@@ -16,7 +16,13 @@ import { GENERATED } from "./plan-names.js";
 
 let dtr: EmulatorHandle;
 beforeAll(async () => {
-  dtr = await startEmulator({ users: [{ username: "admin", password: "pw", admin: true }, { username: "alice", password: "a" }, { username: "bob", password: "b" }] });
+  dtr = await startEmulator({
+    users: [
+      { username: "admin", password: "pw", admin: true },
+      { username: "alice", password: "a" },
+      { username: "bob", password: "b" },
+    ],
+  });
 });
 afterAll(async () => {
   await dtr.stop();
@@ -42,18 +48,26 @@ describe("dry run, DTR side read live", () => {
     expect(swarm.mutatingCalls()).toEqual([]);
     expect(dtr.requestLog().filter((e) => e.method !== "GET")).toEqual([]);
     // no user name in a request other than their own settings read
-    expect(dtr.requestLog().map((e) => `${e.method} ${e.path}`)).toEqual(expect.arrayContaining(["GET /api/v0/content_caches", "GET /api/v0/accounts/alice/settings"]));
+    expect(dtr.requestLog().map((e) => `${e.method} ${e.path}`)).toEqual(
+      expect.arrayContaining(["GET /api/v0/content_caches", "GET /api/v0/accounts/alice/settings"]),
+    );
   });
 
   it("warns about a registration of the name this controller did not create, and plans no create next to it", async () => {
     const foreign = dtr.seed.contentCache("region-asia", "https://elsewhere.example.com");
     try {
       const text = await serverDryRun(new FakeSwarm(["node-1"]), "dtrcache", specFor(["alice"]), { env });
-      expect(text).toContain(`! DTR registration ${foreign.id} of region-asia (host https://elsewhere.example.com) was not created by this controller: it is never changed or deleted, and region-asia cannot be registered next to it (DTR_NOT_OWNED)`);
+      expect(text).toContain(
+        `! DTR registration ${foreign.id} of region-asia (host https://elsewhere.example.com) was not created by this controller: it is never changed or deleted, and region-asia cannot be registered next to it (DTR_NOT_OWNED)`,
+      );
       expect(text).not.toContain("+ create registration");
     } finally {
       const admin = dtr.contentCaches().find((c) => c.id === foreign.id);
-      if (admin) await fetch(`${dtr.url}/api/v0/content_caches/${foreign.id}`, { method: "DELETE", headers: { authorization: `Basic ${Buffer.from("admin:pw").toString("base64")}` } });
+      if (admin)
+        await fetch(`${dtr.url}/api/v0/content_caches/${foreign.id}`, {
+          method: "DELETE",
+          headers: { authorization: `Basic ${Buffer.from("admin:pw").toString("base64")}` },
+        });
     }
   });
 
@@ -65,7 +79,13 @@ describe("dry run, DTR side read live", () => {
     const spec = specFor(["alice", "admin"]);
     const cacheDtr = spec.dtrs[0];
     if (!cacheDtr) throw new Error("dtr");
-    await new DtrRecordStore(swarm, "dtrcache").write({ cache: "region-asia", dtr: cacheDtr, registrationIds: [ours.id], host: "https://dtr-cache.example.com", users: ["alice", "bob"] });
+    await new DtrRecordStore(swarm, "dtrcache").write({
+      cache: "region-asia",
+      dtr: cacheDtr,
+      registrationIds: [ours.id],
+      host: "https://dtr-cache.example.com",
+      users: ["alice", "bob"],
+    });
     const text = await serverDryRun(swarm, "dtrcache", spec, { env });
     const dtrPart = text.slice(text.indexOf("DTR:"));
     expect(dtrPart).not.toContain("registration region-asia");
@@ -76,7 +96,9 @@ describe("dry run, DTR side read live", () => {
 
   it("falls back to the controller's record, saying why, when DTR cannot be asked from here", async () => {
     const text = await serverDryRun(new FakeSwarm(["node-1"]), "dtrcache", specFor(["alice"]), { env: {} });
-    expect(text).toMatch(/ {2}\(DTR http:\/\/127\.0\.0\.1:\d+ not asked: DTR_CREDENTIALS: environment variable DTR_ADMIN_PASSWORD \(DTR admin password\) is not set; from the controller's record\)\n {2}\+ register region-asia/);
+    expect(text).toMatch(
+      / {2}\(DTR http:\/\/127\.0\.0\.1:\d+ not asked: DTR_CREDENTIALS: environment variable DTR_ADMIN_PASSWORD \(DTR admin password\) is not set; from the controller's record\)\n {2}\+ register region-asia/,
+    );
   });
 });
 
@@ -90,7 +112,9 @@ describe("dry run from an operator's shell, the password a Swarm secret", () => 
     const loaded = load(text);
     if (!loaded.ok) throw new Error("spec");
     const out = await serverDryRun(new FakeSwarm(["node-1"]), "dtrcache", loaded.spec, { env: {} });
-    expect(out).toContain(`  (DTR ${dtr.url} not asked from this shell: the admin password is a Swarm secret only the controller can read; the DTR actions below are from the controller's record)\n  + register region-asia`);
+    expect(out).toContain(
+      `  (DTR ${dtr.url} not asked from this shell: the admin password is a Swarm secret only the controller can read; the DTR actions below are from the controller's record)\n  + register region-asia`,
+    );
     expect(out).not.toMatch(/DTR_CREDENTIALS|ENOENT/);
   });
 
@@ -101,13 +125,19 @@ describe("dry run from an operator's shell, the password a Swarm secret", () => 
     const swarm = new FakeSwarm(["node-1"]);
     await swarm.createSecret({ name: "dtrcache-test-no-such-ca", labels: {}, data: Buffer.from("pem") });
     const out = await serverDryRun(swarm, "dtrcache", loaded.spec, { env, dtrCa: () => Promise.resolve(undefined) });
-    expect(out).toContain("not asked from this shell: DTR's CA is a Swarm secret only the controller can read; the DTR actions below are from the controller's record)");
+    expect(out).toContain(
+      "not asked from this shell: DTR's CA is a Swarm secret only the controller can read; the DTR actions below are from the controller's record)",
+    );
     expect(out).not.toMatch(/ENOENT/);
   });
 });
 
 describe("dry run, Swarm names", () => {
-  const okDtr: DtrSync = { apply: (cache) => Promise.resolve({ registrationId: "r", host: "h", users: cache.spec.users.map((username) => ({ username, state: "assigned" as const })) }), remove: () => Promise.resolve({ foreign: [] }) };
+  const okDtr: DtrSync = {
+    apply: (cache) =>
+      Promise.resolve({ registrationId: "r", host: "h", users: cache.spec.users.map((username) => ({ username, state: "assigned" as const })) }),
+    remove: () => Promise.resolve({ foreign: [] }),
+  };
 
   it("prints only names apply creates: a name covering generated material is a placeholder, every other one is created as printed", async () => {
     const swarm = new FakeSwarm(["node-1"]);
@@ -118,7 +148,14 @@ describe("dry run, Swarm names", () => {
     expect(text).toContain(`note: region-asia-config-${GENERATED}: the name's hash covers material generated when apply runs`);
     const exact = printed.filter((n) => !n.includes(GENERATED));
     expect(exact.length).toBeGreaterThan(0);
-    const controller = createController({ docker: swarm, specSource: staticSpecSource({ ok: true, spec }), dtrSync: okDtr, logger: memoryLogger(), id: "dtrcache", settleMs: 0 });
+    const controller = createController({
+      docker: swarm,
+      specSource: staticSpecSource({ ok: true, spec }),
+      dtrSync: okDtr,
+      logger: memoryLogger(),
+      id: "dtrcache",
+      settleMs: 0,
+    });
     await controller.reconcileOnce();
     const created = new Set([...swarm.configs.values(), ...swarm.secrets.values()].map((b) => b.name));
     for (const name of exact) expect(created.has(name), name).toBe(true);

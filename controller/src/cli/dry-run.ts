@@ -29,13 +29,19 @@ async function foreignWarnings(swarm: SwarmApi, owner: string, spec: CacheSpec):
   const names = new Set(spec.caches.map((c) => c.name));
   const warnings: string[] = [];
   for (const s of await swarm.listServices({ labels: [] })) {
-    if (names.has(s.name) && s.labels[OWNER] !== owner) warnings.push(`! service ${s.name} exists and is ${holder(s.labels)}: it is never touched, so cache ${s.name} cannot be created next to it`);
+    if (names.has(s.name) && s.labels[OWNER] !== owner)
+      warnings.push(`! service ${s.name} exists and is ${holder(s.labels)}: it is never touched, so cache ${s.name} cannot be created next to it`);
   }
-  const blobs = [...(await swarm.listConfigs({ labels: [] })).map((b) => ({ kind: "config", ...b })), ...(await swarm.listSecrets({ labels: [] })).map((b) => ({ kind: "secret", ...b }))];
+  const blobs = [
+    ...(await swarm.listConfigs({ labels: [] })).map((b) => ({ kind: "config", ...b })),
+    ...(await swarm.listSecrets({ labels: [] })).map((b) => ({ kind: "secret", ...b })),
+  ];
   for (const b of blobs.sort((x, y) => x.name.localeCompare(y.name))) {
     const cache = BLOB_NAME.exec(b.name)?.[1];
     if (cache !== undefined && names.has(cache) && b.labels[OWNER] !== undefined && b.labels[OWNER] !== owner) {
-      warnings.push(`! ${b.kind} ${b.name} is ${holder(b.labels)}: another controller id manages a cache named ${cache} in this swarm; both would register it with DTR`);
+      warnings.push(
+        `! ${b.kind} ${b.name} is ${holder(b.labels)}: another controller id manages a cache named ${cache} in this swarm; both would register it with DTR`,
+      );
     }
   }
   return warnings;
@@ -71,8 +77,22 @@ export async function serverDryRun(swarm: SwarmApi, owner: string, spec: CacheSp
   }
 }
 
-async function dryRun(swarm: SwarmApi, owner: string, spec: CacheSpec, options: DryRunOptions, dtrCa: (dtr: ResolvedDtr) => Promise<string | undefined>, readConfig: (name: string) => Promise<string>): Promise<string> {
-  const controller = createController({ docker: swarm, specSource: staticSpecSource({ ok: true, spec }), logger: silentLogger, id: owner, allowEmpty: options.allowEmpty ?? true, dtrCa });
+async function dryRun(
+  swarm: SwarmApi,
+  owner: string,
+  spec: CacheSpec,
+  options: DryRunOptions,
+  dtrCa: (dtr: ResolvedDtr) => Promise<string | undefined>,
+  readConfig: (name: string) => Promise<string>,
+): Promise<string> {
+  const controller = createController({
+    docker: swarm,
+    specSource: staticSpecSource({ ok: true, spec }),
+    logger: silentLogger,
+    id: owner,
+    allowEmpty: options.allowEmpty ?? true,
+    dtrCa,
+  });
   const { plans, generated } = await planWithStableNames(() => controller.plan());
   const records = new DtrRecordStore(swarm, owner);
   const inputs = [];
@@ -82,5 +102,13 @@ async function dryRun(swarm: SwarmApi, owner: string, spec: CacheSpec, options: 
     inputs.push({ name: plan.cache, ...(cache ? { cache } : {}), ...(record ? { record } : {}) });
   }
   const dtr = await planDtr(spec, inputs, options.dtrReader ?? liveDtrReader(options.env ?? process.env, readConfig));
-  return ["Swarm:", formatPlans(plans), ...generatedNote(generated), "DTR:", ...(dtr.lines.length > 0 ? dtr.lines : ["nothing to do"]), ...(await foreignWarnings(swarm, owner, spec)), ...dtr.warnings].join("\n");
+  return [
+    "Swarm:",
+    formatPlans(plans),
+    ...generatedNote(generated),
+    "DTR:",
+    ...(dtr.lines.length > 0 ? dtr.lines : ["nothing to do"]),
+    ...(await foreignWarnings(swarm, owner, spec)),
+    ...dtr.warnings,
+  ].join("\n");
 }

@@ -58,7 +58,9 @@ export function liveDtrReader(env: NodeJS.ProcessEnv, readConfig?: (name: string
     const ref = dtr.spec.admin.password;
     const password = await readHere("secret" in ref, "the admin password", () => readSecretRef(ref, env));
     const caFile = dtr.spec.trust.caFile;
-    const trust = await readHere(typeof caFile === "object" && "secret" in caFile, "DTR's CA", () => establishTrust(dtr.spec, silentLogger, { timeoutMs: 10_000, ...(readConfig ? { readConfig } : {}) }));
+    const trust = await readHere(typeof caFile === "object" && "secret" in caFile, "DTR's CA", () =>
+      establishTrust(dtr.spec, silentLogger, { timeoutMs: 10_000, ...(readConfig ? { readConfig } : {}) }),
+    );
     const signal = (): AbortSignal => AbortSignal.timeout(20_000);
     const client = new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, retry: { retries: 1 } });
     return {
@@ -93,13 +95,18 @@ function recordedLines(input: CacheInput): string[] {
   if (cache === undefined) {
     if (!record) return [];
     const users = record.users.length > 0 ? `; reset ${record.users.join(", ")} where they still point here` : "";
-    return [`  - delete registration${record.registrationIds.length === 1 ? "" : "s"} ${record.registrationIds.join(", ") || "(none recorded)"} of ${name}${users}`];
+    return [
+      `  - delete registration${record.registrationIds.length === 1 ? "" : "s"} ${record.registrationIds.join(", ") || "(none recorded)"} of ${name}${users}`,
+    ];
   }
   const host = cache.spec.externalURL;
   const lines: string[] = [];
   const recordedUsers = new Set(record?.users ?? []);
   if (!record || record.registrationIds.length === 0) lines.push(`  + register ${name} with ${cache.dtr.spec.url} as host ${host}`);
-  else if (record.host !== host) lines.push(`  ~ move registration ${record.registrationIds[0] ?? ""} from host ${record.host ?? "?"} to ${host} (new registration, then the old one deleted)`);
+  else if (record.host !== host)
+    lines.push(
+      `  ~ move registration ${record.registrationIds[0] ?? ""} from host ${record.host ?? "?"} to ${host} (new registration, then the old one deleted)`,
+    );
   const assign = cache.spec.users.filter((u) => !recordedUsers.has(u));
   const reset = [...recordedUsers].filter((u) => !cache.spec.users.includes(u));
   if (assign.length > 0) lines.push(`  + point ${assign.join(", ")} at ${name}`);
@@ -116,7 +123,10 @@ async function liveLines(input: CacheInput, reader: DtrReader): Promise<{ lines:
   const named = (await reader.listContentCaches()).filter((r) => r.name === name);
   const ours = named.filter((r) => owned.has(r.id) || (record?.adoptHost !== undefined && sameHost(r.host, record.adoptHost)));
   const foreign = named.filter((r) => !ours.includes(r));
-  const warnings = foreign.map((r) => `! DTR registration ${r.id} of ${name} (host ${r.host}) was not created by this controller: it is never changed or deleted${cache !== undefined && ours.length === 0 ? `, and ${name} cannot be registered next to it (DTR_NOT_OWNED)` : ""}`);
+  const warnings = foreign.map(
+    (r) =>
+      `! DTR registration ${r.id} of ${name} (host ${r.host}) was not created by this controller: it is never changed or deleted${cache !== undefined && ours.length === 0 ? `, and ${name} cannot be registered next to it (DTR_NOT_OWNED)` : ""}`,
+  );
   const lines: string[] = [];
   const ourIds = new Set(ours.map((r) => r.id));
   if (cache === undefined) {
@@ -131,7 +141,8 @@ async function liveLines(input: CacheInput, reader: DtrReader): Promise<{ lines:
   const keep = ours.find((r) => sameHost(r.host, host));
   const target = keep?.id;
   if (keep === undefined && (foreign.length === 0 || ours.length > 0)) lines.push(`  + create registration ${name} (host ${host})`);
-  for (const r of ours.filter((x) => x !== keep)) lines.push(`  - delete registration ${r.id} (host ${r.host}${keep === undefined ? `; replaced by the new one for ${host}` : ""})`);
+  for (const r of ours.filter((x) => x !== keep))
+    lines.push(`  - delete registration ${r.id} (host ${r.host}${keep === undefined ? `; replaced by the new one for ${host}` : ""})`);
   const listed = new Set(cache.spec.users);
   const dropped = (record?.users ?? []).filter((u) => !listed.has(u));
   for (const user of dropped) {
@@ -141,7 +152,8 @@ async function liveLines(input: CacheInput, reader: DtrReader): Promise<{ lines:
   for (const user of cache.spec.users) {
     const current = await reader.userContentCache(user);
     if (current === undefined) lines.push(`  ! user ${user}: DTR has no such user (the cache reports UnknownUsers)`);
-    else if (target === undefined || current !== target) lines.push(`  ~ user ${user}: content cache ${current || "(unset)"} -> ${target ?? `the new registration of ${name}`} (once ${name} is Ready)`);
+    else if (target === undefined || current !== target)
+      lines.push(`  ~ user ${user}: content cache ${current || "(unset)"} -> ${target ?? `the new registration of ${name}`} (once ${name} is Ready)`);
   }
   return { lines: lines.length > 0 ? lines : ["  no changes (DTR already matches)"], warnings };
 }
@@ -166,12 +178,19 @@ export async function planDtr(spec: CacheSpec, caches: readonly CacheInput[], re
         lines.push(...live.lines);
         warnings.push(...live.warnings);
       } catch (error) {
-        const note = error instanceof ControllerOnlySecretError ? `DTR ${dtr.spec.url} not asked from this shell: ${error.message}; the DTR actions below are from the controller's record` : `DTR ${dtr.spec.url} not asked: ${why(error)}; from the controller's record`;
+        const note =
+          error instanceof ControllerOnlySecretError
+            ? `DTR ${dtr.spec.url} not asked from this shell: ${error.message}; the DTR actions below are from the controller's record`
+            : `DTR ${dtr.spec.url} not asked: ${why(error)}; from the controller's record`;
         lines.push(`  (${note})`, ...recordedLines(input));
       }
     }
   } finally {
-    for (const reader of readers.values()) await reader.then((r) => r.close(), () => undefined);
+    for (const reader of readers.values())
+      await reader.then(
+        (r) => r.close(),
+        () => undefined,
+      );
   }
   return { lines, warnings };
 }

@@ -10,7 +10,13 @@ import { load, runbookText } from "../testing/specs.js";
 import { formatStatusTable, formatTasksLine } from "./format.js";
 import type { CacheSnapshot, RuntimeSnapshot } from "./snapshot.js";
 
-const ready = { type: "Ready" as const, status: "True" as const, reason: "TasksRunning", message: "2/2 tasks running", lastTransitionTime: "2026-12-07T00:00:00.000Z" };
+const ready = {
+  type: "Ready" as const,
+  status: "True" as const,
+  reason: "TasksRunning",
+  message: "2/2 tasks running",
+  lastTransitionTime: "2026-12-07T00:00:00.000Z",
+};
 
 function snapshotWith(cache: Partial<CacheSnapshot>): RuntimeSnapshot {
   const base: CacheSnapshot = {
@@ -24,7 +30,12 @@ function snapshotWith(cache: Partial<CacheSnapshot>): RuntimeSnapshot {
     tasks: { running: 2, desired: 2 },
     dtr: { users: [] },
   };
-  return { controllerId: "test", engine: { reachable: true, manager: true }, spec: { path: "store", loaded: true, files: [], errors: [] }, caches: [{ ...base, ...cache }] };
+  return {
+    controllerId: "test",
+    engine: { reachable: true, manager: true },
+    spec: { path: "store", loaded: true, files: [], errors: [] },
+    caches: [{ ...base, ...cache }],
+  };
 }
 
 const nodeColumn = (table: string): string => {
@@ -42,7 +53,11 @@ describe("the node of each running task", () => {
 
   it("status: with no task running, where the spec places the cache (as before)", () => {
     expect(nodeColumn(formatStatusTable(snapshotWith({ tasks: { running: 0, desired: 2, nodes: [] } })))).toBe("dtr.cache=true");
-    expect(nodeColumn(formatStatusTable(snapshotWith({ node: { hostname: "node-1", label: "dtr.cache=true", labelled: false }, tasks: { running: 0, desired: 1 } })))).toBe("node-1 (unlabelled)");
+    expect(
+      nodeColumn(
+        formatStatusTable(snapshotWith({ node: { hostname: "node-1", label: "dtr.cache=true", labelled: false }, tasks: { running: 0, desired: 1 } })),
+      ),
+    ).toBe("node-1 (unlabelled)");
   });
 
   it("describe: one Tasks line with counts and nodes; counts alone from a controller without node names", () => {
@@ -52,7 +67,12 @@ describe("the node of each running task", () => {
 
   it("the controller's status carries the hostname of the node each running task is on", async () => {
     const fake = new FakeSwarm(["node-1", "node-2"]);
-    const controller = createController({ docker: fake, specSource: staticSpecSource(load(runbookText({ hostname: "node-2" }))), logger: memoryLogger(), id: "test" });
+    const controller = createController({
+      docker: fake,
+      specSource: staticSpecSource(load(runbookText({ hostname: "node-2" }))),
+      logger: memoryLogger(),
+      id: "test",
+    });
     const reports = await controller.reconcileOnce();
     expect(reports.map((r) => r.error)).toEqual([undefined]);
     // the first pass created the service; the next one sees its task running

@@ -5,7 +5,14 @@ import { age } from "./store-io.js";
 
 function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("   ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join("   ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 function condition(cache: CacheSnapshot, type: SnapshotCondition["type"]): SnapshotCondition | undefined {
@@ -89,7 +96,13 @@ export function formatStatusTable(status: RuntimeSnapshot, now = Date.now()): st
     // and Ready=False alone reads like a failure.
     const rollout = rolloutLine(cache);
     if (rollout !== undefined) lines.push(`  ${cache.name}: ${rollout}`);
-    const problems = cache.conditions.filter((c) => (rollout !== undefined && (c.type === "Ready" || c.type === "Progressing") ? false : c.type === "Degraded" || c.type === "Progressing" ? c.status === "True" : c.status !== "True"));
+    const problems = cache.conditions.filter((c) =>
+      rollout !== undefined && (c.type === "Ready" || c.type === "Progressing")
+        ? false
+        : c.type === "Degraded" || c.type === "Progressing"
+          ? c.status === "True"
+          : c.status !== "True",
+    );
     for (const c of problems) lines.push(`  ${cache.name}: ${c.type}=${c.status} ${c.reason}: ${c.message}`);
     for (const u of cache.dtr.users.filter((x) => x.state !== "assigned")) lines.push(`  ${cache.name}: user ${u.username}: ${u.state}`);
   }
@@ -122,7 +135,13 @@ export function formatPlans(plans: readonly Plan[]): string {
   return plans
     .map((plan) => {
       const head = `${plan.cache} (${plan.mode}${plan.rollout !== "converged" && plan.rollout !== "absent" ? `, rollout ${plan.rollout}` : ""})`;
-      const body = plan.actions.length === 0 ? ["  no changes"] : plan.actions.map((a) => `  ${a.type === "create-blob" || a.type === "create-service" || a.type === "label-node" ? "+" : a.type.startsWith("remove") || a.type === "unlabel-node" ? "-" : "~"} ${describeAction(a)}`);
+      const body =
+        plan.actions.length === 0
+          ? ["  no changes"]
+          : plan.actions.map(
+              (a) =>
+                `  ${a.type === "create-blob" || a.type === "create-service" || a.type === "label-node" ? "+" : a.type.startsWith("remove") || a.type === "unlabel-node" ? "-" : "~"} ${describeAction(a)}`,
+            );
       if (plan.blocked) body.push(`  ! blocked: ${plan.blocked.reason}: ${plan.blocked.message}`);
       return [head, ...body].join("\n");
     })

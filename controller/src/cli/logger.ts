@@ -52,7 +52,16 @@ export function formatTextLine(json: string): string {
 
 /** A pino destination that writes text lines to `out` (stderr by default). */
 export function textDestination(out: { write(text: string): unknown } = process.stderr): DestinationStream {
-  return { write: (chunk: string) => void out.write(chunk.split("\n").filter((l) => l !== "").map(formatTextLine).join("")) };
+  return {
+    write: (chunk: string) =>
+      void out.write(
+        chunk
+          .split("\n")
+          .filter((l) => l !== "")
+          .map(formatTextLine)
+          .join(""),
+      ),
+  };
 }
 
 /** text when stderr is a terminal, JSON otherwise (a service's logs go to a collector). */
@@ -60,7 +69,11 @@ export function defaultLogFormat(isTty: boolean = process.stderr.isTTY === true)
   return isTty ? "text" : "json";
 }
 
-export function createLogger(level: LogLevel, destination?: DestinationStream, format: LogFormat = destination ? "json" : defaultLogFormat()): PinoLogger & Logger {
+export function createLogger(
+  level: LogLevel,
+  destination?: DestinationStream,
+  format: LogFormat = destination ? "json" : defaultLogFormat(),
+): PinoLogger & Logger {
   const options = { level, base: { component: "dtrcache-controller" }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
   if (format === "text") return pino(options, textDestination(destination ?? process.stderr));
   return pino(options, destination ?? pino.destination(2));

@@ -51,7 +51,13 @@ const readyStatus: RuntimeSnapshot = {
       node: { hostname: "node-1", label: "dtr.cache=true", labelled: true },
       revisions: [],
       tasks: { running: 1, desired: 1 },
-      dtr: { registrationId: "0b5e0d6c-2c55-4d47-9a3c-4f8e1b9b2a10", users: [{ username: "alice", state: "assigned" }, { username: "mallory", state: "unknown-user" }] },
+      dtr: {
+        registrationId: "0b5e0d6c-2c55-4d47-9a3c-4f8e1b9b2a10",
+        users: [
+          { username: "alice", state: "assigned" },
+          { username: "mallory", state: "unknown-user" },
+        ],
+      },
     },
   ],
 };
@@ -64,7 +70,10 @@ describe("dtrcache validate", () => {
 
   it("exits 2 and prints file:line:col path: message for each mistake", async () => {
     const bad = join(dir, "bad.yaml");
-    writeFileSync(bad, "apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata: {name: x}\nspec:\n  node: {hostname: n1}\n  externalURL: https://c.example\n  blobTTL: 24 hours\n");
+    writeFileSync(
+      bad,
+      "apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata: {name: x}\nspec:\n  node: {hostname: n1}\n  externalURL: https://c.example\n  blobTTL: 24 hours\n",
+    );
     expect(await run("validate", "-f", bad)).toBe(EXIT.invalid);
     expect(err.join("")).toContain('bad.yaml:7:12 spec.blobTTL: "24 hours" is not a duration (use e.g. 24h)');
   });
@@ -91,7 +100,11 @@ describe("dtrcache plan/apply without an engine", () => {
 describe("dtrcache status", () => {
   let server: StatusServer;
   beforeAll(async () => {
-    server = await startStatusServer({ provider: { snapshot: () => readyStatus, readiness: async () => ({}) }, metrics: new Registry(), bearerToken: "tok-123" }, "127.0.0.1", 0);
+    server = await startStatusServer(
+      { provider: { snapshot: () => readyStatus, readiness: async () => ({}) }, metrics: new Registry(), bearerToken: "tok-123" },
+      "127.0.0.1",
+      0,
+    );
   });
   afterAll(() => server.close());
 
@@ -134,7 +147,10 @@ describe("dtrcache status exit codes", () => {
   const rejected: RuntimeSnapshot = { ...readyStatus, spec: { ...readyStatus.spec, errors: ['spec.yaml:7:12 spec.blobTTL: "one hour" is not a duration'] } };
   const notReady: RuntimeSnapshot = {
     ...readyStatus,
-    caches: readyStatus.caches.map((c) => ({ ...c, conditions: c.conditions.map((x) => (x.type === "Ready" ? { ...x, status: "False" as const, reason: "TasksNotRunning" } : x)) })),
+    caches: readyStatus.caches.map((c) => ({
+      ...c,
+      conditions: c.conditions.map((x) => (x.type === "Ready" ? { ...x, status: "False" as const, reason: "TasksNotRunning" } : x)),
+    })),
   };
   let current = readyStatus;
   let server: StatusServer;
@@ -188,7 +204,9 @@ describe("dtrcache --help", () => {
   it("offers --log-format text|json on run and reconcile", async () => {
     for (const verb of ["run", "reconcile"]) {
       expect(await run(verb, "--help")).toBe(EXIT.ok);
-      expect(out.join("").replace(/\s+/g, " ")).toMatch(/--log-format <format> .*default: text when stderr is a terminal, else json \(choices: "text", "json"\)/);
+      expect(out.join("").replace(/\s+/g, " ")).toMatch(
+        /--log-format <format> .*default: text when stderr is a terminal, else json \(choices: "text", "json"\)/,
+      );
     }
   });
 });

@@ -54,7 +54,6 @@ Environment:
   DTRCACHE_STATUS_TOKEN                               bearer token for the status endpoint
   DTRCACHE_DTR_CHECK_INTERVAL                         run: default of --dtr-check-interval`;
 
-
 function parseListen(value: string): { host: string; port: number } {
   const match = /^(.*):(\d+)$/.exec(value);
   const port = match ? Number(match[2]) : NaN;
@@ -88,18 +87,29 @@ export function buildProgram(): Command {
   // .default() for one command showed that default in another command's --help
   const logLevel = (level: LogLevel): Option => new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default(level);
   const logFormat = (): Option =>
-    new Option("--log-format <format>", "log lines as text or JSON (one object a line, for collectors); default: text when stderr is a terminal, else json")
-      .choices(["text", "json"]);
+    new Option(
+      "--log-format <format>",
+      "log lines as text or JSON (one object a line, for collectors); default: text when stderr is a terminal, else json",
+    ).choices(["text", "json"]);
 
   program
     .command("run")
-    .description("run the reconcile loop: keep the swarm and DTR matching the spec (the in-swarm store, or -f), serve status; one leader per owner id, others wait as standby")
+    .description(
+      "run the reconcile loop: keep the swarm and DTR matching the spec (the in-swarm store, or -f), serve status; one leader per owner id, others wait as standby",
+    )
     .option("-f, --file <path>", "CacheSpec file or directory (default: the in-swarm store of this owner id)")
-    .addOption(new Option("--lease-duration <duration>", "leader lease duration; a standby takes over this long after the leader stops renewing").argParser(parseTimeout).default(10_000, "10s"))
+    .addOption(
+      new Option("--lease-duration <duration>", "leader lease duration; a standby takes over this long after the leader stops renewing")
+        .argParser(parseTimeout)
+        .default(10_000, "10s"),
+    )
     .addOption(new Option("--listen <host:port>", "status endpoint address").argParser(parseListen).default({ host: "0.0.0.0", port: 9090 }, "0.0.0.0:9090"))
     .option("--status-token-file <path>", "require this bearer token on the status endpoint (default: $DTRCACHE_STATUS_TOKEN)")
     .addOption(
-      new Option("--dtr-check-interval <duration>", "how often DTR's registration list is compared with what it confirmed; drift, or DTR answering again after an outage, starts a full verification (0 = off)")
+      new Option(
+        "--dtr-check-interval <duration>",
+        "how often DTR's registration list is compared with what it confirmed; drift, or DTR answering again after an outage, starts a full verification (0 = off)",
+      )
         .argParser(parseTimeout)
         .env("DTRCACHE_DTR_CHECK_INTERVAL")
         .default(10_000, "10s"),
@@ -109,43 +119,63 @@ export function buildProgram(): Command {
     .addOption(logLevel("info"))
     .addOption(logFormat())
     .addHelpText("after", EXIT_HELP)
-    .action(async (opts: { file?: string; leaseDuration: number; listen: { host: string; port: number }; statusTokenFile?: string; dtrCheckInterval: number; allowEmpty: boolean; id: string; logLevel: LogLevel; logFormat?: LogFormat }) => {
-      const logger = createLogger(opts.logLevel, undefined, opts.logFormat);
-      let lost: ((reason: string) => void) | undefined;
-      const leaseLost = new Promise<string>((resolve) => (lost = resolve));
-      const runtime = await startRuntime({
-        ...(opts.file !== undefined ? { specPath: opts.file } : { store: true }),
-        lease: { onLost: (reason) => lost?.(reason), durationMs: opts.leaseDuration, renewMs: Math.max(500, Math.floor(opts.leaseDuration / 5)) },
-        logger,
-        listen: opts.listen,
-        statusToken: readToken(opts.statusTokenFile, process.env["DTRCACHE_STATUS_TOKEN"]),
-        allowEmpty: opts.allowEmpty,
-        id: opts.id,
-        controllerOptions: { dtrCheckMs: opts.dtrCheckInterval },
-      });
-      logger.info({ status: runtime.statusUrl }, "status endpoint listening");
-      const reasonLost = await new Promise<string | undefined>((resolve) => {
-        void leaseLost.then((reason) => {
-          process.removeAllListeners("SIGINT");
-          process.removeAllListeners("SIGTERM");
-          void runtime.stop().then(() => resolve(reason), () => resolve(reason));
+    .action(
+      async (opts: {
+        file?: string;
+        leaseDuration: number;
+        listen: { host: string; port: number };
+        statusTokenFile?: string;
+        dtrCheckInterval: number;
+        allowEmpty: boolean;
+        id: string;
+        logLevel: LogLevel;
+        logFormat?: LogFormat;
+      }) => {
+        const logger = createLogger(opts.logLevel, undefined, opts.logFormat);
+        let lost: ((reason: string) => void) | undefined;
+        const leaseLost = new Promise<string>((resolve) => (lost = resolve));
+        const runtime = await startRuntime({
+          ...(opts.file !== undefined ? { specPath: opts.file } : { store: true }),
+          lease: { onLost: (reason) => lost?.(reason), durationMs: opts.leaseDuration, renewMs: Math.max(500, Math.floor(opts.leaseDuration / 5)) },
+          logger,
+          listen: opts.listen,
+          statusToken: readToken(opts.statusTokenFile, process.env["DTRCACHE_STATUS_TOKEN"]),
+          allowEmpty: opts.allowEmpty,
+          id: opts.id,
+          controllerOptions: { dtrCheckMs: opts.dtrCheckInterval },
         });
-        const stop = (signal: string): void => {
-          logger.info({ signal }, "shutting down: finishing the reconcile in hand");
-          process.removeAllListeners("SIGINT");
-          process.removeAllListeners("SIGTERM");
-          void runtime.stop().then(() => resolve(undefined), () => resolve(undefined));
-        };
-        process.once("SIGINT", () => stop("SIGINT"));
-        process.once("SIGTERM", () => stop("SIGTERM"));
-      });
-      // Like a Kubernetes controller that loses its lease: exit, and come back (Swarm restarts the task) as a standby.
-      if (reasonLost !== undefined) throw new CliError(EXIT.notReady, `lease lost: ${reasonLost}`);
-    });
+        logger.info({ status: runtime.statusUrl }, "status endpoint listening");
+        const reasonLost = await new Promise<string | undefined>((resolve) => {
+          void leaseLost.then((reason) => {
+            process.removeAllListeners("SIGINT");
+            process.removeAllListeners("SIGTERM");
+            void runtime.stop().then(
+              () => resolve(reason),
+              () => resolve(reason),
+            );
+          });
+          const stop = (signal: string): void => {
+            logger.info({ signal }, "shutting down: finishing the reconcile in hand");
+            process.removeAllListeners("SIGINT");
+            process.removeAllListeners("SIGTERM");
+            void runtime.stop().then(
+              () => resolve(undefined),
+              () => resolve(undefined),
+            );
+          };
+          process.once("SIGINT", () => stop("SIGINT"));
+          process.once("SIGTERM", () => stop("SIGTERM"));
+        });
+        // Like a Kubernetes controller that loses its lease: exit, and come back (Swarm restarts the task) as a standby.
+        if (reasonLost !== undefined) throw new CliError(EXIT.notReady, `lease lost: ${reasonLost}`);
+      },
+    );
 
   program
     .command("reconcile")
-    .description("converge once from a shell (--once): apply the spec (a file, or the store), follow the rollout, exit 0 when every cache is Ready; refused while a controller holds this owner id's lease")
+    .description(
+      "converge once from a shell (--once): apply the spec (a file, or the store), follow the rollout, exit 0 when every cache is Ready; refused while a controller holds this owner id's lease",
+    )
     .requiredOption("--once", "one pass, then exit (the only mode; `run` is the loop)")
     .option("-f, --file <path>", "CacheSpec file or directory (default: the in-swarm store of this owner id)")
     .addOption(new Option("--timeout <duration>", "give up after this long (e.g. 90s, 5m)").argParser(parseTimeout).default(300_000, "5m"))
@@ -162,7 +192,12 @@ export function buildProgram(): Command {
       const elector = new LeaderElector({ swarm, owner: opts.id, logger: logger.child({ part: "lease" }) });
       await elector.acquireOnce();
       elector.keepRenewing((reason) => process.stderr.write(`lease lost during the pass: ${reason}\n`));
-      const runtime = await startRuntime({ ...(opts.file !== undefined ? { specPath: opts.file } : { store: true }), logger, allowEmpty: opts.allowEmpty, id: opts.id }).catch(async (error: unknown) => {
+      const runtime = await startRuntime({
+        ...(opts.file !== undefined ? { specPath: opts.file } : { store: true }),
+        logger,
+        allowEmpty: opts.allowEmpty,
+        id: opts.id,
+      }).catch(async (error: unknown) => {
         await elector.release();
         throw error;
       });
@@ -173,7 +208,11 @@ export function buildProgram(): Command {
           if (report.error !== undefined) process.stderr.write(`${report.cache}: ${report.mode}: ${report.error}\n`);
           else if (report.mode === "teardown") process.stderr.write(`${report.cache}: removed (it left the spec)\n`);
         }
-        const outcome = await waitForConvergence(() => runtime.snapshot(), opts.timeout, (line) => process.stderr.write(`${line}\n`));
+        const outcome = await waitForConvergence(
+          () => runtime.snapshot(),
+          opts.timeout,
+          (line) => process.stderr.write(`${line}\n`),
+        );
         process.stdout.write(`${formatStatusTable(runtime.snapshot())}\n`);
         if (!outcome.converged) throw new CliError(EXIT.notReady, `not Ready after ${Math.round(opts.timeout / 1000)} s: ${outcome.reason}`);
       } finally {
@@ -184,7 +223,9 @@ export function buildProgram(): Command {
 
   program
     .command("plan")
-    .description("dry run: what converging on this spec would do in the swarm (field by field, with the names apply creates) and in DTR (read live); warns about objects another owner id holds; writes nothing")
+    .description(
+      "dry run: what converging on this spec would do in the swarm (field by field, with the names apply creates) and in DTR (read live); warns about objects another owner id holds; writes nothing",
+    )
     .requiredOption("-f, --file <path>", "CacheSpec file or directory")
     .option("--allow-empty", "plan the teardown of every owned cache when the spec has none", false)
     .option("--id <owner>", "owner id (see run --help)", "dtrcache")
@@ -206,7 +247,9 @@ export function buildProgram(): Command {
     .action(async (opts: { file: string }) => {
       const result = await loadCacheSpec(opts.file);
       if (!result.ok) throw new CliError(EXIT.invalid, `invalid spec:\n${result.issues.map(formatIssue).join("\n")}`);
-      process.stdout.write(`${opts.file}: valid (${result.spec.dtrs.length} DTR, ${result.spec.caches.length} cache${result.spec.caches.length === 1 ? "" : "s"}: ${result.spec.caches.map((c) => c.name).join(", ") || "none"})\n`);
+      process.stdout.write(
+        `${opts.file}: valid (${result.spec.dtrs.length} DTR, ${result.spec.caches.length} cache${result.spec.caches.length === 1 ? "" : "s"}: ${result.spec.caches.map((c) => c.name).join(", ") || "none"})\n`,
+      );
     });
 
   program
@@ -219,45 +262,48 @@ export function buildProgram(): Command {
     .option("-w, --watch", "keep asking; print the status again whenever it changes (Ctrl-C stops)", false)
     .addOption(new Option("--interval <duration>", "how often --watch asks (e.g. 2s)").argParser(parseTimeout).default(2_000, "2s"))
     .addHelpText("after", EXIT_HELP)
-    .action(async (name: string | undefined, opts: { url?: string; tokenFile?: string; output: "table" | "json" | "yaml"; watch: boolean; interval: number }) => {
-      const base = opts.url ?? process.env["DTRCACHE_STATUS_URL"] ?? DEFAULT_STATUS_URL;
-      const token = readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]);
-      let lastProblem: string | undefined;
-      const render = async (): Promise<string> => {
-        let status = await getStatusJson<RuntimeSnapshot>(base, "/status", token);
-        // The controller knows a stored revision only once it has loaded it: read the store's
-        // heads too (when this shell reaches the engine), so a just-applied revision counts.
-        if (status.controllerId !== "" && status.caches.some((c) => c.spec?.storedGeneration !== undefined)) {
-          const heads = await storedCacheGenerations(status.controllerId);
-          if (heads) status = withStoreHeads(status, heads);
+    .action(
+      async (name: string | undefined, opts: { url?: string; tokenFile?: string; output: "table" | "json" | "yaml"; watch: boolean; interval: number }) => {
+        const base = opts.url ?? process.env["DTRCACHE_STATUS_URL"] ?? DEFAULT_STATUS_URL;
+        const token = readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]);
+        let lastProblem: string | undefined;
+        const render = async (): Promise<string> => {
+          let status = await getStatusJson<RuntimeSnapshot>(base, "/status", token);
+          // The controller knows a stored revision only once it has loaded it: read the store's
+          // heads too (when this shell reaches the engine), so a just-applied revision counts.
+          if (status.controllerId !== "" && status.caches.some((c) => c.spec?.storedGeneration !== undefined)) {
+            const heads = await storedCacheGenerations(status.controllerId);
+            if (heads) status = withStoreHeads(status, heads);
+          }
+          if (name !== undefined) {
+            const one = status.caches.filter((c) => c.name === name);
+            if (one.length === 0)
+              throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);
+            status = { ...status, caches: one };
+          }
+          lastProblem = statusProblem(status);
+          if (opts.output === "json") return JSON.stringify(name ? status.caches[0] : status, null, 2);
+          if (opts.output === "yaml") return stringify(name ? status.caches[0] : status).trimEnd();
+          return [formatStatusTable(status), ...pendingLines(status)].join("\n");
+        };
+        if (!opts.watch) {
+          process.stdout.write(`${await render()}\n`);
+          // like kubectl wait / docker's health: scripts can tell "up and Ready" from "not yet"
+          if (lastProblem !== undefined) throw new CliError(EXIT.notReady, lastProblem);
+          return;
         }
-        if (name !== undefined) {
-          const one = status.caches.filter((c) => c.name === name);
-          if (one.length === 0) throw new CliError(EXIT.invalid, `no cache named "${name}" (known: ${status.caches.map((c) => c.name).join(", ") || "none"})`);
-          status = { ...status, caches: one };
+        const stop = new AbortController();
+        const onSignal = (): void => stop.abort();
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+        try {
+          await watchView(render, { intervalMs: opts.interval, signal: stop.signal, write: (text) => void process.stdout.write(text) });
+        } finally {
+          process.off("SIGINT", onSignal);
+          process.off("SIGTERM", onSignal);
         }
-        lastProblem = statusProblem(status);
-        if (opts.output === "json") return JSON.stringify(name ? status.caches[0] : status, null, 2);
-        if (opts.output === "yaml") return stringify(name ? status.caches[0] : status).trimEnd();
-        return [formatStatusTable(status), ...pendingLines(status)].join("\n");
-      };
-      if (!opts.watch) {
-        process.stdout.write(`${await render()}\n`);
-        // like kubectl wait / docker's health: scripts can tell "up and Ready" from "not yet"
-        if (lastProblem !== undefined) throw new CliError(EXIT.notReady, lastProblem);
-        return;
-      }
-      const stop = new AbortController();
-      const onSignal = (): void => stop.abort();
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-      try {
-        await watchView(render, { intervalMs: opts.interval, signal: stop.signal, write: (text) => void process.stdout.write(text) });
-      } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
-    });
+      },
+    );
 
   return program;
 }
@@ -272,7 +318,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     const code = (error as { code?: unknown }).code;
     if (typeof code === "string" && code.startsWith("commander.")) {
       const exitCode = (error as { exitCode?: number }).exitCode ?? EXIT.invalid;
-      return code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help" ? EXIT.ok : exitCode === 0 ? EXIT.ok : EXIT.invalid;
+      return code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help"
+        ? EXIT.ok
+        : exitCode === 0
+          ? EXIT.ok
+          : EXIT.invalid;
     }
     const failure = toCliError(error);
     process.stderr.write(`dtrcache: ${failure.message}\n`);

@@ -53,7 +53,11 @@ describe("controller metrics", () => {
 });
 
 describe("per-cache series while the spec is rejected (issue 13, item 3)", () => {
-  const rejected = (caches: RuntimeSnapshot["caches"]): RuntimeSnapshot => ({ ...snapshotWith("True"), spec: { path: "/spec.yaml", loaded: false, files: [], errors: ["spec.yaml:3:1 kind: unknown"] }, caches });
+  const rejected = (caches: RuntimeSnapshot["caches"]): RuntimeSnapshot => ({
+    ...snapshotWith("True"),
+    spec: { path: "/spec.yaml", loaded: false, files: [], errors: ["spec.yaml:3:1 kind: unknown"] },
+    caches,
+  });
 
   it("keeps cache_ready present at 0 for a cache the snapshot stops listing while the spec is rejected; forgets it once a valid spec drops it", async () => {
     const registry = new Registry();

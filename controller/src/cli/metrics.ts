@@ -24,8 +24,18 @@ export interface ControllerMetrics {
 }
 
 export function registerControllerMetrics(registry: Registry, snapshot: () => RuntimeSnapshot): ControllerMetrics {
-  const reconciles = new Counter({ name: "dtrcache_controller_reconciles_total", help: "Reconciles of one cache, by outcome.", labelNames: ["cache", "outcome"], registers: [registry] });
-  const errors = new Counter({ name: "dtrcache_controller_reconcile_errors_total", help: "Failed reconciles by stable error code.", labelNames: ["code"], registers: [registry] });
+  const reconciles = new Counter({
+    name: "dtrcache_controller_reconciles_total",
+    help: "Reconciles of one cache, by outcome.",
+    labelNames: ["cache", "outcome"],
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: "dtrcache_controller_reconcile_errors_total",
+    help: "Failed reconciles by stable error code.",
+    labelNames: ["code"],
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: "dtrcache_controller_reconcile_duration_seconds",
     help: "Time to reconcile one cache.",
@@ -33,8 +43,18 @@ export function registerControllerMetrics(registry: Registry, snapshot: () => Ru
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
     registers: [registry],
   });
-  const writes = new Counter({ name: "dtrcache_controller_swarm_writes_total", help: "Swarm writes the controller made for a cache (store and lease writes excluded).", labelNames: ["cache"], registers: [registry] });
-  const refusedWrites = new Counter({ name: "dtrcache_controller_swarm_writes_refused_total", help: "Swarm writes for a cache refused by the write budget (Contended: its writes keep being undone).", labelNames: ["cache"], registers: [registry] });
+  const writes = new Counter({
+    name: "dtrcache_controller_swarm_writes_total",
+    help: "Swarm writes the controller made for a cache (store and lease writes excluded).",
+    labelNames: ["cache"],
+    registers: [registry],
+  });
+  const refusedWrites = new Counter({
+    name: "dtrcache_controller_swarm_writes_refused_total",
+    help: "Swarm writes for a cache refused by the write budget (Contended: its writes keep being undone).",
+    labelNames: ["cache"],
+    registers: [registry],
+  });
   const known = new Set<string>();
   /** The snapshot's caches, plus known caches it lacks while the spec is not valid (as undefined). */
   const perCache = (): { caches: RuntimeSnapshot["caches"]; unknown: string[] } => {

@@ -13,7 +13,8 @@ export const GENERATED = "<generated>";
 
 function blobNames(plans: readonly Plan[]): Map<string, string> {
   const names = new Map<string, string>();
-  for (const plan of plans) for (const action of plan.actions) if (action.type === "create-blob") names.set(`${plan.cache}\n${action.blob.purpose}`, action.blob.name);
+  for (const plan of plans)
+    for (const action of plan.actions) if (action.type === "create-blob") names.set(`${plan.cache}\n${action.blob.purpose}`, action.blob.name);
   return names;
 }
 
@@ -35,7 +36,8 @@ export function stableNames(first: readonly Plan[], second: readonly Plan[]): { 
     ...plan,
     actions: plan.actions.map((action): Action => {
       if (action.type === "create-blob") return { ...action, blob: { ...action.blob, name: swap(action.blob.name) } };
-      if (action.type === "update-service") return { ...action, diffs: action.diffs.map((d) => ({ ...d, ...(d.from !== undefined ? { from: swap(d.from) } : {}), to: swap(d.to) })) };
+      if (action.type === "update-service")
+        return { ...action, diffs: action.diffs.map((d) => ({ ...d, ...(d.from !== undefined ? { from: swap(d.from) } : {}), to: swap(d.to) })) };
       return action;
     }),
   }));
@@ -51,5 +53,7 @@ export async function planWithStableNames(plan: () => Promise<Plan[]>): Promise<
 
 export function generatedNote(generated: readonly string[]): string[] {
   if (generated.length === 0) return [];
-  return [`note: ${generated.join(", ")}: the name's hash covers material generated when apply runs (the cache's http.secret, a self-signed certificate); the other names are exactly what apply creates`];
+  return [
+    `note: ${generated.join(", ")}: the name's hash covers material generated when apply runs (the cache's http.secret, a self-signed certificate); the other names are exactly what apply creates`,
+  ];
 }

@@ -21,7 +21,8 @@ export interface RolloutCount {
 export function countUpdated(service: SwarmService, tasks: readonly SwarmTask[]): RolloutCount {
   const hash = service.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH];
   const desired = service.spec.Mode?.Replicated?.Replicas ?? 1;
-  const updated = hash === undefined ? 0 : tasks.filter((t) => t.desiredState === "running" && t.state === "running" && t.containerLabels?.[ROLLOUT_HASH] === hash).length;
+  const updated =
+    hash === undefined ? 0 : tasks.filter((t) => t.desiredState === "running" && t.state === "running" && t.containerLabels?.[ROLLOUT_HASH] === hash).length;
   return { updated, desired };
 }
 
@@ -44,7 +45,9 @@ export class RolloutProgress {
     if (this.polling) return;
     this.polling = true;
     try {
-      const rolling = this.snapshot().caches.filter(rollingOut).map((c) => c.name);
+      const rolling = this.snapshot()
+        .caches.filter(rollingOut)
+        .map((c) => c.name);
       for (const name of [...this.counts.keys()]) if (!rolling.includes(name)) this.counts.delete(name);
       for (const name of rolling) {
         try {

@@ -102,7 +102,10 @@ export interface AssemblyHooks {
  * With `events`, the controller's Swarm writes and DTR passes are recorded there; the store and
  * the lease use the unrecorded engine (their writes are not the controller's actions on a cache).
  */
-export function assembleController(options: RuntimeOptions, hooks: AssemblyHooks = {}): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
+export function assembleController(
+  options: RuntimeOptions,
+  hooks: AssemblyHooks = {},
+): { controller: Controller; dtrSync: DtrSyncService; swarm: SwarmApi; raw: SwarmApi } {
   const { onReconcile, events, onSwarmWrite, dtrMetrics, tracker } = hooks;
   const env = options.env ?? process.env;
   const connection = resolveDockerConnection(options.dockerHost ?? env["DOCKER_HOST"], env);
@@ -117,7 +120,12 @@ export function assembleController(options: RuntimeOptions, hooks: AssemblyHooks
     const read = await pemSources.read({ config: name }, "trust.caFile");
     return read.readable ? read.pem : "";
   };
-  const dtrSync = createDtrSync({ logger: options.logger.child({ part: "dtr" }), env, readConfig, ...(dtrMetrics ? { observer: dtrMetrics.observeRequest } : {}) });
+  const dtrSync = createDtrSync({
+    logger: options.logger.child({ part: "dtr" }),
+    env,
+    readConfig,
+    ...(dtrMetrics ? { observer: dtrMetrics.observeRequest } : {}),
+  });
   const measured = dtrMetrics ? dtrMetrics.instrument(dtrSync) : dtrSync;
   const controller = createController({
     ...options.controllerOptions,
@@ -138,7 +146,12 @@ export function assembleController(options: RuntimeOptions, hooks: AssemblyHooks
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const registry = new Registry();
   // The metrics read the snapshot lazily, so they can be registered before the controller exists.
-  let snapshot: () => RuntimeSnapshot = () => ({ controllerId: "", engine: { reachable: false, manager: false }, spec: { path: options.specPath ?? "store", loaded: false, files: [], errors: [] }, caches: [] });
+  let snapshot: () => RuntimeSnapshot = () => ({
+    controllerId: "",
+    engine: { reachable: false, manager: false },
+    spec: { path: options.specPath ?? "store", loaded: false, files: [], errors: [] },
+    caches: [],
+  });
   const metrics = registerControllerMetrics(registry, () => snapshot());
   const events = new EventRecorder();
   // Called only after a reconcile, so `controller` is assigned by then.
@@ -176,7 +189,16 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const leading = new AbortController();
   // Events outlive the process when it runs as the in-cluster leader (store/events-journal.ts):
   // the journal is read before the controller starts, so restored events come first.
-  const journal = elector && options.persistEvents !== false ? new EventJournal({ swarm: raw, owner, ...(options.eventJournal ?? {}), onError: (error) => options.logger.warn({ err: error instanceof Error ? error.message : String(error) }, "event journal not written; kept in memory, retried") }) : undefined;
+  const journal =
+    elector && options.persistEvents !== false
+      ? new EventJournal({
+          swarm: raw,
+          owner,
+          ...(options.eventJournal ?? {}),
+          onError: (error) =>
+            options.logger.warn({ err: error instanceof Error ? error.message : String(error) }, "event journal not written; kept in memory, retried"),
+        })
+      : undefined;
   let journalAttached = false;
   let leaseLost = false;
   const lead = async (): Promise<void> => {

@@ -19,7 +19,8 @@ export interface TlsCheckResult {
 function upstreamWording(result: TlsCheckResult): string {
   const plain = result.plainUpstreams ?? [];
   if (plain.length === 0) return result.upstreamCount === undefined || result.upstreamCount > 1 ? "the upstreams verify" : "the upstream verifies";
-  if (plain.length >= (result.upstreamCount ?? plain.length)) return `the upstream${plain.length > 1 ? "s are" : " is"} plain HTTP (${plain.join(", ")}): no TLS to verify`;
+  if (plain.length >= (result.upstreamCount ?? plain.length))
+    return `the upstream${plain.length > 1 ? "s are" : " is"} plain HTTP (${plain.join(", ")}): no TLS to verify`;
   return `https upstreams verify; ${plain.join(", ")} ${plain.length > 1 ? "are" : "is"} plain HTTP (no TLS to verify)`;
 }
 
@@ -55,10 +56,30 @@ export interface RuntimeSnapshot extends Omit<ControllerStatus, "caches"> {
 function tlsCondition(result: TlsCheckResult): SnapshotCondition {
   const blocking = result.findings.filter((f) => f.blocking);
   const first = blocking[0];
-  if (first) return { type: "TlsTrusted", status: "False", reason: first.reason, message: blocking.map((f) => f.message).join("; "), lastTransitionTime: result.checkedAt };
+  if (first)
+    return {
+      type: "TlsTrusted",
+      status: "False",
+      reason: first.reason,
+      message: blocking.map((f) => f.message).join("; "),
+      lastTransitionTime: result.checkedAt,
+    };
   const advice = result.findings.map((f) => f.message).join("; ");
-  if (result.plainHttp && advice === "") return { type: "TlsTrusted", status: "True", reason: "TlsDisabled", message: `the cache serves plain HTTP (tls.disabled); ${upstreamWording(result)}`, lastTransitionTime: result.checkedAt };
-  return { type: "TlsTrusted", status: "True", reason: result.findings[0]?.reason ?? "Verified", message: advice || `certificate names the external host; ${upstreamWording(result)}`, lastTransitionTime: result.checkedAt };
+  if (result.plainHttp && advice === "")
+    return {
+      type: "TlsTrusted",
+      status: "True",
+      reason: "TlsDisabled",
+      message: `the cache serves plain HTTP (tls.disabled); ${upstreamWording(result)}`,
+      lastTransitionTime: result.checkedAt,
+    };
+  return {
+    type: "TlsTrusted",
+    status: "True",
+    reason: result.findings[0]?.reason ?? "Verified",
+    message: advice || `certificate names the external host; ${upstreamWording(result)}`,
+    lastTransitionTime: result.checkedAt,
+  };
 }
 
 export function buildSnapshot(status: ControllerStatus, tls: ReadonlyMap<string, TlsCheckResult>): RuntimeSnapshot {

@@ -12,14 +12,30 @@ import { SpecViewTracker, trackedSpecSource } from "./spec-view.js";
 const T0 = Date.parse("2026-12-01T10:00:00Z");
 
 function cacheSnapshot(name: string, observed: string, generation: string, conditions: CacheSnapshot["conditions"]): CacheSnapshot {
-  return { name, observedGeneration: observed, generation, terminating: false, conditions, node: { hostname: "node-1", label: "dtr.cache=true", labelled: true }, revisions: [], tasks: { running: 1, desired: 2 }, dtr: { users: [] } };
+  return {
+    name,
+    observedGeneration: observed,
+    generation,
+    terminating: false,
+    conditions,
+    node: { hostname: "node-1", label: "dtr.cache=true", labelled: true },
+    revisions: [],
+    tasks: { running: 1, desired: 2 },
+    dtr: { users: [] },
+  };
 }
 
 function snapshotOf(caches: CacheSnapshot[], errors: string[] = []): RuntimeSnapshot {
   return { controllerId: "dtrcache", engine: { reachable: true, manager: true }, spec: { path: "store", loaded: true, files: [], errors }, caches };
 }
 
-const ready = (status: "True" | "False", reason = "TasksRunning", message = "2/2 tasks running") => ({ type: "Ready" as const, status, reason, message, lastTransitionTime: "2026-12-01T10:00:00Z" });
+const ready = (status: "True" | "False", reason = "TasksRunning", message = "2/2 tasks running") => ({
+  type: "Ready" as const,
+  status,
+  reason,
+  message,
+  lastTransitionTime: "2026-12-01T10:00:00Z",
+});
 
 describe("the spec view of each cache", () => {
   const loaded = load(runbookText());
@@ -32,7 +48,11 @@ describe("the spec view of each cache", () => {
     const tracker = new SpecViewTracker(() => new Date(T0));
     let heads = [{ kind: "ContentCache", name: "region-asia", generation: 3, when: "2026-12-01T09:00:00Z", deleted: false }];
     const store = { heads: () => Promise.resolve(heads) } as never;
-    const source = trackedSpecSource({ description: "store", load: () => Promise.resolve({ ok: true, spec }), watch: () => Promise.resolve(() => Promise.resolve()) }, tracker, store);
+    const source = trackedSpecSource(
+      { description: "store", load: () => Promise.resolve({ ok: true, spec }), watch: () => Promise.resolve(() => Promise.resolve()) },
+      tracker,
+      store,
+    );
     await source.load();
     let view = tracker.view(cacheSnapshot("region-asia", hash, hash, []), false);
     expect(view).toEqual({ state: "Valid", storedGeneration: 3, observedStoreGeneration: 3, since: "2026-12-01T09:00:00Z" });
@@ -51,7 +71,10 @@ describe("the spec view of each cache", () => {
   it("file mode: the short content hash, acted-on/loaded while a change is applied, Rejected when the latest load failed", () => {
     const tracker = new SpecViewTracker(() => new Date(T0 - 3 * 3600_000));
     tracker.loaded(spec);
-    const table = formatStatusTable(tracker.decorate(snapshotOf([cacheSnapshot("region-asia", "0123456789abcdef", hash, [ready("True")])], ["spec.yaml:3:1 bad"])), T0);
+    const table = formatStatusTable(
+      tracker.decorate(snapshotOf([cacheSnapshot("region-asia", "0123456789abcdef", hash, [ready("True")])], ["spec.yaml:3:1 bad"])),
+      T0,
+    );
     expect(table).toMatch(new RegExp(`region-asia\\s+True.*0123456/${hash.slice(0, 7)}\\s+Rejected\\s+3h`));
   });
 });
@@ -60,7 +83,13 @@ describe("rollout wording", () => {
   it("says Rolling out (...) once instead of Ready=False and Progressing=True", () => {
     const rolling = cacheSnapshot("region-asia", "a", "a", [
       ready("False", "RollingOut", "Rolling out: 1/2 tasks running, Swarm's update in progress"),
-      { type: "Progressing", status: "True", reason: "RolloutInProgress", message: "Rolling out: 1/2 tasks running, Swarm's update in progress", lastTransitionTime: "2026-12-01T10:00:00Z" },
+      {
+        type: "Progressing",
+        status: "True",
+        reason: "RolloutInProgress",
+        message: "Rolling out: 1/2 tasks running, Swarm's update in progress",
+        lastTransitionTime: "2026-12-01T10:00:00Z",
+      },
       { type: "Degraded", status: "False", reason: "AsExpected", message: "", lastTransitionTime: "2026-12-01T10:00:00Z" },
     ]);
     const text = formatStatusTable(snapshotOf([rolling]), T0);
@@ -72,7 +101,13 @@ describe("rollout wording", () => {
   it("a degraded cache still shows its conditions (a failed rollout is not 'rolling out')", () => {
     const failing = cacheSnapshot("region-asia", "a", "a", [
       ready("False", "TaskFailed", "0/2 tasks running"),
-      { type: "Progressing", status: "True", reason: "RolloutInProgress", message: "Rolling out: 0/2 tasks running", lastTransitionTime: "2026-12-01T10:00:00Z" },
+      {
+        type: "Progressing",
+        status: "True",
+        reason: "RolloutInProgress",
+        message: "Rolling out: 0/2 tasks running",
+        lastTransitionTime: "2026-12-01T10:00:00Z",
+      },
       { type: "Degraded", status: "True", reason: "TaskFailed", message: "exit 1", lastTransitionTime: "2026-12-01T10:00:00Z" },
     ]);
     const text = formatStatusTable(snapshotOf([failing]), T0);

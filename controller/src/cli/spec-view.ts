@@ -42,7 +42,9 @@ export class SpecViewTracker {
       const known = byHash.get(hash);
       // A re-applied identical spec keeps the hash: keep the first time it appeared (its age),
       // but take the newer store generation (that is what `get` shows as current).
-      const origin: Origin = revision ? { storeGeneration: revision.generation, since: known?.since ?? revision.when } : (known ?? { since: this.now().toISOString() });
+      const origin: Origin = revision
+        ? { storeGeneration: revision.generation, since: known?.since ?? revision.when }
+        : (known ?? { since: this.now().toISOString() });
       byHash.delete(hash);
       byHash.set(hash, origin);
       while (byHash.size > 8) byHash.delete(byHash.keys().next().value ?? "");
@@ -82,7 +84,9 @@ export function trackedSpecSource(inner: SpecSource, tracker: SpecViewTracker, s
       const heads = store ? await store.heads().catch(() => undefined) : undefined;
       const result = await inner.load();
       if (result.ok) {
-        const revisions = heads ? new Map(heads.filter((r) => r.kind === "ContentCache" && !r.deleted).map((r) => [r.name, { generation: r.generation, when: r.when }])) : undefined;
+        const revisions = heads
+          ? new Map(heads.filter((r) => r.kind === "ContentCache" && !r.deleted).map((r) => [r.name, { generation: r.generation, when: r.when }]))
+          : undefined;
         tracker.loaded(result.spec, revisions);
       }
       return result;

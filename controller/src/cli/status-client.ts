@@ -31,9 +31,12 @@ export async function getStatusJson<T>(base: string, path: string, token: string
   try {
     response = await fetch(new URL(path, base), { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
-    throw new StatusEndpointError(`cannot reach the status endpoint ${base}: ${error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)}`);
+    throw new StatusEndpointError(
+      `cannot reach the status endpoint ${base}: ${error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error)}`,
+    );
   }
-  if (response.status === 401) throw new StatusEndpointError(`${base} requires a bearer token (--token-file or DTRCACHE_STATUS_TOKEN)${token ? "; the one given was refused" : ""}`, true);
+  if (response.status === 401)
+    throw new StatusEndpointError(`${base} requires a bearer token (--token-file or DTRCACHE_STATUS_TOKEN)${token ? "; the one given was refused" : ""}`, true);
   if (!response.ok) throw new StatusEndpointError(`${base}${path} answered ${response.status}`);
   return (await response.json()) as T;
 }

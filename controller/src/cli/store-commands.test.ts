@@ -77,11 +77,24 @@ describe("dtrcache store verbs", () => {
   it("describe shows the cache's conditions and its last N events from the status endpoint, with the bearer token", async () => {
     await run("apply", "-f", spec(runbookText()));
     const events = new EventRecorder();
-    for (let i = 1; i <= 12; i += 1) events.record({ cache: "region-asia", type: "Normal", source: "swarm", reason: "ServiceUpdated", message: `updated service region-asia #${i}` });
+    for (let i = 1; i <= 12; i += 1)
+      events.record({ cache: "region-asia", type: "Normal", source: "swarm", reason: "ServiceUpdated", message: `updated service region-asia #${i}` });
     events.record({ cache: "region-asia", type: "Warning", source: "dtr", reason: "DtrSyncFailed", message: "DTR_UNAVAILABLE: connect ECONNREFUSED" });
     events.record({ cache: "other", type: "Normal", source: "swarm", reason: "ServiceCreated", message: "created service other" });
     const conditions = [{ type: "Ready", status: "True", reason: "TasksRunning", message: "1/1 tasks running", lastTransitionTime: new Date().toISOString() }];
-    const server = await startStatusServer({ provider: { snapshot: () => ({ caches: [{ name: "region-asia", conditions, tasks: { running: 2, desired: 2, nodes: ["node-2", "node-3"] } }] }), readiness: () => Promise.resolve({}) }, metrics: new Registry(), events: (cache, limit) => events.list(cache, limit), bearerToken: "tok-9" }, "127.0.0.1", 0);
+    const server = await startStatusServer(
+      {
+        provider: {
+          snapshot: () => ({ caches: [{ name: "region-asia", conditions, tasks: { running: 2, desired: 2, nodes: ["node-2", "node-3"] } }] }),
+          readiness: () => Promise.resolve({}),
+        },
+        metrics: new Registry(),
+        events: (cache, limit) => events.list(cache, limit),
+        bearerToken: "tok-9",
+      },
+      "127.0.0.1",
+      0,
+    );
     try {
       const tokenFile = join(dir, "status-token");
       writeFileSync(tokenFile, "tok-9\n");
@@ -113,13 +126,19 @@ describe("dtrcache store verbs", () => {
     expect(out).toContain("+ create service region-asia");
     // DTR is asked live when the password reference can be read here; this shell has no
     // DTR_ADMIN_PASSWORD, so the lines come from the controller's record and say so
-    expect(out).toMatch(/DTR:\nregion-asia \(apply\)\n {2}\(DTR https:\/\/dtr\.example\.com:443 not asked: DTR_CREDENTIALS: .*; from the controller's record\)\n {2}\+ register region-asia with https:\/\/dtr\.example\.com:443 as host https:\/\/dtr-cache\.example\.com\n {2}\+ point admin, bob at region-asia/);
+    expect(out).toMatch(
+      /DTR:\nregion-asia \(apply\)\n {2}\(DTR https:\/\/dtr\.example\.com:443 not asked: DTR_CREDENTIALS: .*; from the controller's record\)\n {2}\+ register region-asia with https:\/\/dtr\.example\.com:443 as host https:\/\/dtr-cache\.example\.com\n {2}\+ point admin, bob at region-asia/,
+    );
     // the config's name covers the generated http.secret: a placeholder, not a name apply never creates
     expect(out).toContain("+ create config region-asia-config-<generated>");
     expect((await swarm.listConfigs({ labels: [] })).length).toBe(before);
     expect(swarm.services.size).toBe(0);
 
-    await swarm.createService({ Name: "region-asia", Labels: { "io.dtrcache.owner": "someone-else" }, TaskTemplate: { ContainerSpec: { Image: "x" } } } as never);
+    await swarm.createService({
+      Name: "region-asia",
+      Labels: { "io.dtrcache.owner": "someone-else" },
+      TaskTemplate: { ContainerSpec: { Image: "x" } },
+    } as never);
     expect(await run("diff", "-f", spec(runbookText()))).toBe(EXIT.ok);
     expect(out).toContain("! service region-asia exists and is owned by id someone-else: it is never touched");
   });
@@ -131,7 +150,9 @@ describe("dtrcache store verbs", () => {
     expect(err).toMatch(/spec\.yaml:\d+:\d+ spec\.blobTTL: "one hour" is not a duration/);
     expect(await run("apply", "-f", spec(runbookText().replace("env: DTR_ADMIN_PASSWORD", "secret: dtr-admin-password")))).toBe(EXIT.invalid);
     expect(err).toMatch(/spec\.yaml:15:\d+ spec\.admin\.password\.secret: Swarm secret "dtr-admin-password" does not exist/);
-    expect(await run("apply", "-f", spec(runbookText({ blobTTL: "2h" }).replace("name: region-asia", "name: region-asia\n  generation: 7")))).toBe(EXIT.conflict);
+    expect(await run("apply", "-f", spec(runbookText({ blobTTL: "2h" }).replace("name: region-asia", "name: region-asia\n  generation: 7")))).toBe(
+      EXIT.conflict,
+    );
     expect(swarm.configs.size).toBe(before);
     // The same secret reference is admitted once the secret exists.
     await swarm.createSecret({ name: "dtr-admin-password", labels: {}, data: Buffer.from("x") });
@@ -143,7 +164,10 @@ describe("dtrcache store verbs", () => {
     await run("apply", "-f", spec(runbookText()));
     // A scripted editor: first save breaks blobTTL, the second (seeing the error comment) fixes it.
     const editor = join(dir, "editor.sh");
-    writeFileSync(editor, `#!/bin/sh\nif grep -q 'refused' "$1"; then sed -i 's/blobTTL: .*/blobTTL: 2h/' "$1"; else sed -i 's/blobTTL: .*/blobTTL: soon/' "$1"; fi\n`);
+    writeFileSync(
+      editor,
+      `#!/bin/sh\nif grep -q 'refused' "$1"; then sed -i 's/blobTTL: .*/blobTTL: 2h/' "$1"; else sed -i 's/blobTTL: .*/blobTTL: soon/' "$1"; fi\n`,
+    );
     chmodSync(editor, 0o755);
     process.env["DTRCACHE_EDITOR"] = editor;
     try {

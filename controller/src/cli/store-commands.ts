@@ -83,7 +83,8 @@ async function admitFilesWithSpec(ctx: Ctx, file: string): Promise<Admitted> {
   } catch (error) {
     throw new CliError(EXIT.invalid, `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
-  if (texts.every((t) => documentsOf(t.text).length === 0) && texts.every((t) => t.text.trim() === "")) throw new CliError(EXIT.invalid, `${file}: no documents to apply`);
+  if (texts.every((t) => documentsOf(t.text).length === 0) && texts.every((t) => t.text.trim() === ""))
+    throw new CliError(EXIT.invalid, `${file}: no documents to apply`);
   try {
     return await admit(ctx.store, { texts }, swarmReferenceCheck(ctx.swarm));
   } catch (error) {
@@ -96,7 +97,9 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
 
   const apply = program
     .command("apply")
-    .description("store resources in the swarm (create or update; admission first); the running controller applies them; --wait follows it until they are Ready")
+    .description(
+      "store resources in the swarm (create or update; admission first); the running controller applies them; --wait follows it until they are Ready",
+    )
     .requiredOption("-f, --file <path>", "CacheSpec file or directory")
     .addOption(id());
   addWaitOptions(apply)
@@ -118,7 +121,9 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
 
   program
     .command("diff")
-    .description("what apply -f would change: in the store (line by line, admission included), then what the controller would do in the swarm and in DTR; writes nothing")
+    .description(
+      "what apply -f would change: in the store (line by line, admission included), then what the controller would do in the swarm and in DTR; writes nothing",
+    )
     .requiredOption("-f, --file <path>", "CacheSpec file or directory")
     .addOption(id())
     .addHelpText("after", exitHelp)
@@ -130,7 +135,16 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
         const current = await ctx.store.get(c.kind, c.name);
         const before = current ? toYaml(stripStoreFields(current.doc)) : "";
         const after = c.doc ? toYaml(c.doc) : "";
-        out(c.action === "unchanged" ? `${lower(c.kind)}/${c.name} unchanged` : lineDiff(before, after, current ? `${lower(c.kind)}/${c.name} (generation ${current.generation})` : "/dev/null", `${lower(c.kind)}/${c.name} (${c.action})`));
+        out(
+          c.action === "unchanged"
+            ? `${lower(c.kind)}/${c.name} unchanged`
+            : lineDiff(
+                before,
+                after,
+                current ? `${lower(c.kind)}/${c.name} (generation ${current.generation})` : "/dev/null",
+                `${lower(c.kind)}/${c.name} (${c.action})`,
+              ),
+        );
       }
       out(await serverDryRun(ctx.swarm, opts.id, admitted.spec));
     });
@@ -158,7 +172,8 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
         if (items.length === 0) throw new CliError(EXIT.notReady, `${kind ? `${kind}/` : ""}${name} not found in the store`);
       }
       if (opts.output === "yaml") out(items.map((r) => toYaml(r.doc).trimEnd()).join("\n---\n"));
-      else if (opts.output === "json") out(JSON.stringify(name !== undefined && items.length === 1 ? items[0]?.doc : { items: items.map((r) => r.doc) }, null, 2));
+      else if (opts.output === "json")
+        out(JSON.stringify(name !== undefined && items.length === 1 ? items[0]?.doc : { items: items.map((r) => r.doc) }, null, 2));
       else if (items.length === 0) out(`no resources in the store of owner id ${opts.id}`);
       else {
         const wide = opts.output === "wide";
@@ -181,9 +196,30 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
       const ctx = open(opts.id);
       const r = await find(ctx.store, name, opts.kind);
       const history = await ctx.store.revisions(r.kind, r.name);
-      const lines = [`Name:         ${r.name}`, `Kind:         ${r.kind}`, `Owner id:     ${opts.id}`, `Generation:   ${r.generation}`, `Last change:  ${r.change} (by ${r.who}, ${r.when})`, `Stored as:    config ${r.configName}`, "Spec:"];
-      lines.push(...toYaml((r.doc["spec"] ?? {}) as Document).trimEnd().split("\n").map((l) => `  ${l}`));
-      lines.push("History:", ...table([["REVISION", "WHEN", "WHO", "CHANGE"], ...history.slice(-5).map((h) => [String(h.generation), h.when, h.who, h.deleted ? "deleted" : h.change])]).split("\n").map((l) => `  ${l}`));
+      const lines = [
+        `Name:         ${r.name}`,
+        `Kind:         ${r.kind}`,
+        `Owner id:     ${opts.id}`,
+        `Generation:   ${r.generation}`,
+        `Last change:  ${r.change} (by ${r.who}, ${r.when})`,
+        `Stored as:    config ${r.configName}`,
+        "Spec:",
+      ];
+      lines.push(
+        ...toYaml((r.doc["spec"] ?? {}) as Document)
+          .trimEnd()
+          .split("\n")
+          .map((l) => `  ${l}`),
+      );
+      lines.push(
+        "History:",
+        ...table([
+          ["REVISION", "WHEN", "WHO", "CHANGE"],
+          ...history.slice(-5).map((h) => [String(h.generation), h.when, h.who, h.deleted ? "deleted" : h.change]),
+        ])
+          .split("\n")
+          .map((l) => `  ${l}`),
+      );
       lines.push(...(await statusLines(r, opts.url, readToken(opts.tokenFile, process.env["DTRCACHE_STATUS_TOKEN"]), opts.events)));
       out(lines.join("\n"));
     });
@@ -236,13 +272,26 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
       const ctx = open(opts.id);
       const head = await findHead(ctx.store, name, opts.kind);
       const all = await ctx.store.revisions(head.kind, head.name);
-      const target = opts.toRevision !== undefined ? all.find((r) => r.generation === opts.toRevision) : [...all].reverse().find((r) => !r.deleted && r.generation < head.generation && r.hash !== head.hash);
-      if (!target) throw new CliError(EXIT.notReady, opts.toRevision !== undefined ? `${head.kind}/${head.name} has no revision ${opts.toRevision} (kept: ${all.map((r) => r.generation).join(", ")})` : `${head.kind}/${head.name} has no earlier revision to roll back to`);
+      const target =
+        opts.toRevision !== undefined
+          ? all.find((r) => r.generation === opts.toRevision)
+          : [...all].reverse().find((r) => !r.deleted && r.generation < head.generation && r.hash !== head.hash);
+      if (!target)
+        throw new CliError(
+          EXIT.notReady,
+          opts.toRevision !== undefined
+            ? `${head.kind}/${head.name} has no revision ${opts.toRevision} (kept: ${all.map((r) => r.generation).join(", ")})`
+            : `${head.kind}/${head.name} has no earlier revision to roll back to`,
+        );
       const stored = await ctx.store.read(target);
       // The precondition is the head we looked at: a change made meanwhile makes this a conflict.
       const doc = { ...stored.doc, metadata: { ...(stored.doc["metadata"] as object), generation: head.generation } };
       try {
-        const admitted = await admit(ctx.store, { texts: [{ file: `store:${head.kind}/${head.name}@r${target.generation}`, text: toYaml(doc), baseDir: path.sep }] }, swarmReferenceCheck(ctx.swarm));
+        const admitted = await admit(
+          ctx.store,
+          { texts: [{ file: `store:${head.kind}/${head.name}@r${target.generation}`, text: toYaml(doc), baseDir: path.sep }] },
+          swarmReferenceCheck(ctx.swarm),
+        );
         const results = await writeChanges(ctx.store, admitted.changes, `rollback to r${target.generation}`);
         for (const r of results) out(`${lower(r.kind)}/${r.name} rolled back to revision ${target.generation} (now generation ${r.generation})`);
       } catch (error) {
@@ -264,7 +313,8 @@ export function registerStoreCommands(program: Command, exitHelp: string): void 
     });
 }
 
-const EDIT_HEADER = "# Edit the resource below; lines starting with '#' are ignored. Saving an unchanged file cancels.\n# metadata.generation guards against concurrent changes: leave it as it is.\n";
+const EDIT_HEADER =
+  "# Edit the resource below; lines starting with '#' are ignored. Saving an unchanged file cancels.\n# metadata.generation guards against concurrent changes: leave it as it is.\n";
 
 async function editLoop(ctx: Ctx, r: StoredResource): Promise<void> {
   const editor = process.env["DTRCACHE_EDITOR"] ?? process.env["VISUAL"] ?? process.env["EDITOR"] ?? "vi";
@@ -286,9 +336,11 @@ async function editLoop(ctx: Ctx, r: StoredResource): Promise<void> {
         out("Edit cancelled, no changes made.");
         return;
       }
-      if (lastInvalid !== undefined && edited === lastInvalid) throw new CliError(EXIT.invalid, `edit abandoned, nothing was written; the last errors:\n${errors.join("\n")}`);
+      if (lastInvalid !== undefined && edited === lastInvalid)
+        throw new CliError(EXIT.invalid, `edit abandoned, nothing was written; the last errors:\n${errors.join("\n")}`);
       const problems: string[] = [];
-      if (docs.length !== 1 || docs[0]?.kind !== r.kind || docs[0]?.name !== r.name) problems.push(`${path.basename(file)}: the edit must keep exactly one document, ${r.kind} ${JSON.stringify(r.name)} (rename = delete + apply)`);
+      if (docs.length !== 1 || docs[0]?.kind !== r.kind || docs[0]?.name !== r.name)
+        problems.push(`${path.basename(file)}: the edit must keep exactly one document, ${r.kind} ${JSON.stringify(r.name)} (rename = delete + apply)`);
       if (problems.length === 0) {
         try {
           const admitted = await admit(ctx.store, { texts: [{ file, text: edited, baseDir: process.cwd() }] }, swarmReferenceCheck(ctx.swarm));
@@ -302,7 +354,10 @@ async function editLoop(ctx: Ctx, r: StoredResource): Promise<void> {
       errors = problems;
       lastInvalid = edited;
       // Reopen what the user wrote, without our previous header and error comments.
-      body = edited.split("\n").filter((l, i, all) => !(l.startsWith("#") && all.slice(0, i).every((p) => p.startsWith("#")))).join("\n");
+      body = edited
+        .split("\n")
+        .filter((l, i, all) => !(l.startsWith("#") && all.slice(0, i).every((p) => p.startsWith("#"))))
+        .join("\n");
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -323,16 +378,30 @@ async function statusLines(r: StoredResource, url: string | undefined, token: st
   const base = url ?? process.env["DTRCACHE_STATUS_URL"];
   if (r.kind !== "ContentCache" || base === undefined) return [];
   try {
-    const status = await getStatusJson<{ caches?: (Partial<Pick<CacheSnapshot, "tasks">> & { name: string; conditions: { type: string; status: string; reason: string; message: string }[] })[] }>(base, `/status`, token, 3000);
+    const status = await getStatusJson<{
+      caches?: (Partial<Pick<CacheSnapshot, "tasks">> & { name: string; conditions: { type: string; status: string; reason: string; message: string }[] })[];
+    }>(base, `/status`, token, 3000);
     const cache = status.caches?.find((c) => c.name === r.name);
-    const lines = cache ? [...(cache.tasks ? [formatTasksLine({ tasks: cache.tasks })] : []), "Conditions:", ...cache.conditions.map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message}`)] : ["Conditions:   (the controller does not report this cache yet)"];
+    const lines = cache
+      ? [
+          ...(cache.tasks ? [formatTasksLine({ tasks: cache.tasks })] : []),
+          "Conditions:",
+          ...cache.conditions.map((c) => `  ${c.type}=${c.status} ${c.reason}: ${c.message}`),
+        ]
+      : ["Conditions:   (the controller does not report this cache yet)"];
     if (limit === 0) return lines;
     // An older controller has no /events: say so rather than fail the describe.
     const events = await getStatusJson<{ events: ShownEvent[] }>(base, `/events/${r.name}?limit=${limit}`, token, 3000).catch(() => undefined);
     if (!events) return [...lines, "Events:       (this controller does not serve events)"];
     if (events.events.length === 0) return [...lines, "Events:       <none>"];
     const rows = events.events.map((e) => [e.type, e.reason, age(e.lastTime) + (e.count > 1 ? ` (x${e.count})` : ""), e.source, e.message]);
-    return [...lines, "Events:", ...table([["TYPE", "REASON", "AGE", "FROM", "MESSAGE"], ...rows]).split("\n").map((l) => `  ${l}`)];
+    return [
+      ...lines,
+      "Events:",
+      ...table([["TYPE", "REASON", "AGE", "FROM", "MESSAGE"], ...rows])
+        .split("\n")
+        .map((l) => `  ${l}`),
+    ];
   } catch (error) {
     return [`Conditions:   (status endpoint ${base} not reachable: ${error instanceof Error ? error.message : String(error)})`];
   }

@@ -8,7 +8,10 @@ export async function readSpecTexts(target: string): Promise<SpecText[]> {
   const absolute = path.resolve(target);
   const info = await stat(absolute);
   const files = info.isDirectory()
-    ? (await readdir(absolute)).filter((n) => /\.ya?ml$/i.test(n) && !n.startsWith(".")).sort().map((n) => path.join(absolute, n))
+    ? (await readdir(absolute))
+        .filter((n) => /\.ya?ml$/i.test(n) && !n.startsWith("."))
+        .sort()
+        .map((n) => path.join(absolute, n))
     : [absolute];
   return Promise.all(files.map(async (file) => ({ file, text: await readFile(file, "utf8"), baseDir: path.dirname(file) })));
 }
@@ -45,7 +48,14 @@ export function lineDiff(before: string, after: string, from: string, to: string
 
 export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("   ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join("   ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /** kubectl-style age: 45s, 12m, 3h, 2d. */

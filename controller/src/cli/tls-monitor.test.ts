@@ -97,9 +97,27 @@ describe("TLS monitor", () => {
     m.start({ spec: () => current });
     expect(m.findings().size).toBe(0);
     current = spec("https://dtr-cache.example.com");
-    await expect.poll(() => m.findings().get("region-asia")?.findings.map((f) => f.reason), { timeout: 5_000 }).toEqual([]);
+    await expect
+      .poll(
+        () =>
+          m
+            .findings()
+            .get("region-asia")
+            ?.findings.map((f) => f.reason),
+        { timeout: 5_000 },
+      )
+      .toEqual([]);
     current = spec("https://cache.asia.example.com");
-    await expect.poll(() => m.findings().get("region-asia")?.findings.map((f) => f.reason), { timeout: 5_000 }).toEqual(["HostnameMismatch"]);
+    await expect
+      .poll(
+        () =>
+          m
+            .findings()
+            .get("region-asia")
+            ?.findings.map((f) => f.reason),
+        { timeout: 5_000 },
+      )
+      .toEqual(["HostnameMismatch"]);
     m.stop();
   });
 
@@ -121,7 +139,29 @@ describe("TLS monitor on a chain", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "tls-chain-"));
     const selfSigned = (name: string): void => {
-      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "1", "-subj", `/CN=${name}`, "-addext", "subjectAltName=IP:127.0.0.1"], { cwd: dir, stdio: "ignore" });
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-keyout",
+          `${name}.key`,
+          "-out",
+          `${name}.pem`,
+          "-days",
+          "1",
+          "-subj",
+          `/CN=${name}`,
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+        ],
+        { cwd: dir, stdio: "ignore" },
+      );
     };
     selfSigned("parent");
     selfSigned("other");
@@ -148,14 +188,28 @@ describe("TLS monitor on a chain", () => {
   }
 
   it("trusts the parent through its generated certificate, as the controller bundles it for the edge", async () => {
-    const m = createTlsMonitor({ dtrCa: async () => undefined, generatedCertificate: async (c) => (c.name === "parent" ? parentCert : undefined), logger: pino({ level: "silent" }) });
+    const m = createTlsMonitor({
+      dtrCa: async () => undefined,
+      generatedCertificate: async (c) => (c.name === "parent" ? parentCert : undefined),
+      logger: pino({ level: "silent" }),
+    });
     await m.checkSpec(chain());
-    expect(m.findings().get("edge")?.findings.map((f) => f.reason)).toEqual(["CertificateSelfSigned"]);
+    expect(
+      m
+        .findings()
+        .get("edge")
+        ?.findings.map((f) => f.reason),
+    ).toEqual(["CertificateSelfSigned"]);
   });
 
   it("reports UpstreamUntrusted when the parent presents another certificate than the one bundled", async () => {
     const m = createTlsMonitor({ dtrCa: async () => undefined, generatedCertificate: async () => otherCert, logger: pino({ level: "silent" }) });
     await m.checkSpec(chain());
-    expect(m.findings().get("edge")?.findings.map((f) => f.reason)).toEqual(["CertificateSelfSigned", "UpstreamUntrusted"]);
+    expect(
+      m
+        .findings()
+        .get("edge")
+        ?.findings.map((f) => f.reason),
+    ).toEqual(["CertificateSelfSigned", "UpstreamUntrusted"]);
   });
 });

@@ -36,7 +36,11 @@ export interface TlsMonitorDeps {
 async function readOrNote(source: PemSource, field: string, deps: TlsMonitorDeps, findings: TlsFinding[]): Promise<string | undefined> {
   const read = await (deps.pemSources ?? filesOnly).read(source, field);
   if (read.readable) return read.pem;
-  findings.push({ reason: "NotChecked", blocking: false, message: `${field} is ${describeSource(source)}, which the controller cannot read: not checked (a {config: NAME} reference is checked)` });
+  findings.push({
+    reason: "NotChecked",
+    blocking: false,
+    message: `${field} is ${describeSource(source)}, which the controller cannot read: not checked (a {config: NAME} reference is checked)`,
+  });
   return undefined;
 }
 
@@ -73,7 +77,12 @@ async function checkCache(cache: ResolvedCache, spec: CacheSpec, deps: TlsMonito
   }
   const caFile = cache.dtr.spec.trust.caFile;
   const caUnreadable = caFile !== undefined && typeof caFile === "object" && "secret" in caFile && parts[0] === undefined;
-  if (caUnreadable) findings.push({ reason: "NotChecked", blocking: false, message: `trust.caFile of DTR ${cache.dtr.name} is ${describeSource(caFile)}, which the controller cannot read: the cache's trust in its upstreams is not checked` });
+  if (caUnreadable)
+    findings.push({
+      reason: "NotChecked",
+      blocking: false,
+      message: `trust.caFile of DTR ${cache.dtr.name} is ${describeSource(caFile)}, which the controller cannot read: the cache's trust in its upstreams is not checked`,
+    });
   if (caUnreadable || findings.length > unread) return findings;
   const bundle = parts.filter((p): p is string => p !== undefined).join("\n") || undefined;
   for (const upstream of cache.upstreamUrls) {

@@ -11,7 +11,12 @@ export interface ConvergenceOutcome {
 const POLL_MS = 500;
 
 function summary(status: RuntimeSnapshot): Map<string, string> {
-  return new Map(status.caches.map((c) => [c.name, c.conditions.map((x) => `${x.type}=${x.status}${x.status === "True" && x.type !== "Degraded" ? "" : ` (${x.reason})`}`).join(" ")]));
+  return new Map(
+    status.caches.map((c) => [
+      c.name,
+      c.conditions.map((x) => `${x.type}=${x.status}${x.status === "True" && x.type !== "Degraded" ? "" : ` (${x.reason})`}`).join(" "),
+    ]),
+  );
 }
 
 function unready(status: RuntimeSnapshot): string[] {
@@ -24,7 +29,8 @@ function unready(status: RuntimeSnapshot): string[] {
     }
     const ready = cache.conditions.find((c) => c.type === "Ready");
     const dtr = cache.conditions.find((c) => c.type === "DtrSynced");
-    if (ready?.status !== "True" || cache.observedGeneration !== cache.generation) reasons.push(`${cache.name}: ${ready ? `${ready.reason}: ${ready.message}` : "not reconciled yet"}`);
+    if (ready?.status !== "True" || cache.observedGeneration !== cache.generation)
+      reasons.push(`${cache.name}: ${ready ? `${ready.reason}: ${ready.message}` : "not reconciled yet"}`);
     // DTR must say True: False names failed or unknown users, Unknown means its pass has not run
     // for this spec yet. Only a controller without a DTR client (NotConfigured) is exempt.
     else if (dtr && dtr.status !== "True" && dtr.reason !== "NotConfigured") reasons.push(`${cache.name}: DTR ${dtr.reason}: ${dtr.message}`);

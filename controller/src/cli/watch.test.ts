@@ -17,6 +17,11 @@ describe("status --watch", () => {
       },
       { intervalMs: 1, signal: stop.signal, write: (t) => out.push(t), now: () => new Date(0) },
     );
-    expect(out).toEqual(["--- 1970-01-01T00:00:00.000Z\na\n", "--- 1970-01-01T00:00:00.000Z\nb\n", "--- 1970-01-01T00:00:00.000Z\n(cannot reach the status endpoint)\n", "--- 1970-01-01T00:00:00.000Z\nb\n"]);
+    expect(out).toEqual([
+      "--- 1970-01-01T00:00:00.000Z\na\n",
+      "--- 1970-01-01T00:00:00.000Z\nb\n",
+      "--- 1970-01-01T00:00:00.000Z\n(cannot reach the status endpoint)\n",
+      "--- 1970-01-01T00:00:00.000Z\nb\n",
+    ]);
   });
 });

@@ -24,10 +24,14 @@ export async function watchView(render: () => Promise<string>, options: WatchOpt
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, options.intervalMs);
-      options.signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
+      options.signal.addEventListener(
+        "abort",
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
     });
   }
 }

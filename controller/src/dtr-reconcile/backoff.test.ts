@@ -38,7 +38,15 @@ function rig() {
   const cache = cacheOf();
   const clock = new FakeClock();
   const dtr = outage(cache.spec.externalURL);
-  const reconciler = new DtrReconciler({ swarm: new FakeSwarm(), owner: "t", dtrSync: dtr.sync(clock), logger: silentLogger, now: () => clock.now().getTime(), verifyEveryMs: 60_000, requeue: () => undefined });
+  const reconciler = new DtrReconciler({
+    swarm: new FakeSwarm(),
+    owner: "t",
+    dtrSync: dtr.sync(clock),
+    logger: silentLogger,
+    now: () => clock.now().getTime(),
+    verifyEveryMs: 60_000,
+    requeue: () => undefined,
+  });
   const signal = new AbortController().signal;
   const start = clock.now().getTime();
   return {

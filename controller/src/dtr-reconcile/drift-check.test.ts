@@ -55,7 +55,15 @@ function rig() {
   const clock = new FakeClock();
   const requeued: string[] = [];
   const dtrSync = fakeSync(cache.spec.externalURL);
-  const reconciler = new DtrReconciler({ swarm: new FakeSwarm(), owner: "t", dtrSync: dtrSync.sync, logger: silentLogger, now: () => clock.now().getTime(), verifyEveryMs: 60_000, requeue: (name) => requeued.push(name) });
+  const reconciler = new DtrReconciler({
+    swarm: new FakeSwarm(),
+    owner: "t",
+    dtrSync: dtrSync.sync,
+    logger: silentLogger,
+    now: () => clock.now().getTime(),
+    verifyEveryMs: 60_000,
+    requeue: (name) => requeued.push(name),
+  });
   let listed: ContentCacheRecord[] | Error = [];
   let listCalls = 0;
   const check = new DtrDriftCheck({
@@ -69,7 +77,8 @@ function rig() {
         if (listed instanceof Error) return Promise.reject(listed);
         const answer = listed;
         // "hang" stands for a DTR that accepts the connection and never answers.
-        if (answer.some((r) => r.id === "hang")) return new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
+        if (answer.some((r) => r.id === "hang"))
+          return new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true }));
         return Promise.resolve(answer);
       },
     },
@@ -98,7 +107,9 @@ describe("DtrDriftCheck", () => {
     r.list([{ id: "r1", name: r.cache.name, host: `${host}/` }]);
     expect(await r.check.checkOnce()).toEqual([]);
     r.list([{ id: "r1", name: r.cache.name, host: "https://elsewhere.example.com" }]);
-    expect(await r.check.checkOnce()).toEqual([{ cache: r.cache.name, reason: `registration r1 is now ${r.cache.name} https://elsewhere.example.com in DTR (confirmed ${r.cache.name} ${host})` }]);
+    expect(await r.check.checkOnce()).toEqual([
+      { cache: r.cache.name, reason: `registration r1 is now ${r.cache.name} https://elsewhere.example.com in DTR (confirmed ${r.cache.name} ${host})` },
+    ]);
     expect(r.requeued).toEqual([r.cache.name]);
     // Already due for verification: not reported again until a pass confirms it.
     r.list([]);

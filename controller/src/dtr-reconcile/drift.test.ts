@@ -21,9 +21,13 @@ const USERS = [{ username: "admin", password: PASSWORD, admin: true }, ...["u000
 const ADMIN = { authorization: `Basic ${Buffer.from(`admin:${PASSWORD}`).toString("base64")}` };
 
 function spec(url: string, caches: Record<string, readonly string[]>): LoadResult {
-  const docs = [`apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata:\n  name: main\nspec:\n  url: ${url}\n  admin:\n    username: admin\n    password:\n      env: DTR_TEST_PASSWORD\n`];
+  const docs = [
+    `apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata:\n  name: main\nspec:\n  url: ${url}\n  admin:\n    username: admin\n    password:\n      env: DTR_TEST_PASSWORD\n`,
+  ];
   Object.entries(caches).forEach(([name, users], i) => {
-    docs.push(`apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata:\n  name: ${name}\nspec:\n  dtr: main\n  node:\n    hostname: node-${i + 1}\n  nodeLabel: dtr.cache.${name}=true\n  externalURL: https://${name}.example.com:${5000 + i}\n  port: ${5000 + i}\n  debugPort: ${6000 + i}\n  tls:\n    generate: true\n  users: [${users.join(", ")}]\n`);
+    docs.push(
+      `apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata:\n  name: ${name}\nspec:\n  dtr: main\n  node:\n    hostname: node-${i + 1}\n  nodeLabel: dtr.cache.${name}=true\n  externalURL: https://${name}.example.com:${5000 + i}\n  port: ${5000 + i}\n  debugPort: ${6000 + i}\n  tls:\n    generate: true\n  users: [${users.join(", ")}]\n`,
+    );
   });
   const result = loadCacheSpecFromText(docs.join("---\n"), `${EXAMPLES_DIR}spec.yaml`, EXAMPLES_DIR);
   if (!result.ok) throw new Error(`test spec does not load: ${JSON.stringify(result.issues)}`);
@@ -63,7 +67,15 @@ async function startedRig(dtr: EmulatorHandle, caches: Record<string, readonly s
   const source = staticSpecSource(spec(dtr.url, caches));
   const sync = createDtrSync({ env: { DTR_TEST_PASSWORD: PASSWORD }, timeoutMs: 2_000, retry: { retries: 0, minTimeoutMs: 10, maxTimeoutMs: 20 } });
   const logger = memoryLogger();
-  const controller = createController({ docker: new FakeSwarm(["node-1", "node-2"]), specSource: source, dtrSync: sync, id: "drift", settleMs: 0, clock, logger });
+  const controller = createController({
+    docker: new FakeSwarm(["node-1", "node-2"]),
+    specSource: source,
+    dtrSync: sync,
+    id: "drift",
+    settleMs: 0,
+    clock,
+    logger,
+  });
   const r = { clock, source, controller, sync, logger };
   rigs.push(r);
   // Two passes: the first creates the services, the second finds them Ready and points DTR at them.
@@ -79,11 +91,16 @@ const registration = (dtr: EmulatorHandle, name: string) => dtr.contentCaches().
 /** The listed users of each cache that do not point at its registration. */
 function wrongUsers(dtr: EmulatorHandle, caches: Record<string, readonly string[]>): string[] {
   const settings = dtr.settings();
-  return Object.entries(caches).flatMap(([name, users]) => users.filter((u) => settings[u] === undefined || settings[u] !== registration(dtr, name)?.id).map((u) => `${name}:${u}`));
+  return Object.entries(caches).flatMap(([name, users]) =>
+    users.filter((u) => settings[u] === undefined || settings[u] !== registration(dtr, name)?.id).map((u) => `${name}:${u}`),
+  );
 }
 
 function dtrSynced(r: Rig, name: string): string | undefined {
-  return conditionOf(r.controller.status().caches.find((c) => c.name === name), "DtrSynced")?.status;
+  return conditionOf(
+    r.controller.status().caches.find((c) => c.name === name),
+    "DtrSynced",
+  )?.status;
 }
 
 /** Real time allowed for the one reconcile the check queues (a few local HTTP calls). */
@@ -106,7 +123,10 @@ describe("DTR drift check", () => {
     expect(registration(dtr, "cache-a")).toBeUndefined();
     r.clock.advance(1);
     await expect.poll(() => registration(dtr, "cache-a")?.host, ONE_PASS).toBe("https://cache-a.example.com:5000");
-    expect(r.logger.entries.find((e) => e.message.startsWith("DTR drift"))?.fields).toMatchObject({ cache: "cache-a", reason: `registration ${before?.id ?? ""} is no longer in DTR's list` });
+    expect(r.logger.entries.find((e) => e.message.startsWith("DTR drift"))?.fields).toMatchObject({
+      cache: "cache-a",
+      reason: `registration ${before?.id ?? ""} is no longer in DTR's list`,
+    });
     // Users pointed at the new registration in the same pass.
     await expect.poll(() => wrongUsers(dtr, caches), ONE_PASS).toEqual([]);
     await r.controller.idle();
@@ -136,7 +156,13 @@ describe("DTR drift check", () => {
 
     r.clock.advance(DEFAULT_DTR_CHECK_MS);
     await r.controller.idle();
-    console.log("after check", JSON.stringify(r.logger.entries.filter((e) => e.level !== "debug").slice(-6)),  second.contentCaches(), second.requestLog().map((e) => `${e.method} ${e.path} ${e.status}`), JSON.stringify(r.controller.status().caches.map((c) => c.conditions)));
+    console.log(
+      "after check",
+      JSON.stringify(r.logger.entries.filter((e) => e.level !== "debug").slice(-6)),
+      second.contentCaches(),
+      second.requestLog().map((e) => `${e.method} ${e.path} ${e.status}`),
+      JSON.stringify(r.controller.status().caches.map((c) => c.conditions)),
+    );
     await expect.poll(() => registration(second, "cache-a")?.host, ONE_PASS).toBe("https://cache-a.example.com:5000");
     await expect.poll(() => wrongUsers(second, caches), ONE_PASS).toEqual([]);
     await r.controller.idle();

@@ -15,7 +15,11 @@ const USERS = Array.from({ length: 200 }, (_, i) => `u${String(i).padStart(3, "0
 let dtr: EmulatorHandle;
 
 function specText(caches: Record<string, readonly string[]>, withDtr = true): string {
-  const docs = withDtr ? [`apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata:\n  name: main\nspec:\n  url: ${dtr.url}\n  admin:\n    username: admin\n    password:\n      env: DTR_TEST_PASSWORD\n  userConcurrency: 8\n`] : [];
+  const docs = withDtr
+    ? [
+        `apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata:\n  name: main\nspec:\n  url: ${dtr.url}\n  admin:\n    username: admin\n    password:\n      env: DTR_TEST_PASSWORD\n  userConcurrency: 8\n`,
+      ]
+    : [];
   Object.entries(caches).forEach(([name, users], i) => {
     docs.push(
       `apiVersion: cache.dtr.io/v1alpha1\nkind: ContentCache\nmetadata:\n  name: ${name}\nspec:\n  dtr: main\n  node:\n    hostname: node-${i + 1}\n  nodeLabel: dtr.cache.${name}=true\n  externalURL: https://${name}.example.com:${5000 + i}\n  port: ${5000 + i}\n  debugPort: ${6000 + i}\n  tls:\n    generate: true\n  users:${users.length === 0 ? " []" : users.map((u) => `\n    - ${u}`).join("")}\n`,
@@ -48,7 +52,18 @@ function rig(initial: LoadResult, extra: { allowEmpty?: boolean; fake?: FakeSwar
   const fake = extra.fake ?? new FakeSwarm(["node-1", "node-2"]);
   const source = staticSpecSource(initial);
   const sync = createDtrSync({ env: { DTR_TEST_PASSWORD: PASSWORD }, timeoutMs: 2_000, retry: { retries: 0, minTimeoutMs: 10, maxTimeoutMs: 20 } });
-  const controller = createController({ docker: fake, specSource: source, dtrSync: sync, id: extra.id ?? "test", allowEmpty: extra.allowEmpty ?? false, rolloutPollMs: 50, resyncIntervalMs: 3_600_000, dtrResyncMs: 3_600_000, settleMs: extra.settleMs ?? 0, ...(extra.clock ? { clock: extra.clock } : {}) });
+  const controller = createController({
+    docker: fake,
+    specSource: source,
+    dtrSync: sync,
+    id: extra.id ?? "test",
+    allowEmpty: extra.allowEmpty ?? false,
+    rolloutPollMs: 50,
+    resyncIntervalMs: 3_600_000,
+    dtrResyncMs: 3_600_000,
+    settleMs: extra.settleMs ?? 0,
+    ...(extra.clock ? { clock: extra.clock } : {}),
+  });
   const r = { fake, source, sync, controller };
   rigs.push(r);
   return r;
@@ -77,7 +92,13 @@ function assertTruthful(c: Controller, expected: Record<string, readonly string[
 }
 
 beforeAll(async () => {
-  dtr = await startEmulator({ users: [{ username: "admin", password: PASSWORD, admin: true }, ...USERS.map((username) => ({ username, password: "x" })), { username: "dave", password: "d" }] });
+  dtr = await startEmulator({
+    users: [
+      { username: "admin", password: PASSWORD, admin: true },
+      ...USERS.map((username) => ({ username, password: "x" })),
+      { username: "dave", password: "d" },
+    ],
+  });
 });
 afterAll(async () => {
   await dtr.stop();
@@ -100,7 +121,8 @@ describe("DTR reconciler", () => {
   it("moves 200 users between two caches 10 times: 0 users wrong after each round, DtrSynced true only when it is (defect 1)", async () => {
     // All 200 users move from one cache to the other in one edit: one cache only resets while the
     // other only assigns, the same users in the same order — the interleaving issue 10 saw.
-    const roundSpec = (round: number): Record<string, readonly string[]> => (round % 2 === 0 ? { "cache-a": USERS, "cache-b": [] } : { "cache-a": [], "cache-b": USERS });
+    const roundSpec = (round: number): Record<string, readonly string[]> =>
+      round % 2 === 0 ? { "cache-a": USERS, "cache-b": [] } : { "cache-a": [], "cache-b": USERS };
     const r = rig(load(specText(roundSpec(0))));
     // A little latency per DTR call makes the two caches' passes overlap, as against a real DTR:
     // cache-a's reset of a user and cache-b's assignment of the same user interleave.

@@ -115,7 +115,8 @@ export class DtrReconciler {
       const entry = byKey.get(key) ?? { dtr: s.dtr, confirmed: [] };
       byKey.set(key, entry);
       // Only what a completed full pass confirmed, and nothing already due for verification.
-      if (s.registrationId && s.host !== undefined && s.pass === undefined && s.verifiedAt !== undefined && s.stale === s.verifiedStale) entry.confirmed.push({ cache, registrationId: s.registrationId, host: s.host });
+      if (s.registrationId && s.host !== undefined && s.pass === undefined && s.verifiedAt !== undefined && s.stale === s.verifiedStale)
+        entry.confirmed.push({ cache, registrationId: s.registrationId, host: s.host });
     }
     return [...byKey].map(([key, v]) => ({ key, ...v }));
   }
@@ -143,7 +144,8 @@ export class DtrReconciler {
    */
   dtrAnswered(key: string, except?: string): void {
     if (!this.down.delete(key)) return;
-    for (const [name, s] of this.caches) if (name !== except && s.dtr !== undefined && dtrKey(s.dtr) === key) this.reverify(name, "DTR answers again after an outage");
+    for (const [name, s] of this.caches)
+      if (name !== except && s.dtr !== undefined && dtrKey(s.dtr) === key) this.reverify(name, "DTR answers again after an outage");
   }
 
   /** Whether the DTR side of this generation has had its first pass (else DtrSynced is stale). */
@@ -179,21 +181,38 @@ export class DtrReconciler {
     // whose answer is lost, or a crash right after it, still finds its registration ours.
     const adoptHost = record.host === host && record.registrationIds.length > 0 ? undefined : host;
     // Write-ahead: every user this pass may point at us is recorded before DTR is touched.
-    const ahead: DtrRecord = { ...record, dtr: cache.dtr, users: [...new Set([...record.users, ...assign])], ...(adoptHost !== undefined ? { adoptHost } : {}) };
+    const ahead: DtrRecord = {
+      ...record,
+      dtr: cache.dtr,
+      users: [...new Set([...record.users, ...assign])],
+      ...(adoptHost !== undefined ? { adoptHost } : {}),
+    };
     await this.store.write(ahead);
 
     let result;
     try {
-      result = await this.options.dtrSync.apply(cache, { owned: record.registrationIds, ...(adoptHost !== undefined ? { adoptHost } : {}), assign, reset }, signal);
+      result = await this.options.dtrSync.apply(
+        cache,
+        { owned: record.registrationIds, ...(adoptHost !== undefined ? { adoptHost } : {}), assign, reset },
+        signal,
+      );
     } catch (error) {
       if (signal.aborted) throw error;
       const failure = describeDtrFailure(error);
       if (OUTAGE_CODES.has(failure.reason)) this.dtrUnreachable(dtrKey(cache.dtr), failure.message);
       const failures = (s.pass?.failures ?? 0) + 1;
       // Not retryable (credentials, a foreign registration): the periodic verification looks again.
-      s.pass = { failures, dueAt: now + (failure.retryable ? this.backoff(failures) : this.options.verifyEveryMs), reason: failure.reason, message: failure.message };
+      s.pass = {
+        failures,
+        dueAt: now + (failure.retryable ? this.backoff(failures) : this.options.verifyEveryMs),
+        reason: failure.reason,
+        message: failure.message,
+      };
       s.generation = generation;
-      this.options.logger.warn({ cache: cache.name, code: failure.reason, err: failure.message, retryInMs: s.pass.dueAt - now }, "DTR pass failed; the Swarm side is unaffected");
+      this.options.logger.warn(
+        { cache: cache.name, code: failure.reason, err: failure.message, retryInMs: s.pass.dueAt - now },
+        "DTR pass failed; the Swarm side is unaffected",
+      );
       return this.outcome(s, listed);
     }
     delete s.pass;
@@ -202,11 +221,20 @@ export class DtrReconciler {
     for (const u of [...s.reset.keys()]) if (listed.includes(u)) s.reset.delete(u);
     this.track(s.assign, result.users, now, true);
     this.track(s.reset, result.resets ?? [], now, false);
-    const gone = new Set([...(result.resets ?? []).filter((r) => r.state !== "failed").map((r) => r.username), ...result.users.filter((u) => u.state === "unknown-user").map((u) => u.username)]);
+    const gone = new Set([
+      ...(result.resets ?? []).filter((r) => r.state !== "failed").map((r) => r.username),
+      ...result.users.filter((u) => u.state === "unknown-user").map((u) => u.username),
+    ]);
     const registrationId = result.registrationId ?? "";
     // Older ids stay ours while a reset is pending: the user may still point at one of them.
     const ids = [...new Set([registrationId, ...(s.reset.size > 0 ? record.registrationIds : [])])].filter((id) => id !== "");
-    await this.store.write({ cache: cache.name, dtr: cache.dtr, registrationIds: ids, ...(result.host !== undefined ? { host: result.host } : {}), users: ahead.users.filter((u) => !gone.has(u)) });
+    await this.store.write({
+      cache: cache.name,
+      dtr: cache.dtr,
+      registrationIds: ids,
+      ...(result.host !== undefined ? { host: result.host } : {}),
+      users: ahead.users.filter((u) => !gone.has(u)),
+    });
     s.registrationId = registrationId;
     s.host = result.host ?? host;
     const foreign = result.foreign ?? [];
@@ -230,7 +258,12 @@ export class DtrReconciler {
       }
       const failures = (map.get(o.username)?.failures ?? 0) + 1;
       const dueAt = now + (o.state === "failed" ? this.backoff(failures) : this.options.verifyEveryMs);
-      map.set(o.username, { state: o.state === "failed" ? "failed" : "unknown-user", ...(o.message !== undefined ? { message: o.message } : {}), failures, dueAt });
+      map.set(o.username, {
+        state: o.state === "failed" ? "failed" : "unknown-user",
+        ...(o.message !== undefined ? { message: o.message } : {}),
+        failures,
+        dueAt,
+      });
     }
   }
 
@@ -241,7 +274,10 @@ export class DtrReconciler {
       return t ? { username, state: t.state, ...(t.message !== undefined ? { message: t.message } : {}) } : { username, state: "assigned" as const };
     });
     const resets = [...s.reset].map(([username, t]) => ({ username, state: "failed" as const, ...(t.message !== undefined ? { message: t.message } : {}) }));
-    const status: CacheStatus["dtr"] = { ...(s.registrationId ? { registrationId: s.registrationId } : {}), users: [...users.map((u) => ({ username: u.username, state: u.state })), ...resets.map((r) => ({ username: r.username, state: "reset-failed" }))] };
+    const status: CacheStatus["dtr"] = {
+      ...(s.registrationId ? { registrationId: s.registrationId } : {}),
+      users: [...users.map((u) => ({ username: u.username, state: u.state })), ...resets.map((r) => ({ username: r.username, state: "reset-failed" }))],
+    };
     const retries = [...s.assign.values(), ...s.reset.values()].filter((t) => t.state === "failed").map((t) => t.dueAt);
     if (s.pass) retries.push(s.pass.dueAt);
     const next = retries.length > 0 ? Math.max(0, Math.min(...retries) - now) : undefined;
@@ -267,7 +303,8 @@ export class DtrReconciler {
     }
     try {
       const result = await this.options.dtrSync.remove({ cacheName: name, dtr: record.dtr, users: record.users, owned: record.registrationIds }, signal);
-      if (result.foreign.length > 0) this.options.logger.warn({ cache: name, foreign: result.foreign.map((f) => f.id) }, "DTR registrations of this name are not ours; left alone");
+      if (result.foreign.length > 0)
+        this.options.logger.warn({ cache: name, foreign: result.foreign.map((f) => f.id) }, "DTR registrations of this name are not ours; left alone");
     } catch (error) {
       if (signal.aborted) throw error;
       const failure = describeDtrFailure(error);

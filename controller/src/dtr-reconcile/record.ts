@@ -28,13 +28,28 @@ export interface DtrRecord {
 
 function canonical(record: DtrRecord): string {
   const { cache, dtr, registrationIds, host, adoptHost, users } = record;
-  return JSON.stringify({ version: 1, cache, dtr, registrationIds, ...(host !== undefined ? { host } : {}), ...(adoptHost !== undefined ? { adoptHost } : {}), users: [...new Set(users)].sort() });
+  return JSON.stringify({
+    version: 1,
+    cache,
+    dtr,
+    registrationIds,
+    ...(host !== undefined ? { host } : {}),
+    ...(adoptHost !== undefined ? { adoptHost } : {}),
+    users: [...new Set(users)].sort(),
+  });
 }
 
 function parse(data: Buffer | undefined): DtrRecord | undefined {
   try {
     const value = JSON.parse(data?.toString("utf8") ?? "") as Partial<DtrRecord> & { version?: number };
-    if (value.version !== 1 || typeof value.cache !== "string" || value.dtr === undefined || !Array.isArray(value.registrationIds) || !Array.isArray(value.users)) return undefined;
+    if (
+      value.version !== 1 ||
+      typeof value.cache !== "string" ||
+      value.dtr === undefined ||
+      !Array.isArray(value.registrationIds) ||
+      !Array.isArray(value.users)
+    )
+      return undefined;
     return value as DtrRecord;
   } catch {
     return undefined;
@@ -72,7 +87,11 @@ export class DtrRecordStore {
     let id = existing.find((c) => c.name === name)?.id;
     if (id === undefined || existing[0]?.name !== name) {
       if (id !== undefined) await this.drop(id);
-      id = await this.swarm.createConfig({ name, labels: { [OWNER]: this.owner, [CACHE]: record.cache, [PURPOSE]: DTR_RECORD_PURPOSE }, data: Buffer.from(text) });
+      id = await this.swarm.createConfig({
+        name,
+        labels: { [OWNER]: this.owner, [CACHE]: record.cache, [PURPOSE]: DTR_RECORD_PURPOSE },
+        data: Buffer.from(text),
+      });
     }
     this.contents.set(id, parse(Buffer.from(text)));
     for (const old of existing) if (old.id !== id) await this.drop(old.id);

@@ -21,7 +21,12 @@ function recordingLogger(): { logger: Logger; entries: LogEntry[] } {
 describe("DtrClient over plain HTTP", () => {
   let dtr: EmulatorHandle;
   beforeAll(async () => {
-    dtr = await startEmulator({ users: [{ username: "admin", password: "pw", admin: true, tokens: ["tok-123"] }, { username: "alice", password: "alice-pw" }] });
+    dtr = await startEmulator({
+      users: [
+        { username: "admin", password: "pw", admin: true, tokens: ["tok-123"] },
+        { username: "alice", password: "alice-pw" },
+      ],
+    });
   });
   afterAll(async () => {
     await dtr.stop();
@@ -95,7 +100,10 @@ describe("admin secret references", () => {
 
   it("names the file, never its content, when it cannot be used", async () => {
     writeFileSync(join(dir, "empty"), "\n");
-    await expect(readSecretRef({ file: join(dir, "empty") })).rejects.toMatchObject({ code: "DTR_CREDENTIALS", message: expect.stringContaining(join(dir, "empty")) });
+    await expect(readSecretRef({ file: join(dir, "empty") })).rejects.toMatchObject({
+      code: "DTR_CREDENTIALS",
+      message: expect.stringContaining(join(dir, "empty")),
+    });
     await expect(readSecretRef({ file: join(dir, "missing") })).rejects.toMatchObject({ code: "DTR_CREDENTIALS", message: expect.stringContaining("ENOENT") });
   });
 
@@ -111,8 +119,33 @@ describe("trusting DTR's TLS certificate", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "dtr-trust-"));
     caFile = join(dir, "cert.pem");
-    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", caFile], { stdio: "ignore" });
-    dtr = await startEmulator({ users: [{ username: "admin", password: "pw", admin: true }], tls: { cert: readFileSync(caFile, "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") } });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        caFile,
+      ],
+      { stdio: "ignore" },
+    );
+    dtr = await startEmulator({
+      users: [{ username: "admin", password: "pw", admin: true }],
+      tls: { cert: readFileSync(caFile, "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") },
+    });
   });
   afterAll(async () => {
     await dtr?.stop();
@@ -136,7 +169,13 @@ describe("trusting DTR's TLS certificate", () => {
     const client = new DtrClient({ url: dtr.url, username: "admin", password: "pw", dispatcher: trust.dispatcher, retry: fast });
     expect(await client.listContentCaches(signal())).toEqual([]);
     expect(trust.caPem).toBe(readFileSync(caFile, "utf8"));
-    expect(entries).toEqual([{ level: "warn", fields: { dtr: dtr.url, caFingerprintSha256: expect.stringMatching(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/) }, message: expect.stringContaining("TRUST ON FIRST USE") }]);
+    expect(entries).toEqual([
+      {
+        level: "warn",
+        fields: { dtr: dtr.url, caFingerprintSha256: expect.stringMatching(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/) },
+        message: expect.stringContaining("TRUST ON FIRST USE"),
+      },
+    ]);
     await trust.close();
   });
 

@@ -81,7 +81,8 @@ export class DtrClient {
 
   async listContentCaches(signal: AbortSignal): Promise<ContentCacheRecord[]> {
     const answer = await this.call("GET", "/api/v0/content_caches", { route: "/api/v0/content_caches", ok: [200], idempotent: true }, signal);
-    if (!Array.isArray(answer.json) || !answer.json.every(isCacheRecord)) throw new DtrProtocolError("GET /api/v0/content_caches: expected a JSON array of {id, name, host}", answer.status);
+    if (!Array.isArray(answer.json) || !answer.json.every(isCacheRecord))
+      throw new DtrProtocolError("GET /api/v0/content_caches: expected a JSON array of {id, name, host}", answer.status);
     return answer.json.map(({ id, name, host }) => ({ id, name, host }));
   }
 
@@ -91,20 +92,31 @@ export class DtrClient {
    */
   async createContentCache(name: string, host: string, signal: AbortSignal): Promise<ContentCacheRecord> {
     // The body is exactly {name, host}: DTR refuses any other field.
-    const answer = await this.call("POST", "/api/v0/content_caches", { route: "/api/v0/content_caches", body: { name, host }, ok: [201], idempotent: false }, signal);
+    const answer = await this.call(
+      "POST",
+      "/api/v0/content_caches",
+      { route: "/api/v0/content_caches", body: { name, host }, ok: [201], idempotent: false },
+      signal,
+    );
     if (!isCacheRecord(answer.json)) throw new DtrProtocolError("POST /api/v0/content_caches: expected {id, name, host}", answer.status);
     return { id: answer.json.id, name: answer.json.name, host: answer.json.host };
   }
 
   /** 204 also when absent, so deleting twice is fine. */
   async deleteContentCache(id: string, signal: AbortSignal): Promise<void> {
-    await this.call("DELETE", `/api/v0/content_caches/${encodeURIComponent(id)}`, { route: "/api/v0/content_caches/{id}", ok: [204, 404], idempotent: true }, signal);
+    await this.call(
+      "DELETE",
+      `/api/v0/content_caches/${encodeURIComponent(id)}`,
+      { route: "/api/v0/content_caches/{id}", ok: [204, 404], idempotent: true },
+      signal,
+    );
   }
 
   /** The user's ContentCacheUUID ("" when unset). NO_SUCH_USER surfaces as DtrNotFoundError. */
   async getUserContentCache(username: string, signal: AbortSignal): Promise<string> {
     const answer = await this.call("GET", settingsPath(username), { route: SETTINGS_ROUTE, ok: [200], idempotent: true }, signal);
-    if (typeof answer.json !== "object" || answer.json === null) throw new DtrProtocolError(`GET ${settingsPath(username)}: expected a JSON object`, answer.status);
+    if (typeof answer.json !== "object" || answer.json === null)
+      throw new DtrProtocolError(`GET ${settingsPath(username)}: expected a JSON object`, answer.status);
     // DTR answers with a capital C; read the key case-insensitively, as DTR itself decodes.
     const entry = Object.entries(answer.json).find(([key]) => key.toLowerCase() === "contentcacheuuid");
     const value: unknown = entry?.[1] ?? "";
@@ -115,7 +127,12 @@ export class DtrClient {
   /** Points the user at a cache id, or clears the setting with "". */
   async setUserContentCache(username: string, contentCacheId: string, signal: AbortSignal): Promise<void> {
     // Lower-case c in the request, as DTR's API documents it.
-    await this.call("PATCH", settingsPath(username), { route: SETTINGS_ROUTE, body: { contentCacheUUID: contentCacheId }, ok: [200, 204], idempotent: true }, signal);
+    await this.call(
+      "PATCH",
+      settingsPath(username),
+      { route: SETTINGS_ROUTE, body: { contentCacheUUID: contentCacheId }, ok: [200, 204], idempotent: true },
+      signal,
+    );
   }
 
   private async call(method: string, path: string, call: CallOptions, signal: AbortSignal): Promise<Answer> {
@@ -152,7 +169,13 @@ export class DtrClient {
       this.options.observer?.({ method, route: call.route, status: answer.status, durationSeconds: (performance.now() - started) / 1000 });
       return answer;
     } catch (error) {
-      this.options.observer?.({ method, route: call.route, ...(status !== undefined ? { status } : {}), errorCode: requestErrorCode(error), durationSeconds: (performance.now() - started) / 1000 });
+      this.options.observer?.({
+        method,
+        route: call.route,
+        ...(status !== undefined ? { status } : {}),
+        errorCode: requestErrorCode(error),
+        durationSeconds: (performance.now() - started) / 1000,
+      });
       throw error;
     }
   }
@@ -173,8 +196,11 @@ export class DtrClient {
       if (timeout.aborted && !signal.aborted) throw new DtrTimeoutError(`${what}: no answer within ${this.timeoutMs} ms`);
       const code = errorCode(error);
       // A certificate DTR's trust settings do not accept stays unaccepted: not worth retrying.
-      if (code !== undefined && TLS_VERIFY_CODES.test(code)) throw new DtrTrustError(`${what}: DTR's TLS certificate is not trusted (${code}); set trust.caFile or trust.fetchCA`, false, { cause: error });
-      throw new DtrUnavailableError(`${what}: ${this.scrub(code === undefined ? networkReason(error) : `network error ${code}`)}`, undefined, undefined, { cause: error });
+      if (code !== undefined && TLS_VERIFY_CODES.test(code))
+        throw new DtrTrustError(`${what}: DTR's TLS certificate is not trusted (${code}); set trust.caFile or trust.fetchCA`, false, { cause: error });
+      throw new DtrUnavailableError(`${what}: ${this.scrub(code === undefined ? networkReason(error) : `network error ${code}`)}`, undefined, undefined, {
+        cause: error,
+      });
     }
     answered(response.statusCode);
     let text: string;

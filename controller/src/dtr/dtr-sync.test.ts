@@ -16,7 +16,11 @@ let logText: string;
 const signal = (): AbortSignal => AbortSignal.timeout(30_000);
 
 function dtrResource(passwordEnv = "DTR_ADMIN_PASSWORD"): ResolvedDtr {
-  return { name: "main", spec: dtrSpecSchema.parse({ url: dtr.url, admin: { username: "admin", password: { env: passwordEnv } }, userConcurrency: 2 }), source };
+  return {
+    name: "main",
+    spec: dtrSpecSchema.parse({ url: dtr.url, admin: { username: "admin", password: { env: passwordEnv } }, userConcurrency: 2 }),
+    source,
+  };
 }
 
 function cacheResource(name: string, externalURL: string, users: string[], dtrSpec = dtrResource()): ResolvedCache {
@@ -86,7 +90,9 @@ describe("registration", () => {
   it("creates the registration with 201 and the exact body {name, host}", async () => {
     const status = await applyAll(cacheResource("region-asia", "https://cache.asia:443", []), [], signal());
     const posts = dtr.requestLog().filter((entry) => entry.method === "POST");
-    expect(posts).toEqual([expect.objectContaining({ path: "/api/v0/content_caches", status: 201, user: "admin", body: { name: "region-asia", host: "https://cache.asia:443" } })]);
+    expect(posts).toEqual([
+      expect.objectContaining({ path: "/api/v0/content_caches", status: 201, user: "admin", body: { name: "region-asia", host: "https://cache.asia:443" } }),
+    ]);
     expect(Object.keys(posts[0]?.body as object).sort()).toEqual(["host", "name"]);
     expect(dtr.contentCaches()).toEqual([{ id: status.registrationId, name: "region-asia", host: "https://cache.asia:443" }]);
     expect(status).toMatchObject({ host: "https://cache.asia:443", users: [] });
@@ -131,7 +137,12 @@ describe("registration", () => {
     owned.set("dup", [keep.id, extra.id]);
     const status = await applyAll(cacheResource("dup", "https://dup:443", []), [], signal());
     expect(status.registrationId).toBe(keep.id);
-    expect(dtr.contentCaches().map((entry) => entry.id).sort()).toEqual([keep.id, other.id].sort());
+    expect(
+      dtr
+        .contentCaches()
+        .map((entry) => entry.id)
+        .sort(),
+    ).toEqual([keep.id, other.id].sort());
     expect(writesIn(dtr.requestLog()).map((entry) => entry.path)).toEqual([`/api/v0/content_caches/${extra.id}`]);
   });
 
@@ -176,7 +187,9 @@ describe("user settings", () => {
       { username: "ghost", state: "unknown-user" },
     ]);
     expect(dtr.settings()).toMatchObject({ alice: first.registrationId, carol: "", dave: elsewhere.id });
-    expect(writesIn(dtr.requestLog())).toEqual([expect.objectContaining({ method: "PATCH", path: "/api/v0/accounts/carol/settings", body: { contentCacheUUID: "" } })]);
+    expect(writesIn(dtr.requestLog())).toEqual([
+      expect.objectContaining({ method: "PATCH", path: "/api/v0/accounts/carol/settings", body: { contentCacheUUID: "" } }),
+    ]);
     expect(summarizeDtrStatus(second)).toMatchObject({ synced: true, reason: "Synced" });
   });
 
@@ -250,7 +263,12 @@ describe("failures", () => {
     dtr.setFaults({ failRequests: 2 });
     const status = await applyAll(cacheResource("region-eu", "https://cache.eu:443", ["alice"]), [], signal());
     expect(status.users).toEqual([{ username: "alice", state: "assigned" }]);
-    expect(dtr.requestLog().slice(0, 2).map((entry) => entry.status)).toEqual([500, 500]);
+    expect(
+      dtr
+        .requestLog()
+        .slice(0, 2)
+        .map((entry) => entry.status),
+    ).toEqual([500, 500]);
   });
 
   it("turns a DTR that does not answer in time into a retryable DTR_TIMEOUT error, then converges", async () => {

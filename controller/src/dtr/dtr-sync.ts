@@ -52,7 +52,9 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
   const locked = <T>(dtr: ResolvedDtr, username: string, work: () => Promise<T>): Promise<T> => userLock.run(`${dtr.spec.url}\n${username}`, work);
 
   const trustFor = (dtr: ResolvedDtr): Promise<DtrTrust> => {
-    const key = createHash("sha256").update(JSON.stringify([dtr.name, dtr.spec.url, dtr.spec.trust])).digest("hex");
+    const key = createHash("sha256")
+      .update(JSON.stringify([dtr.name, dtr.spec.url, dtr.spec.trust]))
+      .digest("hex");
     let trust = trusts.get(key);
     if (trust === undefined) {
       trust = establishTrust(dtr.spec, logger, { timeoutMs: options.timeoutMs, ...(options.readConfig ? { readConfig: options.readConfig } : {}) });
@@ -66,7 +68,16 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
   const clientFor = async (dtr: ResolvedDtr, retry: Partial<RetryPolicy> | undefined = options.retry): Promise<DtrClient> => {
     const password = await readSecretRef(dtr.spec.admin.password, options.env);
     const trust = await trustFor(dtr);
-    return new DtrClient({ url: dtr.spec.url, username: dtr.spec.admin.username, password, dispatcher: trust.dispatcher, timeoutMs: options.timeoutMs, retry, logger, ...(options.observer ? { observer: options.observer } : {}) });
+    return new DtrClient({
+      url: dtr.spec.url,
+      username: dtr.spec.admin.username,
+      password,
+      dispatcher: trust.dispatcher,
+      timeoutMs: options.timeoutMs,
+      retry,
+      logger,
+      ...(options.observer ? { observer: options.observer } : {}),
+    });
   };
 
   return {
@@ -80,9 +91,13 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
       const listed = new Set(cache.spec.users);
       // Resets first: a user this cache drops is never re-pointed by this cache in the same pass.
       const dropped = [...new Set(request.reset)].filter((username) => !listed.has(username));
-      const resets = await mapBounded(dropped, concurrency, (username) => locked(cache.dtr, username, () => resetUser(client, username, ours, signal, logger, log)));
+      const resets = await mapBounded(dropped, concurrency, (username) =>
+        locked(cache.dtr, username, () => resetUser(client, username, ours, signal, logger, log)),
+      );
       const assign = [...new Set(request.assign)].filter((username) => listed.has(username));
-      const users = await mapBounded(assign, concurrency, (username) => locked(cache.dtr, username, () => assignUser(client, username, registration.id, signal, logger, log)));
+      const users = await mapBounded(assign, concurrency, (username) =>
+        locked(cache.dtr, username, () => assignUser(client, username, registration.id, signal, logger, log)),
+      );
       return { registrationId: registration.id, host: registration.host, users, resets, foreign };
     },
 
@@ -108,10 +123,16 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
       // longer exists, and their reset could then never tell "ours" from "someone else's". Users
       // are checked against every recorded id, also one already deleted by hand.
       if (owned.size > 0) {
-        const resets = await mapBounded([...new Set(removal.users)], removal.dtr.spec.userConcurrency, (username) => locked(removal.dtr, username, () => resetUser(client, username, owned, signal, logger, log)));
+        const resets = await mapBounded([...new Set(removal.users)], removal.dtr.spec.userConcurrency, (username) =>
+          locked(removal.dtr, username, () => resetUser(client, username, owned, signal, logger, log)),
+        );
         const failed = resets.filter((reset) => reset.state === "failed");
         if (failed.length > 0) {
-          throw new DtrError("DTR_USERS_NOT_RESET", `could not reset ${failed.length} user(s) of cache ${removal.cacheName}: ${failed.map((reset) => `${reset.username} (${reset.message ?? "failed"})`).join(", ")}; registration kept until they are reset`, true);
+          throw new DtrError(
+            "DTR_USERS_NOT_RESET",
+            `could not reset ${failed.length} user(s) of cache ${removal.cacheName}: ${failed.map((reset) => `${reset.username} (${reset.message ?? "failed"})`).join(", ")}; registration kept until they are reset`,
+            true,
+          );
         }
       }
       for (const entry of registrations) {
@@ -124,7 +145,16 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
     async close(): Promise<void> {
       const all = [...trusts.values()];
       trusts.clear();
-      await Promise.all(all.map(async (trust) => (await trust.then((value) => value, () => undefined))?.close()));
+      await Promise.all(
+        all.map(async (trust) =>
+          (
+            await trust.then(
+              (value) => value,
+              () => undefined,
+            )
+          )?.close(),
+        ),
+      );
     },
   };
 }
@@ -145,7 +175,15 @@ interface Registration {
  * none of ours does, nothing is created (DTR's name uniqueness is UNCONFIRMED) and the pass fails
  * with DTR_NOT_OWNED so the condition names it.
  */
-async function ensureRegistration(client: DtrClient, name: string, host: string, request: DtrApplyRequest, signal: AbortSignal, logger: Logger, log: object): Promise<Registration> {
+async function ensureRegistration(
+  client: DtrClient,
+  name: string,
+  host: string,
+  request: DtrApplyRequest,
+  signal: AbortSignal,
+  logger: Logger,
+  log: object,
+): Promise<Registration> {
   const owned = new Set(request.owned);
   const named = (await client.listContentCaches(signal)).filter((entry) => entry.name === name);
   const isOurs = (entry: ContentCacheRecord): boolean => owned.has(entry.id) || (request.adoptHost !== undefined && sameHost(entry.host, request.adoptHost));
@@ -160,7 +198,11 @@ async function ensureRegistration(client: DtrClient, name: string, host: string,
   const formerIds = stale.map((entry) => entry.id);
   if (keep !== undefined) return { registration: keep, formerIds, foreign };
   if (foreign.length > 0) {
-    throw new DtrError("DTR_NOT_OWNED", `DTR already has a content cache named ${name} that this controller did not create (${foreign.map((entry) => `${entry.id} ${entry.host}`).join(", ")}); left alone — rename the cache or remove that registration`, false);
+    throw new DtrError(
+      "DTR_NOT_OWNED",
+      `DTR already has a content cache named ${name} that this controller did not create (${foreign.map((entry) => `${entry.id} ${entry.host}`).join(", ")}); left alone — rename the cache or remove that registration`,
+      false,
+    );
   }
   try {
     const created = await client.createContentCache(name, host, signal);
@@ -245,7 +287,8 @@ export function summarizeDtrStatus(status: DtrCacheStatus): DtrSyncSummary {
   const failed = status.users.filter((user) => user.state === "failed");
   const unknown = status.users.filter((user) => user.state === "unknown-user");
   const resetFailed = (status.resets ?? []).filter((reset) => reset.state === "failed");
-  const names = (list: readonly { username: string; message?: string }[]): string => list.map((user) => (user.message ? `${user.username} (${user.message})` : user.username)).join(", ");
+  const names = (list: readonly { username: string; message?: string }[]): string =>
+    list.map((user) => (user.message ? `${user.username} (${user.message})` : user.username)).join(", ");
   // Every failed or unknown user is named, whatever the reason says first.
   const parts = [
     ...(failed.length > 0 ? [`could not set the content cache of: ${names(failed)}`] : []),
@@ -256,7 +299,12 @@ export function summarizeDtrStatus(status: DtrCacheStatus): DtrSyncSummary {
   if (failed.length > 0) return { synced: false, reason: "UserUpdateFailed", message, retryable: true };
   if (resetFailed.length > 0) return { synced: false, reason: "UserResetFailed", message, retryable: true };
   if (unknown.length > 0) return { synced: false, reason: "UnknownUsers", message, retryable: false };
-  return { synced: true, reason: "Synced", message: `registered as ${status.registrationId ?? "?"}; ${status.users.length} user(s) assigned`, retryable: false };
+  return {
+    synced: true,
+    reason: "Synced",
+    message: `registered as ${status.registrationId ?? "?"}; ${status.users.length} user(s) assigned`,
+    retryable: false,
+  };
 }
 
 /** Condition fields for a pass that threw: the error's stable code is the reason. */

@@ -26,7 +26,14 @@ export interface EmulatorHandle {
   settings(): Record<string, string>;
   requestLog(): readonly EmulatorLogEntry[];
   clearRequestLog(): void;
-  setFaults(faults: { down?: boolean; failRequests?: number; failStatus?: number; failOnly?: { method?: string; pathPrefix?: string } | undefined; loseAnswers?: number; delayMs?: number }): void;
+  setFaults(faults: {
+    down?: boolean;
+    failRequests?: number;
+    failStatus?: number;
+    failOnly?: { method?: string; pathPrefix?: string } | undefined;
+    loseAnswers?: number;
+    delayMs?: number;
+  }): void;
   seed: {
     contentCache(name: string, host: string): { id: string; name: string; host: string };
     userSetting(username: string, contentCacheUUID: string): void;

@@ -15,7 +15,12 @@ const noRetry = { retries: 0, minTimeoutMs: 1, maxTimeoutMs: 1 };
 describe("DTR request metrics", () => {
   let dtr: EmulatorHandle;
   beforeAll(async () => {
-    dtr = await startEmulator({ users: [{ username: "admin", password: "s3cret-pw", admin: true }, { username: "alice-the-user", password: "alice-pw" }] });
+    dtr = await startEmulator({
+      users: [
+        { username: "admin", password: "s3cret-pw", admin: true },
+        { username: "alice-the-user", password: "alice-pw" },
+      ],
+    });
   });
   afterAll(async () => {
     await dtr.stop();
@@ -56,7 +61,13 @@ describe("DTR request metrics", () => {
   it("counts every attempt of a retried call", async () => {
     const registry = new Registry();
     const metrics = registerDtrMetrics(registry);
-    const client = new DtrClient({ url: dtr.url, username: "admin", password: "s3cret-pw", retry: { retries: 2, minTimeoutMs: 1, maxTimeoutMs: 2 }, observer: metrics.observeRequest });
+    const client = new DtrClient({
+      url: dtr.url,
+      username: "admin",
+      password: "s3cret-pw",
+      retry: { retries: 2, minTimeoutMs: 1, maxTimeoutMs: 2 },
+      observer: metrics.observeRequest,
+    });
     dtr.setFaults({ failRequests: 2, failStatus: 503 });
     try {
       await client.listContentCaches(signal());

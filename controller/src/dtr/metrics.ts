@@ -17,10 +17,31 @@ export interface DtrMetrics {
 }
 
 export function registerDtrMetrics(registry: Registry, now: () => number = Date.now): DtrMetrics {
-  const requests = new Counter({ name: "dtrcache_controller_dtr_requests_total", help: "HTTP requests to DTR's API (each attempt), by method, route template and status class (none: no answer).", labelNames: ["method", "route", "status_class"], registers: [registry] });
-  const errors = new Counter({ name: "dtrcache_controller_dtr_request_errors_total", help: "Failed HTTP requests to DTR's API (each attempt), by method, route template and stable error code.", labelNames: ["method", "route", "code"], registers: [registry] });
-  const duration = new Histogram({ name: "dtrcache_controller_dtr_request_duration_seconds", help: "Time of one HTTP request to DTR's API, by method and route template.", labelNames: ["method", "route"], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] });
-  const lastSync = new Gauge({ name: "dtrcache_controller_dtr_last_sync_timestamp_seconds", help: "Unix time of the cache's last DTR pass that synced fully (registration and every listed user).", labelNames: ["cache"], registers: [registry] });
+  const requests = new Counter({
+    name: "dtrcache_controller_dtr_requests_total",
+    help: "HTTP requests to DTR's API (each attempt), by method, route template and status class (none: no answer).",
+    labelNames: ["method", "route", "status_class"],
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: "dtrcache_controller_dtr_request_errors_total",
+    help: "Failed HTTP requests to DTR's API (each attempt), by method, route template and stable error code.",
+    labelNames: ["method", "route", "code"],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "dtrcache_controller_dtr_request_duration_seconds",
+    help: "Time of one HTTP request to DTR's API, by method and route template.",
+    labelNames: ["method", "route"],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const lastSync = new Gauge({
+    name: "dtrcache_controller_dtr_last_sync_timestamp_seconds",
+    help: "Unix time of the cache's last DTR pass that synced fully (registration and every listed user).",
+    labelNames: ["cache"],
+    registers: [registry],
+  });
   return {
     observeRequest(outcome) {
       requests.inc({ method: outcome.method, route: outcome.route, status_class: statusClass(outcome.status) });

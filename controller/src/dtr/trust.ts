@@ -32,7 +32,9 @@ async function readCaFile(caFile: NonNullable<DtrSpec["trust"]["caFile"]>, optio
     try {
       return await options.readConfig(caFile.config);
     } catch (error) {
-      throw new DtrTrustError(`cannot read DTR's CA from Swarm config ${caFile.config}: ${error instanceof Error ? error.message : String(error)}`, true, { cause: error });
+      throw new DtrTrustError(`cannot read DTR's CA from Swarm config ${caFile.config}: ${error instanceof Error ? error.message : String(error)}`, true, {
+        cause: error,
+      });
     }
   }
   const file = typeof caFile === "string" ? caFile : `/run/secrets/${caFile.secret}`;
@@ -40,7 +42,11 @@ async function readCaFile(caFile: NonNullable<DtrSpec["trust"]["caFile"]>, optio
     return await readFile(file, "utf8");
   } catch (error) {
     if (typeof caFile === "string") throw new DtrTrustError(`cannot read DTR CA file ${caFile}`, false, { cause: error });
-    throw new DtrTrustError(`DTR's CA is Swarm secret ${caFile.secret}, which this controller cannot read (its service does not mount it at ${file}); mount it into the controller's service, or reference the CA as {config: NAME}`, false, { cause: error });
+    throw new DtrTrustError(
+      `DTR's CA is Swarm secret ${caFile.secret}, which this controller cannot read (its service does not mount it at ${file}); mount it into the controller's service, or reference the CA as {config: NAME}`,
+      false,
+      { cause: error },
+    );
   }
 }
 

@@ -44,7 +44,13 @@ export function recordDtrEvents(inner: DtrSync, recorder: EventRecorder): DtrSyn
       try {
         const result = await inner.apply(cache, request, signal);
         const summary = applySummary(request, result);
-        recorder.record({ cache: cache.name, type: summary.warning ? "Warning" : "Normal", source: "dtr", reason: summary.warning ? "DtrPartiallySynced" : "DtrSynced", message: summary.message });
+        recorder.record({
+          cache: cache.name,
+          type: summary.warning ? "Warning" : "Normal",
+          source: "dtr",
+          reason: summary.warning ? "DtrPartiallySynced" : "DtrSynced",
+          message: summary.message,
+        });
         return result;
       } catch (error) {
         failed(cache.name, "DtrSyncFailed", error);
@@ -55,7 +61,13 @@ export function recordDtrEvents(inner: DtrSync, recorder: EventRecorder): DtrSyn
       try {
         const result = await inner.remove(removal, signal);
         const foreign = result.foreign.length > 0 ? `; ${result.foreign.length} registration(s) of this name not ours (left alone)` : "";
-        recorder.record({ cache: removal.cacheName, type: "Normal", source: "dtr", reason: "DtrRemoved", message: `registrations ${removal.owned.join(", ") || "(none recorded)"} deleted; ${removal.users.length} recorded user(s) reset where they pointed here${foreign}` });
+        recorder.record({
+          cache: removal.cacheName,
+          type: "Normal",
+          source: "dtr",
+          reason: "DtrRemoved",
+          message: `registrations ${removal.owned.join(", ") || "(none recorded)"} deleted; ${removal.users.length} recorded user(s) reset where they pointed here${foreign}`,
+        });
         return result;
       } catch (error) {
         failed(removal.cacheName, "DtrRemoveFailed", error);

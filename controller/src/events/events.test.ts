@@ -39,16 +39,31 @@ function setup(dtrSync: DtrSync, wrap: (api: SwarmApi) => SwarmApi = (api) => ap
   const fake = new FakeSwarm(["node-1"]);
   const recorder = new EventRecorder();
   const source = staticSpecSource(load(runbookText()));
-  let status: () => ReturnType<ReturnType<typeof createController>["status"]> = () => ({ controllerId: "", engine: { reachable: true, manager: true }, spec: { path: "", loaded: false, files: [], errors: [] }, caches: [] });
+  let status: () => ReturnType<ReturnType<typeof createController>["status"]> = () => ({
+    controllerId: "",
+    engine: { reachable: true, manager: true },
+    spec: { path: "", loaded: false, files: [], errors: [] },
+    caches: [],
+  });
   const observe = reconcileEventObserver(recorder, () => status());
-  const controller = createController({ docker: recordSwarmEvents(wrap(fake), recorder), specSource: source, dtrSync: recordDtrEvents(dtrSync, recorder), logger: memoryLogger(), id: "test", settleMs: 0, allowEmpty: true, onReconcile: observe });
+  const controller = createController({
+    docker: recordSwarmEvents(wrap(fake), recorder),
+    specSource: source,
+    dtrSync: recordDtrEvents(dtrSync, recorder),
+    logger: memoryLogger(),
+    id: "test",
+    settleMs: 0,
+    allowEmpty: true,
+    onReconcile: observe,
+  });
   status = () => controller.status();
   return { fake, recorder, source, controller };
 }
 
 describe("events of a controller", () => {
   const okDtr: DtrSync = {
-    apply: (cache) => Promise.resolve({ registrationId: "id-1", host: "cache.example", users: cache.spec.users.map((username) => ({ username, state: "assigned" as const })) }),
+    apply: (cache) =>
+      Promise.resolve({ registrationId: "id-1", host: "cache.example", users: cache.spec.users.map((username) => ({ username, state: "assigned" as const })) }),
     remove: () => Promise.resolve({ foreign: [] }),
   };
 
@@ -68,16 +83,28 @@ describe("events of a controller", () => {
     source.set(load(runbookText().split("---")[0] ?? ""));
     await controller.reconcileOnce();
     const after = recorder.list("region-asia").map((e) => `${e.reason} ${e.message}`);
-    expect(after).toEqual(expect.arrayContaining([expect.stringMatching(/^ServiceRemoved removed service region-asia/), expect.stringMatching(/^SecretRemoved removed secret region-asia-key-/), expect.stringMatching(/^DtrRemoved /), expect.stringMatching(/^TornDown /)]));
+    expect(after).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^ServiceRemoved removed service region-asia/),
+        expect.stringMatching(/^SecretRemoved removed secret region-asia-key-/),
+        expect.stringMatching(/^DtrRemoved /),
+        expect.stringMatching(/^TornDown /),
+      ]),
+    );
   });
 
   it("records a failed write, a failed DTR pass and a failed reconcile as warnings with stable codes, never a password", async () => {
-    const failingDtr: DtrSync = { apply: () => Promise.reject(new DtrError("DTR_UNAUTHENTICATED", "POST /api/v0/content_caches: 401 UNAUTHORIZED", false, 401)), remove: () => Promise.resolve({ foreign: [] }) };
+    const failingDtr: DtrSync = {
+      apply: () => Promise.reject(new DtrError("DTR_UNAUTHENTICATED", "POST /api/v0/content_caches: 401 UNAUTHORIZED", false, 401)),
+      remove: () => Promise.resolve({ foreign: [] }),
+    };
     const { recorder, controller } = setup(failingDtr);
     await controller.reconcileOnce();
     await controller.reconcileOnce();
     const warnings = recorder.list("region-asia").filter((e) => e.type === "Warning");
-    expect(warnings.map((e) => `${e.reason} ${e.message}`)).toEqual(expect.arrayContaining([expect.stringMatching(/^DtrSyncFailed DTR_UNAUTHENTICATED: /), expect.stringMatching(/^DTR_UNAUTHENTICATED DtrSynced=False/)]));
+    expect(warnings.map((e) => `${e.reason} ${e.message}`)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^DtrSyncFailed DTR_UNAUTHENTICATED: /), expect.stringMatching(/^DTR_UNAUTHENTICATED DtrSynced=False/)]),
+    );
 
     const second = setup(okDtr, (api) => {
       const faulty = faultySwarmApi(api);
@@ -85,8 +112,16 @@ describe("events of a controller", () => {
       return faulty;
     });
     await second.controller.reconcileOnce();
-    const failed = second.recorder.list("region-asia").filter((e) => e.type === "Warning").map((e) => `${e.reason} ${e.message}`);
-    expect(failed).toEqual(expect.arrayContaining([expect.stringMatching(/^ServiceCreateFailed create service region-asia \(image .*\) failed: INVALID: /), expect.stringMatching(/^ReconcileFailed apply failed: /)]));
+    const failed = second.recorder
+      .list("region-asia")
+      .filter((e) => e.type === "Warning")
+      .map((e) => `${e.reason} ${e.message}`);
+    expect(failed).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^ServiceCreateFailed create service region-asia \(image .*\) failed: INVALID: /),
+        expect.stringMatching(/^ReconcileFailed apply failed: /),
+      ]),
+    );
     const all = JSON.stringify([...recorder.list(undefined), ...second.recorder.list(undefined)]);
     expect(all).not.toMatch(/BEGIN [A-Z ]*PRIVATE KEY|hunter2|DTR_ADMIN_PASSWORD=/);
   });

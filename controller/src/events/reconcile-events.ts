@@ -20,9 +20,21 @@ export function reconcileEventObserver(recorder: EventRecorder, status: () => Co
     const cache = status().caches.find((c) => c.name === event.cache);
     if (event.outcome === "error") {
       const detail = cache?.lastReconcile?.error;
-      recorder.record({ cache: event.cache, type: "Warning", source: "reconcile", reason: "ReconcileFailed", message: `${event.mode} failed: ${event.errorCode ?? "UNKNOWN"}${detail !== undefined ? `: ${detail}` : ""}` });
+      recorder.record({
+        cache: event.cache,
+        type: "Warning",
+        source: "reconcile",
+        reason: "ReconcileFailed",
+        message: `${event.mode} failed: ${event.errorCode ?? "UNKNOWN"}${detail !== undefined ? `: ${detail}` : ""}`,
+      });
     } else if (event.mode === "teardown") {
-      recorder.record({ cache: event.cache, type: "Normal", source: "reconcile", reason: "TornDown", message: "left the spec: service, configs, secrets and DTR side removed" });
+      recorder.record({
+        cache: event.cache,
+        type: "Normal",
+        source: "reconcile",
+        reason: "TornDown",
+        message: "left the spec: service, configs, secrets and DTR side removed",
+      });
       for (const key of [...seen.keys()]) if (key.startsWith(`${event.cache}\n`)) seen.delete(key);
     }
     for (const condition of cache?.conditions ?? []) {
@@ -30,7 +42,13 @@ export function reconcileEventObserver(recorder: EventRecorder, status: () => Co
       const now = `${condition.status}/${condition.reason}`;
       if (seen.get(key) === now) continue;
       seen.set(key, now);
-      recorder.record({ cache: event.cache, type: isWarning(condition.type, condition.status) ? "Warning" : "Normal", source: "reconcile", reason: condition.reason, message: `${condition.type}=${condition.status}${condition.message ? `: ${condition.message}` : ""}` });
+      recorder.record({
+        cache: event.cache,
+        type: isWarning(condition.type, condition.status) ? "Warning" : "Normal",
+        source: "reconcile",
+        reason: condition.reason,
+        message: `${condition.type}=${condition.status}${condition.message ? `: ${condition.message}` : ""}`,
+      });
     }
   };
 }

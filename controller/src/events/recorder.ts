@@ -115,7 +115,10 @@ export class EventRecorder {
    * concern it, merged in by time), or of everything when `cache` is undefined.
    */
   list(cache?: string, limit = this.perCache): ControllerEvent[] {
-    const picked = cache === undefined ? [...this.rings.values()].flat() : [...(this.rings.get(cache) ?? []), ...(cache === CONTROLLER_WIDE ? [] : (this.rings.get(CONTROLLER_WIDE) ?? []))];
+    const picked =
+      cache === undefined
+        ? [...this.rings.values()].flat()
+        : [...(this.rings.get(cache) ?? []), ...(cache === CONTROLLER_WIDE ? [] : (this.rings.get(CONTROLLER_WIDE) ?? []))];
     const sorted = picked.sort((a, b) => (a.lastTime < b.lastTime ? -1 : a.lastTime > b.lastTime ? 1 : 0));
     return limit <= 0 ? [] : sorted.slice(-limit);
   }

@@ -40,7 +40,14 @@ export function recordSwarmEvents(inner: SwarmApi, recorder: EventRecorder): Swa
     if (write === undefined || described === undefined) return;
     const scope = described.cache !== undefined ? { cache: described.cache } : {};
     if (outcome.ok) recorder.record({ ...scope, type: "Normal", source: "swarm", reason: write.done, message: `${write.past} ${described.what}` });
-    else recorder.record({ ...scope, type: "Warning", source: "swarm", reason: write.failed, message: `${write.verb} ${described.what} failed: ${errorText(outcome.error)}` });
+    else
+      recorder.record({
+        ...scope,
+        type: "Warning",
+        source: "swarm",
+        reason: write.failed,
+        message: `${write.verb} ${described.what} failed: ${errorText(outcome.error)}`,
+      });
   };
   return interceptSwarmApi(inner, () => undefined, observe);
 }

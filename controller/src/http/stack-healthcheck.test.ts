@@ -65,7 +65,11 @@ describe("controller stack healthcheck", () => {
     const service = controllerService();
     const test = service.healthcheck?.test ?? [];
     const port = listenPort(service.command);
-    const handler = createStatusHandler({ provider: { snapshot: () => ({ caches: [] }), readiness: () => Promise.resolve({}) }, metrics: new Registry(), bearerToken: "t0ken" });
+    const handler = createStatusHandler({
+      provider: { snapshot: () => ({ caches: [] }), readiness: () => Promise.resolve({}) },
+      metrics: new Registry(),
+      bearerToken: "t0ken",
+    });
     const healthy = await listen(handler);
     expect(await runHealthcheck(test, port, healthy)).toBe(0);
     const failing = await listen((_req, res) => {

@@ -29,10 +29,20 @@ async function start(p: StatusProvider<FakeCache>, bearerToken?: string): Promis
 
 describe("status endpoint", () => {
   it("serves every cache and one cache by name", async () => {
-    const url = await start(provider([{ name: "region-asia", ready: true }, { name: "region-eu", ready: false }]));
+    const url = await start(
+      provider([
+        { name: "region-asia", ready: true },
+        { name: "region-eu", ready: false },
+      ]),
+    );
     const all = await fetch(`${url}/status`);
     expect(all.status).toBe(200);
-    expect(await all.json()).toEqual({ caches: [{ name: "region-asia", ready: true }, { name: "region-eu", ready: false }] });
+    expect(await all.json()).toEqual({
+      caches: [
+        { name: "region-asia", ready: true },
+        { name: "region-eu", ready: false },
+      ],
+    });
     const one = await fetch(`${url}/status/region-eu`);
     expect(await one.json()).toEqual({ name: "region-eu", ready: false });
     expect((await fetch(`${url}/status/nope`)).status).toBe(404);

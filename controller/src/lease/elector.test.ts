@@ -70,7 +70,12 @@ describe("LeaderElector", () => {
     await a.acquire();
     const record = await readLease(swarm, "o");
     if (!record) throw new Error("no record");
-    await swarm.updateConfigLabels(record.configId, { index: record.version }, "dtrcache-lease-o", { "io.dtrcache.lease": "v1", "io.dtrcache.lease.owner": "o", "io.dtrcache.lease.holder": "intruder", "io.dtrcache.lease.seq": "99" });
+    await swarm.updateConfigLabels(record.configId, { index: record.version }, "dtrcache-lease-o", {
+      "io.dtrcache.lease": "v1",
+      "io.dtrcache.lease.owner": "o",
+      "io.dtrcache.lease.holder": "intruder",
+      "io.dtrcache.lease.seq": "99",
+    });
     const reason = await new Promise<string>((resolve) => a.keepRenewing(resolve));
     expect(reason).toMatch(/taken by intruder/);
     expect(a.status().role).toBe("stopped");

@@ -106,7 +106,11 @@ export class LeaderElector {
     this.record = record;
     if (!record) {
       try {
-        await this.swarm.createConfig({ name: leaseConfigName(this.owner), labels: recordLabels(this.owner, this.fields(now, 1, now.toISOString())), data: Buffer.from(`dtrcache lease for owner id ${this.owner}\n`) });
+        await this.swarm.createConfig({
+          name: leaseConfigName(this.owner),
+          labels: recordLabels(this.owner, this.fields(now, 1, now.toISOString())),
+          data: Buffer.from(`dtrcache lease for owner id ${this.owner}\n`),
+        });
         return this.became("leader", now);
       } catch (error) {
         if (isSwarmError(error, "NAME_TAKEN")) return this.became("standby", now);
@@ -121,7 +125,12 @@ export class LeaderElector {
     if (!mine && !free && !expired) return this.became("standby", now);
     try {
       const acquiredAt = mine ? record.acquiredAt : now.toISOString();
-      await this.swarm.updateConfigLabels(record.configId, { index: record.version }, leaseConfigName(this.owner), recordLabels(this.owner, this.fields(now, record.seq + 1, acquiredAt)));
+      await this.swarm.updateConfigLabels(
+        record.configId,
+        { index: record.version },
+        leaseConfigName(this.owner),
+        recordLabels(this.owner, this.fields(now, record.seq + 1, acquiredAt)),
+      );
       return this.became("leader", now);
     } catch (error) {
       // Someone else wrote first: they renewed (still alive) or took it; either way not ours.
@@ -138,7 +147,13 @@ export class LeaderElector {
     if (role === "leader") this.lastRenew = now.getTime();
     const holder = role === "leader" ? this.identity : (this.record?.holder ?? "");
     if (this.state.role !== role || this.state.holder !== holder) {
-      this.state = { role, identity: this.identity, holder, since: now.toISOString(), ...(role === "standby" ? { message: holder ? `standby: lease held by ${holder}` : "standby: lease being taken by another candidate" } : {}) };
+      this.state = {
+        role,
+        identity: this.identity,
+        holder,
+        since: now.toISOString(),
+        ...(role === "standby" ? { message: holder ? `standby: lease held by ${holder}` : "standby: lease being taken by another candidate" } : {}),
+      };
       if (role === "leader") this.logger.info({ identity: this.identity, owner: this.owner }, "lease acquired: this controller is the leader");
       else this.logger.info({ identity: this.identity, holder, owner: this.owner }, "standby: another controller holds the lease; waiting");
     }
@@ -170,12 +185,19 @@ export class LeaderElector {
       try {
         if ((await this.tryAcquireOrRenew()) !== "leader") reason = `the lease was taken by ${this.record?.holder || "another candidate"}`;
       } catch (error) {
-        if (this.now().getTime() - this.lastRenew >= this.durationMs) reason = `could not renew the lease for ${this.durationMs} ms (${error instanceof Error ? error.message : String(error)})`;
+        if (this.now().getTime() - this.lastRenew >= this.durationMs)
+          reason = `could not renew the lease for ${this.durationMs} ms (${error instanceof Error ? error.message : String(error)})`;
       }
       if (this.stopped) return;
       if (reason !== undefined) {
         this.stopped = true;
-        this.state = { role: "stopped", identity: this.identity, holder: this.record?.holder ?? "", since: this.now().toISOString(), message: `lease lost: ${reason}` };
+        this.state = {
+          role: "stopped",
+          identity: this.identity,
+          holder: this.record?.holder ?? "",
+          since: this.now().toISOString(),
+          message: `lease lost: ${reason}`,
+        };
         this.logger.error({ identity: this.identity, reason }, "lease lost: stopping all writes");
         onLost(reason);
         return;
@@ -194,7 +216,12 @@ export class LeaderElector {
     try {
       const record = await readLease(this.swarm, this.owner);
       if (record && record.holder === this.identity) {
-        await this.swarm.updateConfigLabels(record.configId, { index: record.version }, leaseConfigName(this.owner), recordLabels(this.owner, { holder: "", renewedAt: this.now().toISOString(), acquiredAt: "", durationMs: this.durationMs, seq: record.seq + 1 }));
+        await this.swarm.updateConfigLabels(
+          record.configId,
+          { index: record.version },
+          leaseConfigName(this.owner),
+          recordLabels(this.owner, { holder: "", renewedAt: this.now().toISOString(), acquiredAt: "", durationMs: this.durationMs, seq: record.seq + 1 }),
+        );
       }
     } catch (error) {
       this.logger.warn({ error: error instanceof Error ? error.message : String(error) }, "lease: release failed; it expires on its own");

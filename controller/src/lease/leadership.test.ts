@@ -47,7 +47,12 @@ async function takeLease(fake: FakeSwarm, owner: string, clock: FakeClock): Prom
   const record = await readLease(fake, owner);
   if (!record) throw new Error("no lease record");
   const now = clock.now().toISOString();
-  await fake.updateConfigLabels(record.configId, { index: record.version }, leaseConfigName(owner), recordLabels(owner, { holder: "b", renewedAt: now, acquiredAt: now, durationMs: record.durationMs, seq: record.seq + 1 }));
+  await fake.updateConfigLabels(
+    record.configId,
+    { index: record.version },
+    leaseConfigName(owner),
+    recordLabels(owner, { holder: "b", renewedAt: now, acquiredAt: now, durationMs: record.durationMs, seq: record.seq + 1 }),
+  );
 }
 
 describe("losing the lease while a reconcile is in flight", () => {
@@ -58,7 +63,15 @@ describe("losing the lease while a reconcile is in flight", () => {
     const recorded = recordSwarmApi(engine.api);
     const logger = memoryLogger();
     // The default 10 s grace: the loss must not use it.
-    const controller = createController({ docker: recorded, specSource: staticSpecSource(load(runbookText())), logger, id: "test", settleMs: 0, resyncIntervalMs: 3_600_000, clock });
+    const controller = createController({
+      docker: recorded,
+      specSource: staticSpecSource(load(runbookText())),
+      logger,
+      id: "test",
+      settleMs: 0,
+      resyncIntervalMs: 3_600_000,
+      clock,
+    });
     const elector = new LeaderElector({ swarm: fake, owner: "test", identity: "a", clock, renewMs: 2_000, durationMs: 10_000, logger });
     const lost: string[] = [];
     followLease({ elector, controller, lead: () => controller.start(), onLost: (reason) => lost.push(reason), signal: new AbortController().signal });
@@ -89,7 +102,14 @@ describe("stop({ graceMs: 0 })", () => {
     const fake = new FakeSwarm(["node-1"]);
     const engine = gated(fake);
     const recorded = recordSwarmApi(engine.api);
-    const controller = createController({ docker: recorded, specSource: staticSpecSource(load(runbookText())), id: "test", settleMs: 0, resyncIntervalMs: 3_600_000, clock });
+    const controller = createController({
+      docker: recorded,
+      specSource: staticSpecSource(load(runbookText())),
+      id: "test",
+      settleMs: 0,
+      resyncIntervalMs: 3_600_000,
+      clock,
+    });
     await controller.start();
     await expect.poll(() => engine.gate.hit, { timeout: 5_000, interval: 5 }).toBe(true);
     const stopping = controller.stop({ graceMs: 0 });
@@ -112,7 +132,17 @@ describe("stop({ graceMs: 0 })", () => {
       },
       remove: () => Promise.resolve({ foreign: [] }),
     };
-    const controller = createController({ docker: fake, specSource: staticSpecSource(load(runbookText())), dtrSync, id: "test", settleMs: 0, rolloutPollMs: 1_000, resyncIntervalMs: 3_600_000, dtrCheckMs: 0, clock });
+    const controller = createController({
+      docker: fake,
+      specSource: staticSpecSource(load(runbookText())),
+      dtrSync,
+      id: "test",
+      settleMs: 0,
+      rolloutPollMs: 1_000,
+      resyncIntervalMs: 3_600_000,
+      dtrCheckMs: 0,
+      clock,
+    });
     await controller.start();
     // The first pass creates the service; the poll a second later finds it Ready and calls DTR.
     for (let i = 0; i < 50 && signals.length === 0; i += 1) {

@@ -72,7 +72,14 @@ export function keepRolloutHash(spec: ServiceSpec, actual: ServiceSpec | undefin
   return { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: kept } } };
 }
 
-export async function applyPlan(swarm: SwarmApi, owner: string, plan: Plan, desired: DesiredCache | undefined, actual: ActualCache, logger: Logger): Promise<ApplyOutcome[]> {
+export async function applyPlan(
+  swarm: SwarmApi,
+  owner: string,
+  plan: Plan,
+  desired: DesiredCache | undefined,
+  actual: ActualCache,
+  logger: Logger,
+): Promise<ApplyOutcome[]> {
   const ids = new Map<string, string>();
   for (const o of [...actual.configs, ...actual.secrets]) ids.set(o.name, o.id);
   const outcomes: ApplyOutcome[] = [];
@@ -99,7 +106,10 @@ export async function applyPlan(swarm: SwarmApi, owner: string, plan: Plan, desi
         } catch (error) {
           // Same name = same content hash: an earlier run (maybe killed mid-way) created it.
           if (!isSwarmError(error, "NAME_TAKEN")) throw error;
-          const found = blob.kind === "config" ? await swarm.listConfigs({ labels: [`io.dtrcache.hash=${blob.hash}`] }) : await swarm.listSecrets({ labels: [`io.dtrcache.hash=${blob.hash}`] });
+          const found =
+            blob.kind === "config"
+              ? await swarm.listConfigs({ labels: [`io.dtrcache.hash=${blob.hash}`] })
+              : await swarm.listSecrets({ labels: [`io.dtrcache.hash=${blob.hash}`] });
           const match = found.find((o) => o.name === blob.name);
           if (!match) throw error;
           ids.set(blob.name, match.id);
@@ -114,7 +124,11 @@ export async function applyPlan(swarm: SwarmApi, owner: string, plan: Plan, desi
         break;
       case "update-service":
         if (!desired) throw new Error("internal: update-service without a desired state");
-        await swarm.updateService(action.serviceId, action.version, keepRolloutHash(resolveReferences(desired.service, ids), actual.service?.spec, action.diffs));
+        await swarm.updateService(
+          action.serviceId,
+          action.version,
+          keepRolloutHash(resolveReferences(desired.service, ids), actual.service?.spec, action.diffs),
+        );
         done(action, "done", action.diffs.map((d) => d.path).join(", "));
         break;
       case "remove-service":

@@ -27,9 +27,13 @@ export function runningTasks(tasks: readonly SwarmTask[]): number {
 /** A reason to call the service stuck, in Swarm's words, or undefined. */
 export function taskTrouble(tasks: readonly SwarmTask[], replicas: number): { reason: string; message: string } | undefined {
   if (runningTasks(tasks) >= replicas) return undefined;
-  const pending = tasks.find((t) => t.desiredState === "running" && WAITING.has(t.state) && /no suitable node|insufficient resources/i.test(`${t.error ?? ""} ${t.message}`));
+  const pending = tasks.find(
+    (t) => t.desiredState === "running" && WAITING.has(t.state) && /no suitable node|insufficient resources/i.test(`${t.error ?? ""} ${t.message}`),
+  );
   if (pending) return { reason: "NoSuitableNode", message: pending.error || pending.message };
-  const failed = [...tasks].filter((t) => (t.state === "failed" || t.state === "rejected") && (t.error || t.message)).sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : -1))[0];
+  const failed = [...tasks]
+    .filter((t) => (t.state === "failed" || t.state === "rejected") && (t.error || t.message))
+    .sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : -1))[0];
   if (failed) return { reason: "TaskFailed", message: failed.error || failed.message };
   return undefined;
 }
@@ -38,7 +42,9 @@ export function taskTrouble(tasks: readonly SwarmTask[], replicas: number): { re
 function lastFailureOfSpec(service: SwarmService | undefined, tasks: readonly SwarmTask[]): string | undefined {
   const hash = service?.spec.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH];
   if (hash === undefined) return undefined;
-  const failed = tasks.filter((t) => t.state === "failed" && t.containerLabels?.[ROLLOUT_HASH] === hash).sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : -1))[0];
+  const failed = tasks
+    .filter((t) => t.state === "failed" && t.containerLabels?.[ROLLOUT_HASH] === hash)
+    .sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : -1))[0];
   return failed ? failed.error || failed.message : undefined;
 }
 
@@ -48,7 +54,8 @@ function rolloutMessage(input: ConditionInput, running: number): string {
   const failure = lastFailureOfSpec(input.service, input.tasks);
   const failed = failure ? ` (a task of this spec failed: ${failure})` : "";
   if (input.rollout === "updating") return `${base}, Swarm's update in progress${failed}`;
-  if (input.rollout === "converged" && running >= input.replicas && input.settle.settled < input.replicas) return `${base}, waiting ${Math.ceil(input.settle.waitMs / 1000)}s to settle${failed}`;
+  if (input.rollout === "converged" && running >= input.replicas && input.settle.settled < input.replicas)
+    return `${base}, waiting ${Math.ceil(input.settle.waitMs / 1000)}s to settle${failed}`;
   return `${base}${failed}`;
 }
 
@@ -70,17 +77,29 @@ export function computeConditions(previous: readonly Condition[], input: Conditi
   const progressing = input.wroteService || input.rollout === "updating" || input.rollout === "starting" || input.rollout === "absent" || settling;
   const ready = !input.wroteService && input.rollout === "converged" && running >= input.replicas && !settling;
   const progressReason = input.wroteService ? "RolloutStarted" : settling ? "Settling" : "RolloutInProgress";
-  const notReady = degraded ? { reason: degraded.reason, message: `${running}/${input.replicas} tasks running` } : progressing ? { reason: "RollingOut", message: rolloutMessage(input, running) } : { reason: "NotReady", message: `${running}/${input.replicas} tasks running` };
+  const notReady = degraded
+    ? { reason: degraded.reason, message: `${running}/${input.replicas} tasks running` }
+    : progressing
+      ? { reason: "RollingOut", message: rolloutMessage(input, running) }
+      : { reason: "NotReady", message: `${running}/${input.replicas} tasks running` };
 
-  conditions = setCondition(conditions, degraded ? { type: "Degraded", status: "True", ...degraded } : { type: "Degraded", status: "False", reason: "AsExpected", message: "" }, now);
   conditions = setCondition(
     conditions,
-    progressing ? { type: "Progressing", status: "True", reason: progressReason, message: rolloutMessage(input, running) } : { type: "Progressing", status: "False", reason: "RolloutComplete", message: "" },
+    degraded ? { type: "Degraded", status: "True", ...degraded } : { type: "Degraded", status: "False", reason: "AsExpected", message: "" },
     now,
   );
   conditions = setCondition(
     conditions,
-    ready ? { type: "Ready", status: "True", reason: "TasksRunning", message: `${running}/${input.replicas} tasks running` } : { type: "Ready", status: "False", ...notReady },
+    progressing
+      ? { type: "Progressing", status: "True", reason: progressReason, message: rolloutMessage(input, running) }
+      : { type: "Progressing", status: "False", reason: "RolloutComplete", message: "" },
+    now,
+  );
+  conditions = setCondition(
+    conditions,
+    ready
+      ? { type: "Ready", status: "True", reason: "TasksRunning", message: `${running}/${input.replicas} tasks running` }
+      : { type: "Ready", status: "False", ...notReady },
     now,
   );
   return conditions;

@@ -65,7 +65,14 @@ export type TlsMaterial =
    */
   | { readonly kind: "referenced"; readonly mounts: readonly ExternalMount[]; readonly certPem?: string; readonly keyPem?: string }
   /** Generated earlier and still present in Swarm: reused by name (secrets cannot be read back). */
-  | { readonly kind: "reused"; readonly host: string; readonly pair: string; readonly certPem: string; readonly cert: ExistingBlob; readonly key: ExistingBlob };
+  | {
+      readonly kind: "reused";
+      readonly host: string;
+      readonly pair: string;
+      readonly certPem: string;
+      readonly cert: ExistingBlob;
+      readonly key: ExistingBlob;
+    };
 
 export interface ExistingBlob {
   readonly name: string;
@@ -122,9 +129,25 @@ function splitLabel(text: string): [string, string] {
   return [text.slice(0, at), text.slice(at + 1)];
 }
 
-function blob(owner: string, cache: string, kind: "config" | "secret", purpose: BlobPurpose, target: string, data: Buffer, extra: Record<string, string> = {}): DesiredBlob {
+function blob(
+  owner: string,
+  cache: string,
+  kind: "config" | "secret",
+  purpose: BlobPurpose,
+  target: string,
+  data: Buffer,
+  extra: Record<string, string> = {},
+): DesiredBlob {
   const hash = sha256(data);
-  return { kind, purpose, name: blobName(cache, purpose, hash), hash, target, data, labels: { [OWNER]: owner, [CACHE]: cache, [PURPOSE]: purpose, [HASH]: hash, ...extra } };
+  return {
+    kind,
+    purpose,
+    name: blobName(cache, purpose, hash),
+    hash,
+    target,
+    data,
+    labels: { [OWNER]: owner, [CACHE]: cache, [PURPOSE]: purpose, [HASH]: hash, ...extra },
+  };
 }
 
 function fileTarget(name: string): { Name: string; UID: string; GID: string; Mode: number } {
@@ -143,13 +166,29 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
     if (tls.keyPem !== undefined) blobs.push(blob(owner, name, "secret", "key", paths.cacheKey, Buffer.from(tls.keyPem)));
   } else if (tls.kind === "generated") {
     const pub = { [TLS_HOST]: tls.host, [TLS_PAIR]: tls.pair };
-    blobs.push(blob(owner, name, "secret", "cert", paths.cacheCert, Buffer.from(tls.certPem), { ...pub, [PUBLIC_CERT]: Buffer.from(tls.certPem).toString("base64") }));
+    blobs.push(
+      blob(owner, name, "secret", "cert", paths.cacheCert, Buffer.from(tls.certPem), { ...pub, [PUBLIC_CERT]: Buffer.from(tls.certPem).toString("base64") }),
+    );
     blobs.push(blob(owner, name, "secret", "key", paths.cacheKey, Buffer.from(tls.keyPem), pub));
   } else if (tls.kind === "reused") {
     const pub = { [TLS_HOST]: tls.host, [TLS_PAIR]: tls.pair };
     const base = { kind: "secret" as const };
-    blobs.push({ ...base, purpose: "cert", name: tls.cert.name, hash: tls.cert.hash, target: paths.cacheCert, labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "cert", [HASH]: tls.cert.hash, ...pub, [PUBLIC_CERT]: Buffer.from(tls.certPem).toString("base64") } });
-    blobs.push({ ...base, purpose: "key", name: tls.key.name, hash: tls.key.hash, target: paths.cacheKey, labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "key", [HASH]: tls.key.hash, ...pub } });
+    blobs.push({
+      ...base,
+      purpose: "cert",
+      name: tls.cert.name,
+      hash: tls.cert.hash,
+      target: paths.cacheCert,
+      labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "cert", [HASH]: tls.cert.hash, ...pub, [PUBLIC_CERT]: Buffer.from(tls.certPem).toString("base64") },
+    });
+    blobs.push({
+      ...base,
+      purpose: "key",
+      name: tls.key.name,
+      hash: tls.key.hash,
+      target: paths.cacheKey,
+      labels: { [OWNER]: owner, [CACHE]: name, [PURPOSE]: "key", [HASH]: tls.key.hash, ...pub },
+    });
   }
   if (materials.caBundle !== undefined) blobs.push(blob(owner, name, "secret", "ca", paths.caBundle, Buffer.from(materials.caBundle)));
 
@@ -169,7 +208,11 @@ export function buildDesired(owner: string, cache: ResolvedCache, materials: Cac
     ...external.filter((m) => m.kind === "secret").map((m) => ({ File: fileTarget(m.target), SecretID: m.id, SecretName: m.name })),
   ];
   const storage = cache.spec.storage;
-  const mounts: ServiceMount[] = storage.volume ? [{ Type: "volume", Source: storage.volume, Target: storage.path }] : storage.bind ? [{ Type: "bind", Source: storage.bind, Target: storage.path }] : [];
+  const mounts: ServiceMount[] = storage.volume
+    ? [{ Type: "volume", Source: storage.volume, Target: storage.path }]
+    : storage.bind
+      ? [{ Type: "bind", Source: storage.bind, Target: storage.path }]
+      : [];
   const users = [...cache.spec.users].sort();
 
   const unhashed: ServiceSpec = {
@@ -230,5 +273,8 @@ export function rolloutHash(spec: ServiceSpec): string {
 /** The spec with its ROLLOUT_HASH label set in ContainerSpec.Labels (never in the service's Labels). */
 export function withRolloutHash(spec: ServiceSpec): ServiceSpec {
   const container = spec.TaskTemplate.ContainerSpec;
-  return { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...container, Labels: { ...(container.Labels ?? {}), [ROLLOUT_HASH]: rolloutHash(spec) } } } };
+  return {
+    ...spec,
+    TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...container, Labels: { ...(container.Labels ?? {}), [ROLLOUT_HASH]: rolloutHash(spec) } } },
+  };
 }

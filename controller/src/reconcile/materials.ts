@@ -45,7 +45,10 @@ function sourcesOf(deps: MaterialDeps): PemSources {
 async function readMaterial(deps: MaterialDeps, source: PemSource, field: string, why: string): Promise<string> {
   const read = await sourcesOf(deps).read(source, field);
   if (read.readable) return read.pem;
-  throw new ControllerError("MATERIAL_UNREADABLE", `${field}: ${describeSource(source)} cannot be read by the controller (${why}); reference the certificate as {config: NAME} or a file`);
+  throw new ControllerError(
+    "MATERIAL_UNREADABLE",
+    `${field}: ${describeSource(source)} cannot be read by the controller (${why}); reference the certificate as {config: NAME} or a file`,
+  );
 }
 
 async function httpSecretFor(deps: MaterialDeps, actual: ActualCache): Promise<string> {
@@ -69,12 +72,22 @@ async function httpSecretFor(deps: MaterialDeps, actual: ActualCache): Promise<s
 }
 
 /** A generated pair still present in Swarm, preferring the one the service mounts. */
-function findGeneratedPair(secrets: readonly SwarmSecret[], host: string, mounted: ReadonlySet<string>): { cert: SwarmSecret; key: SwarmSecret; pair: string } | undefined {
+function findGeneratedPair(
+  secrets: readonly SwarmSecret[],
+  host: string,
+  mounted: ReadonlySet<string>,
+): { cert: SwarmSecret; key: SwarmSecret; pair: string } | undefined {
   const certs = secrets.filter((s) => s.labels[PURPOSE] === "cert" && s.labels[TLS_HOST] === host && s.labels[PUBLIC_CERT] && s.labels[TLS_PAIR]);
   const pairs = certs
-    .map((cert) => ({ cert, key: secrets.find((s) => s.labels[PURPOSE] === "key" && s.labels[TLS_PAIR] === cert.labels[TLS_PAIR]), pair: cert.labels[TLS_PAIR] ?? "" }))
+    .map((cert) => ({
+      cert,
+      key: secrets.find((s) => s.labels[PURPOSE] === "key" && s.labels[TLS_PAIR] === cert.labels[TLS_PAIR]),
+      pair: cert.labels[TLS_PAIR] ?? "",
+    }))
     .filter((p): p is { cert: SwarmSecret; key: SwarmSecret; pair: string } => p.key !== undefined)
-    .sort((a, b) => (mounted.has(a.cert.name) === mounted.has(b.cert.name) ? (a.cert.createdAt < b.cert.createdAt ? 1 : -1) : mounted.has(a.cert.name) ? -1 : 1));
+    .sort((a, b) =>
+      mounted.has(a.cert.name) === mounted.has(b.cert.name) ? (a.cert.createdAt < b.cert.createdAt ? 1 : -1) : mounted.has(a.cert.name) ? -1 : 1,
+    );
   return pairs[0];
 }
 
@@ -83,7 +96,11 @@ async function tlsFor(deps: MaterialDeps, cache: ResolvedCache, actual: ActualCa
   if ("disabled" in tls) return { kind: "none" };
   if ("certFile" in tls) {
     if (typeof tls.certFile === "string" && typeof tls.keyFile === "string") {
-      return { kind: "files", certPem: await readMaterial(deps, tls.certFile, "spec.tls.certFile", ""), keyPem: await readMaterial(deps, tls.keyFile, "spec.tls.keyFile", "") };
+      return {
+        kind: "files",
+        certPem: await readMaterial(deps, tls.certFile, "spec.tls.certFile", ""),
+        keyPem: await readMaterial(deps, tls.keyFile, "spec.tls.keyFile", ""),
+      };
     }
     // Swarm references are mounted as they are (a secret cannot be read, and copying a config
     // would only duplicate it); a file half still becomes our own secret.
@@ -94,14 +111,26 @@ async function tlsFor(deps: MaterialDeps, cache: ResolvedCache, actual: ActualCa
     };
     const cert = await half(tls.certFile, CONTAINER_PATHS.cacheCert, "spec.tls.certFile");
     const key = await half(tls.keyFile, CONTAINER_PATHS.cacheKey, "spec.tls.keyFile");
-    return { kind: "referenced", mounts: [cert.mount, key.mount].filter((m) => m !== undefined), ...(cert.pem !== undefined ? { certPem: cert.pem } : {}), ...(key.pem !== undefined ? { keyPem: key.pem } : {}) };
+    return {
+      kind: "referenced",
+      mounts: [cert.mount, key.mount].filter((m) => m !== undefined),
+      ...(cert.pem !== undefined ? { certPem: cert.pem } : {}),
+      ...(key.pem !== undefined ? { keyPem: key.pem } : {}),
+    };
   }
   const host = hostOf(cache.spec.externalURL);
   const mounted = new Set((actual.service?.spec.TaskTemplate.ContainerSpec.Secrets ?? []).map((s) => s.SecretName));
   const found = findGeneratedPair(actual.secrets, host, mounted);
   if (found) {
     const certPem = Buffer.from(found.cert.labels[PUBLIC_CERT] ?? "", "base64").toString("utf8");
-    return { kind: "reused", host, pair: found.pair, certPem, cert: { name: found.cert.name, hash: found.cert.labels[HASH] ?? "" }, key: { name: found.key.name, hash: found.key.labels[HASH] ?? "" } };
+    return {
+      kind: "reused",
+      host,
+      pair: found.pair,
+      certPem,
+      cert: { name: found.cert.name, hash: found.cert.labels[HASH] ?? "" },
+      key: { name: found.key.name, hash: found.key.labels[HASH] ?? "" },
+    };
   }
   // Only when our secret is gone (or the host changed): a new pair means clients must trust it anew.
   const generated = await generateSelfSigned(host, deps.now());
@@ -111,9 +140,16 @@ async function tlsFor(deps: MaterialDeps, cache: ResolvedCache, actual: ActualCa
 async function upstreamCert(deps: MaterialDeps, upstream: ResolvedCache): Promise<string | undefined> {
   const tls = upstream.spec.tls;
   if ("disabled" in tls) return undefined;
-  if ("certFile" in tls) return readMaterial(deps, tls.certFile, `upstream cache ${upstream.name} spec.tls.certFile`, "a chained cache's CA bundle needs its upstream's certificate");
+  if ("certFile" in tls)
+    return readMaterial(
+      deps,
+      tls.certFile,
+      `upstream cache ${upstream.name} spec.tls.certFile`,
+      "a chained cache's CA bundle needs its upstream's certificate",
+    );
   const certPem = await generatedCertificateOf(deps.swarm, deps.owner, upstream);
-  if (certPem === undefined) throw new ControllerError("UPSTREAM_CERT_PENDING", `upstream cache ${upstream.name} has no generated certificate yet; retrying after it is reconciled`);
+  if (certPem === undefined)
+    throw new ControllerError("UPSTREAM_CERT_PENDING", `upstream cache ${upstream.name} has no generated certificate yet; retrying after it is reconciled`);
   return certPem;
 }
 
@@ -155,14 +191,23 @@ async function caBundleFor(deps: MaterialDeps, cache: ResolvedCache, spec: Cache
   const [only, ...more] = secrets;
   if (only) {
     if (more.length > 0 || text.length > 0) {
-      throw new ControllerError("MATERIAL_UNREADABLE", `${only.field}: ${describeSource(only.source)} cannot be combined with the cache's other CA material (the controller cannot read a secret); reference it as {config: NAME}`);
+      throw new ControllerError(
+        "MATERIAL_UNREADABLE",
+        `${only.field}: ${describeSource(only.source)} cannot be combined with the cache's other CA material (the controller cannot read a secret); reference it as {config: NAME}`,
+      );
     }
     return { mount: await sources.mount(only.source, CONTAINER_PATHS.caBundle, only.field) };
   }
   return text.length > 0 ? { pem: `${text.join("\n")}\n` } : undefined;
 }
 
-export async function gatherMaterials(deps: MaterialDeps, cache: ResolvedCache, spec: CacheSpec, actual: ActualCache, signal: AbortSignal): Promise<CacheMaterials> {
+export async function gatherMaterials(
+  deps: MaterialDeps,
+  cache: ResolvedCache,
+  spec: CacheSpec,
+  actual: ActualCache,
+  signal: AbortSignal,
+): Promise<CacheMaterials> {
   const httpSecret = await httpSecretFor(deps, actual);
   const tls = await tlsFor(deps, cache, actual);
   const ca = await caBundleFor(deps, cache, spec, signal);

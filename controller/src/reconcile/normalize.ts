@@ -34,7 +34,7 @@ export function normalizeService(spec: ServiceSpec, reference?: ServiceSpec): Fl
   const update = spec.UpdateConfig ?? {};
   const rollback = spec.RollbackConfig ?? {};
   return {
-    "Labels": labelsJson(spec.Labels),
+    Labels: labelsJson(spec.Labels),
     "TaskTemplate.ContainerSpec.Image": JSON.stringify(stripDigest(c.Image ?? "", reference?.TaskTemplate.ContainerSpec.Image ?? "")),
     "TaskTemplate.ContainerSpec.Command": JSON.stringify(c.Command ?? []),
     "TaskTemplate.ContainerSpec.Args": JSON.stringify(c.Args ?? []),
@@ -44,16 +44,34 @@ export function normalizeService(spec: ServiceSpec, reference?: ServiceSpec): Fl
     "TaskTemplate.ContainerSpec.Labels": labelsJson(withoutKey(c.Labels, ROLLOUT_HASH)),
     "TaskTemplate.ContainerSpec.Configs": sortedJson((c.Configs ?? []).map((r) => ({ name: r.ConfigName, target: r.File?.Name, mode: r.File?.Mode ?? 0o444 }))),
     "TaskTemplate.ContainerSpec.Secrets": sortedJson((c.Secrets ?? []).map((r) => ({ name: r.SecretName, target: r.File?.Name, mode: r.File?.Mode ?? 0o444 }))),
-    "TaskTemplate.ContainerSpec.Mounts": sortedJson((c.Mounts ?? []).map((m) => ({ type: m.Type, source: m.Source, target: m.Target, readOnly: m.ReadOnly === true }))),
-    "TaskTemplate.ContainerSpec.Healthcheck": JSON.stringify(health ? { test: health.Test, interval: health.Interval ?? 0, timeout: health.Timeout ?? 0, retries: health.Retries ?? 0, start: health.StartPeriod ?? 0 } : null),
+    "TaskTemplate.ContainerSpec.Mounts": sortedJson(
+      (c.Mounts ?? []).map((m) => ({ type: m.Type, source: m.Source, target: m.Target, readOnly: m.ReadOnly === true })),
+    ),
+    "TaskTemplate.ContainerSpec.Healthcheck": JSON.stringify(
+      health
+        ? { test: health.Test, interval: health.Interval ?? 0, timeout: health.Timeout ?? 0, retries: health.Retries ?? 0, start: health.StartPeriod ?? 0 }
+        : null,
+    ),
     "TaskTemplate.Placement.Constraints": sortedJson(spec.TaskTemplate?.Placement?.Constraints),
     // 0 is Swarm's "no limit", so a service without the field compares equal to one with 0.
     "TaskTemplate.Placement.MaxReplicas": JSON.stringify(spec.TaskTemplate?.Placement?.MaxReplicas ?? 0),
     "TaskTemplate.RestartPolicy.Condition": JSON.stringify(spec.TaskTemplate?.RestartPolicy?.Condition ?? "any"),
     "Mode.Replicated.Replicas": JSON.stringify(spec.Mode?.Replicated?.Replicas ?? 1),
-    "UpdateConfig": JSON.stringify({ parallelism: update.Parallelism ?? 1, order: update.Order ?? "stop-first", failureAction: update.FailureAction ?? "pause", monitor: update.Monitor ?? 5_000_000_000 }),
-    "RollbackConfig": JSON.stringify({ parallelism: rollback.Parallelism ?? 1, order: rollback.Order ?? "stop-first" }),
-    "EndpointSpec.Ports": sortedJson((spec.EndpointSpec?.Ports ?? []).map((p) => ({ protocol: p.Protocol ?? "tcp", target: p.TargetPort, published: p.PublishedPort, mode: p.PublishMode ?? "ingress" }))),
+    UpdateConfig: JSON.stringify({
+      parallelism: update.Parallelism ?? 1,
+      order: update.Order ?? "stop-first",
+      failureAction: update.FailureAction ?? "pause",
+      monitor: update.Monitor ?? 5_000_000_000,
+    }),
+    RollbackConfig: JSON.stringify({ parallelism: rollback.Parallelism ?? 1, order: rollback.Order ?? "stop-first" }),
+    "EndpointSpec.Ports": sortedJson(
+      (spec.EndpointSpec?.Ports ?? []).map((p) => ({
+        protocol: p.Protocol ?? "tcp",
+        target: p.TargetPort,
+        published: p.PublishedPort,
+        mode: p.PublishMode ?? "ingress",
+      })),
+    ),
   };
 }
 

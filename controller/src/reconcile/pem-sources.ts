@@ -44,7 +44,9 @@ export class PemSources {
       try {
         return { readable: true, pem: await this.readText(source) };
       } catch (error) {
-        throw new ControllerError("MATERIAL_UNREADABLE", `${field}: cannot read ${source} (${(error as NodeJS.ErrnoException).code ?? "error"})`, { cause: error });
+        throw new ControllerError("MATERIAL_UNREADABLE", `${field}: cannot read ${source} (${(error as NodeJS.ErrnoException).code ?? "error"})`, {
+          cause: error,
+        });
       }
     }
     if ("secret" in source) return { readable: false, secret: source.secret };
@@ -61,7 +63,11 @@ export class PemSources {
     if (!this.swarm) throw new ControllerError("MATERIAL_UNREADABLE", `${field}: Swarm ${kind} "${name}" cannot be looked up without an engine`);
     const list = kind === "secret" ? await this.swarm.listSecrets({ labels: [] }) : await this.swarm.listConfigs({ labels: [] });
     const found = list.find((o) => o.name === name);
-    if (!found) throw new ControllerError("MATERIAL_UNREADABLE", `${field}: Swarm ${kind} "${name}" does not exist (create it with \`docker ${kind} create ${name} FILE\`)`);
+    if (!found)
+      throw new ControllerError(
+        "MATERIAL_UNREADABLE",
+        `${field}: Swarm ${kind} "${name}" does not exist (create it with \`docker ${kind} create ${name} FILE\`)`,
+      );
     return found.id;
   }
 

@@ -10,7 +10,12 @@ const spec: ServiceSpec = {
   Name: "c",
   Labels: { a: "1" },
   TaskTemplate: {
-    ContainerSpec: { Image: "img:1", Command: ["/start.sh", "/config.yml"], Env: ["PORT=1"], Configs: [{ File: { Name: "/config.yml", UID: "0", GID: "0", Mode: 0o444 }, ConfigID: "", ConfigName: "c-config-1" }] },
+    ContainerSpec: {
+      Image: "img:1",
+      Command: ["/start.sh", "/config.yml"],
+      Env: ["PORT=1"],
+      Configs: [{ File: { Name: "/config.yml", UID: "0", GID: "0", Mode: 0o444 }, ConfigID: "", ConfigName: "c-config-1" }],
+    },
     Placement: { Constraints: ["node.labels.x == y", "node.hostname == h"] },
     RestartPolicy: { Condition: "on-failure" },
   },
@@ -25,7 +30,11 @@ describe("normalized service comparison", () => {
       ...spec,
       TaskTemplate: {
         ...spec.TaskTemplate,
-        ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Image: `img:1@sha256:${"a".repeat(64)}`, Configs: [{ File: { Name: "/config.yml", UID: "0", GID: "0", Mode: 0o444 }, ConfigID: "xyz", ConfigName: "c-config-1" }] },
+        ContainerSpec: {
+          ...spec.TaskTemplate.ContainerSpec,
+          Image: `img:1@sha256:${"a".repeat(64)}`,
+          Configs: [{ File: { Name: "/config.yml", UID: "0", GID: "0", Mode: 0o444 }, ConfigID: "xyz", ConfigName: "c-config-1" }],
+        },
         Placement: { Constraints: ["node.hostname == h", "node.labels.x == y"] },
         RestartPolicy: { Condition: "on-failure", Delay: 5e9, MaxAttempts: 0 },
         ForceUpdate: 0,
@@ -38,22 +47,43 @@ describe("normalized service comparison", () => {
 
   it("names the changed fields with before and after", () => {
     const changed: ServiceSpec = { ...spec, EndpointSpec: { Ports: [{ Protocol: "tcp", TargetPort: 2, PublishedPort: 2, PublishMode: "host" }] } };
-    expect(diffService(changed, spec)).toEqual([{ path: "EndpointSpec.Ports", from: expect.stringContaining('\\"published\\":1'), to: expect.stringContaining('\\"published\\":2') }]);
+    expect(diffService(changed, spec)).toEqual([
+      { path: "EndpointSpec.Ports", from: expect.stringContaining('\\"published\\":1'), to: expect.stringContaining('\\"published\\":2') },
+    ]);
   });
 });
 
 describe("planner pieces", () => {
-  const node = (labels: Record<string, string>): SwarmNode => ({ id: "n1", version: { index: 1 }, hostname: "h", role: "manager", state: "ready", availability: "active", spec: { Labels: labels } });
+  const node = (labels: Record<string, string>): SwarmNode => ({
+    id: "n1",
+    version: { index: 1 },
+    hostname: "h",
+    role: "manager",
+    state: "ready",
+    availability: "active",
+    spec: { Labels: labels },
+  });
 
   it("removes only node labels carrying this owner's marker and no longer used", () => {
-    const nodes = [node({ "a": "true", "io.dtrcache.node-label.a": "me", "b": "true", "io.dtrcache.node-label.b": "other", "c": "true" })];
-    expect(planNodeLabelGc(nodes, { owner: "me", labelsInUse: new Set(), keepRevisions: 2 })).toEqual([{ type: "unlabel-node", nodeId: "n1", hostname: "h", key: "a" }]);
+    const nodes = [node({ a: "true", "io.dtrcache.node-label.a": "me", b: "true", "io.dtrcache.node-label.b": "other", c: "true" })];
+    expect(planNodeLabelGc(nodes, { owner: "me", labelsInUse: new Set(), keepRevisions: 2 })).toEqual([
+      { type: "unlabel-node", nodeId: "n1", hostname: "h", key: "a" },
+    ]);
     expect(planNodeLabelGc(nodes, { owner: "me", labelsInUse: new Set([labelUseKey("h", "a")]), keepRevisions: 2 })).toEqual([]);
   });
 
   it("reads the rollout from UpdateStatus first, then from tasks", () => {
     const service = { id: "s", version: { index: 1 }, name: "c", labels: {}, spec, createdAt: "", updatedAt: "" };
-    const task = (state: string, desiredState = "running") => ({ id: state, serviceId: "s", state, desiredState, message: "", configNames: [], secretNames: [], updatedAt: "" });
+    const task = (state: string, desiredState = "running") => ({
+      id: state,
+      serviceId: "s",
+      state,
+      desiredState,
+      message: "",
+      configNames: [],
+      secretNames: [],
+      updatedAt: "",
+    });
     expect(rolloutOf(undefined, [], 1)).toBe("absent");
     expect(rolloutOf({ ...service, updateStatus: { state: "updating", message: "" } }, [], 1)).toBe("updating");
     expect(rolloutOf({ ...service, updateStatus: { state: "rollback_completed", message: "" } }, [], 1)).toBe("rolled-back");
@@ -64,7 +94,10 @@ describe("planner pieces", () => {
 });
 
 describe("rolled-back spec detection from what the engine keeps", () => {
-  const labelled = (hash: string): ServiceSpec => ({ ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: { [ROLLOUT_HASH]: hash } } } });
+  const labelled = (hash: string): ServiceSpec => ({
+    ...spec,
+    TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: { [ROLLOUT_HASH]: hash } } },
+  });
   const service = (state: string, current: string, previous?: string): SwarmService => ({
     id: "s",
     version: { index: 3 },
@@ -76,7 +109,17 @@ describe("rolled-back spec detection from what the engine keeps", () => {
     createdAt: "",
     updatedAt: "",
   });
-  const task = (hash: string, updatedAt: string, state = "failed"): SwarmTask => ({ id: `${hash}-${updatedAt}`, serviceId: "s", state, desiredState: "shutdown", message: "", configNames: [], secretNames: [], containerLabels: { [ROLLOUT_HASH]: hash }, updatedAt });
+  const task = (hash: string, updatedAt: string, state = "failed"): SwarmTask => ({
+    id: `${hash}-${updatedAt}`,
+    serviceId: "s",
+    state,
+    desiredState: "shutdown",
+    message: "",
+    configNames: [],
+    secretNames: [],
+    containerLabels: { [ROLLOUT_HASH]: hash },
+    updatedAt,
+  });
 
   it("holds after an automatic rollback: PreviousSpec is gone, the failed tasks carry the hash", () => {
     expect(rolledBackTo(service("rollback_completed", "good"), [task("bad", "2026-01-01T00:10:04Z")], "bad")).toBe(true);
@@ -104,7 +147,11 @@ describe("the rollout hash label", () => {
     const hash = base.TaskTemplate.ContainerSpec.Labels?.[ROLLOUT_HASH];
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
     expect(base.Labels[ROLLOUT_HASH]).toBeUndefined();
-    const same = [{ ...spec, Mode: { Replicated: { Replicas: 3 } } }, { ...spec, Labels: { a: "2" } }, { ...spec, UpdateConfig: { ...spec.UpdateConfig, Monitor: 9e9 } }];
+    const same = [
+      { ...spec, Mode: { Replicated: { Replicas: 3 } } },
+      { ...spec, Labels: { a: "2" } },
+      { ...spec, UpdateConfig: { ...spec.UpdateConfig, Monitor: 9e9 } },
+    ];
     for (const s of same) expect(rolloutHash(s)).toBe(hash);
     const ports: ServiceSpec = { ...spec, EndpointSpec: { Ports: [{ Protocol: "tcp", TargetPort: 2, PublishedPort: 2, PublishMode: "host" }] } };
     const image: ServiceSpec = { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Image: "img:2" } } };
@@ -115,6 +162,11 @@ describe("the rollout hash label", () => {
 
   it("is left out of the comparison: a service without it, or with another value, shows no difference", () => {
     expect(diffService(withRolloutHash(spec), spec)).toEqual([]);
-    expect(diffService(withRolloutHash(spec), { ...spec, TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: { [ROLLOUT_HASH]: "stale" } } } })).toEqual([]);
+    expect(
+      diffService(withRolloutHash(spec), {
+        ...spec,
+        TaskTemplate: { ...spec.TaskTemplate, ContainerSpec: { ...spec.TaskTemplate.ContainerSpec, Labels: { [ROLLOUT_HASH]: "stale" } } },
+      }),
+    ).toEqual([]);
   });
 });

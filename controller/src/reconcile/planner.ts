@@ -138,7 +138,11 @@ export function planCache(desired: DesiredCache, actual: ActualCache, nodes: rea
       const labels = node.spec.Labels ?? {};
       const current = labels[placement.key];
       if (current !== placement.value) {
-        actions.push(current === undefined ? { type: "label-node", nodeId: node.id, hostname: node.hostname, key: placement.key, value: placement.value } : { type: "label-node", nodeId: node.id, hostname: node.hostname, key: placement.key, value: placement.value, from: current });
+        actions.push(
+          current === undefined
+            ? { type: "label-node", nodeId: node.id, hostname: node.hostname, key: placement.key, value: placement.value }
+            : { type: "label-node", nodeId: node.id, hostname: node.hostname, key: placement.key, value: placement.value, from: current },
+        );
       }
     }
   }

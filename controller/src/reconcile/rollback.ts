@@ -22,5 +22,7 @@ export function rolledBackTo(service: SwarmService | undefined, tasks: readonly 
   // Only tasks touched since the rolled-back update began count: an older task of an earlier spec
   // that happens to equal `wanted` says nothing about this rollback.
   const since = status.startedAt ? Date.parse(status.startedAt) : Number.NaN;
-  return tasks.some((t) => t.desiredState !== "running" && t.containerLabels?.[ROLLOUT_HASH] === wanted && (Number.isNaN(since) || Date.parse(t.updatedAt) >= since));
+  return tasks.some(
+    (t) => t.desiredState !== "running" && t.containerLabels?.[ROLLOUT_HASH] === wanted && (Number.isNaN(since) || Date.parse(t.updatedAt) >= since),
+  );
 }

@@ -19,7 +19,9 @@ const VALIDITY_DAYS = 825;
 
 export async function generateSelfSigned(host: string, now: Date): Promise<GeneratedPair> {
   const keys = await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"]);
-  const serial = Buffer.from(webcrypto.getRandomValues(new Uint8Array(12))).toString("hex").replace(/^[89a-f]/, "1");
+  const serial = Buffer.from(webcrypto.getRandomValues(new Uint8Array(12)))
+    .toString("hex")
+    .replace(/^[89a-f]/, "1");
   const san = isIP(host) ? { type: "ip" as const, value: host } : { type: "dns" as const, value: host };
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial,

@@ -21,7 +21,10 @@ import pino from "pino";
 
 const pem = (name: string): Buffer => readFileSync(`${EXAMPLES_DIR}certs/${name}`);
 // DTR on a closed loopback port: the TLS monitor probes upstreams, and tests reach nothing else.
-const swarmRunbook = (hostname = "node-1"): string => readFileSync(`${EXAMPLES_DIR}runbook-swarm.yaml`, "utf8").replace("hostname: asia-node-1", `hostname: ${hostname}`).replace("https://dtr.example.com:443", "https://127.0.0.1:9");
+const swarmRunbook = (hostname = "node-1"): string =>
+  readFileSync(`${EXAMPLES_DIR}runbook-swarm.yaml`, "utf8")
+    .replace("hostname: asia-node-1", `hostname: ${hostname}`)
+    .replace("https://dtr.example.com:443", "https://127.0.0.1:9");
 
 /** A swarm where the operator already ran the runbook's `docker secret/config create`. */
 async function preparedSwarm(): Promise<{ fake: FakeSwarm; ids: Record<string, string> }> {
@@ -40,7 +43,11 @@ describe("Swarm references in the spec", () => {
     expect(loadCacheSpecFromText(swarmRunbook(), `${EXAMPLES_DIR}x.yaml`, EXAMPLES_DIR).ok).toBe(true);
     const extra = swarmRunbook().replace("upstreams: []", "upstreams: []\n  extraCAFiles:\n    - config: corp-ca.pem\n    - certs/dtr.cert.pem");
     expect(loadCacheSpecFromText(extra, `${EXAMPLES_DIR}x.yaml`, EXAMPLES_DIR).ok).toBe(true);
-    const keyConfig = loadCacheSpecFromText(swarmRunbook().replace("keyFile:\n      secret: cache.key.pem", "keyFile:\n      config: cache.key.pem"), `${EXAMPLES_DIR}x.yaml`, EXAMPLES_DIR);
+    const keyConfig = loadCacheSpecFromText(
+      swarmRunbook().replace("keyFile:\n      secret: cache.key.pem", "keyFile:\n      config: cache.key.pem"),
+      `${EXAMPLES_DIR}x.yaml`,
+      EXAMPLES_DIR,
+    );
     expect(keyConfig.ok).toBe(false);
     if (!keyConfig.ok) expect(keyConfig.issues.map((i) => `${i.path}: ${i.message}`).join("\n")).toMatch(/spec\.tls.*never a Swarm config|spec\.tls.*keyFile/);
   });
@@ -48,7 +55,13 @@ describe("Swarm references in the spec", () => {
   it("mounts the referenced secrets at the runbook's paths by id, copies the CA config into the cache's bundle, creates no cert/key secret, and makes 0 writes on the next pass", async () => {
     const { fake, ids } = await preparedSwarm();
     const recording = recordSwarmApi(fake);
-    const controller = createController({ docker: recording, specSource: staticSpecSource(load(swarmRunbook())), logger: memoryLogger(), id: "test", settleMs: 0 });
+    const controller = createController({
+      docker: recording,
+      specSource: staticSpecSource(load(swarmRunbook())),
+      logger: memoryLogger(),
+      id: "test",
+      settleMs: 0,
+    });
     const reports = await controller.reconcileOnce();
     expect(reports.map((r) => r.error)).toEqual([undefined]);
     const service = [...fake.services.values()][0];
@@ -76,7 +89,13 @@ describe("Swarm references in the spec", () => {
     const secrets = [...fake.services.values()][0]?.spec.TaskTemplate.ContainerSpec.Secrets ?? [];
     expect(secrets.find((s) => s.File.Name === "/run/secrets/dtr.cert.pem")).toMatchObject({ SecretName: "dtr-ca-secret", SecretID: caSecret });
 
-    const missing = createController({ docker: new FakeSwarm(["node-1"]), specSource: staticSpecSource(load(swarmRunbook())), logger: memoryLogger(), id: "test", settleMs: 0 });
+    const missing = createController({
+      docker: new FakeSwarm(["node-1"]),
+      specSource: staticSpecSource(load(swarmRunbook())),
+      logger: memoryLogger(),
+      id: "test",
+      settleMs: 0,
+    });
     const [report] = await missing.reconcileOnce();
     expect(report?.error).toMatch(/spec\.tls\.certFile: Swarm secret "cache\.cert\.pem" does not exist/);
   });
@@ -90,14 +109,26 @@ describe("Swarm references in the spec", () => {
         await admit(store, { texts: [{ file: `${EXAMPLES_DIR}x.yaml`, text: t, baseDir: EXAMPLES_DIR }] }, check);
         return [];
       } catch (error) {
-        return (error as { issues: { code: string; path: string; line?: number; message: string }[] }).issues.map((i) => `${i.code} ${i.path}:${i.line ?? "?"} ${i.message}`);
+        return (error as { issues: { code: string; path: string; line?: number; message: string }[] }).issues.map(
+          (i) => `${i.code} ${i.path}:${i.line ?? "?"} ${i.message}`,
+        );
       }
     };
     expect(await issuesOf(swarmRunbook())).toEqual([]);
-    expect(await issuesOf(swarmRunbook().replace("secret: cache.cert.pem", "secret: nope.pem"))).toEqual([expect.stringMatching(/^SWARM_REFERENCE_MISSING spec\.tls\.certFile\.secret:4\d Swarm secret "nope\.pem" does not exist/)]);
-    expect(await issuesOf(swarmRunbook().replace("config: dtr.cert.pem", "config: no-ca"))).toEqual([expect.stringMatching(/^SWARM_REFERENCE_MISSING spec\.trust\.caFile\.config:\d+ Swarm config "no-ca" does not exist/)]);
-    const combined = swarmRunbook().replace("config: dtr.cert.pem", "secret: cache.cert.pem").replace("upstreams: []", "upstreams: []\n  extraCAFiles:\n    - certs/dtr.cert.pem");
-    expect(await issuesOf(combined)).toEqual([expect.stringMatching(/^SWARM_REFERENCE_UNUSABLE spec\.trust\.caFile\.secret:\d+ is a Swarm secret, which the controller cannot read, so it cannot be combined/)]);
+    expect(await issuesOf(swarmRunbook().replace("secret: cache.cert.pem", "secret: nope.pem"))).toEqual([
+      expect.stringMatching(/^SWARM_REFERENCE_MISSING spec\.tls\.certFile\.secret:4\d Swarm secret "nope\.pem" does not exist/),
+    ]);
+    expect(await issuesOf(swarmRunbook().replace("config: dtr.cert.pem", "config: no-ca"))).toEqual([
+      expect.stringMatching(/^SWARM_REFERENCE_MISSING spec\.trust\.caFile\.config:\d+ Swarm config "no-ca" does not exist/),
+    ]);
+    const combined = swarmRunbook()
+      .replace("config: dtr.cert.pem", "secret: cache.cert.pem")
+      .replace("upstreams: []", "upstreams: []\n  extraCAFiles:\n    - certs/dtr.cert.pem");
+    expect(await issuesOf(combined)).toEqual([
+      expect.stringMatching(
+        /^SWARM_REFERENCE_UNUSABLE spec\.trust\.caFile\.secret:\d+ is a Swarm secret, which the controller cannot read, so it cannot be combined/,
+      ),
+    ]);
   });
 
   it("the TLS monitor checks a certificate in a config and says it did not check one in a secret", async () => {
@@ -107,11 +138,24 @@ describe("Swarm references in the spec", () => {
     const asSecret = load(swarmRunbook());
     if (!asSecret.ok) throw new Error("spec");
     await monitor.checkSpec(asSecret.spec);
-    expect(monitor.findings().get("region-asia")?.findings.map((f) => `${f.reason} ${f.message}`)).toEqual(expect.arrayContaining([expect.stringMatching(/^NotChecked tls\.certFile is Swarm secret cache\.cert\.pem, which the controller cannot read/)]));
-    const asConfig = load(swarmRunbook().replace("certFile:\n      secret: cache.cert.pem", "certFile:\n      config: cache.cert.pem").replace("externalURL: https://dtr-cache.example.com", "externalURL: https://other.example.com"));
+    expect(
+      monitor
+        .findings()
+        .get("region-asia")
+        ?.findings.map((f) => `${f.reason} ${f.message}`),
+    ).toEqual(expect.arrayContaining([expect.stringMatching(/^NotChecked tls\.certFile is Swarm secret cache\.cert\.pem, which the controller cannot read/)]));
+    const asConfig = load(
+      swarmRunbook()
+        .replace("certFile:\n      secret: cache.cert.pem", "certFile:\n      config: cache.cert.pem")
+        .replace("externalURL: https://dtr-cache.example.com", "externalURL: https://other.example.com"),
+    );
     if (!asConfig.ok) throw new Error("spec");
     await monitor.checkSpec(asConfig.spec);
-    const reasons = monitor.findings().get("region-asia")?.findings.map((f) => f.reason) ?? [];
+    const reasons =
+      monitor
+        .findings()
+        .get("region-asia")
+        ?.findings.map((f) => f.reason) ?? [];
     expect(reasons).not.toContain("NotChecked");
     expect(reasons).toContain("HostnameMismatch"); // the example certificate names dtr-cache.example.com: it was read and checked
   });

@@ -17,7 +17,9 @@ export interface CacheState {
 
 export function nodeStatusOf(cache: ResolvedCache | undefined, labelled: boolean): CacheStatus["node"] {
   const placement = cache ? placementOf(cache) : undefined;
-  return placement ? { ...(placement.kind === "hostname" ? { hostname: placement.hostname } : {}), label: `${placement.key}=${placement.value}`, labelled } : { label: "", labelled: false };
+  return placement
+    ? { ...(placement.kind === "hostname" ? { hostname: placement.hostname } : {}), label: `${placement.key}=${placement.value}`, labelled }
+    : { label: "", labelled: false };
 }
 
 export class CacheStates {

@@ -97,7 +97,12 @@ export class CacheReconciler implements Reconciler {
     const cache = request.snapshot.caches.find((c) => c.name === request.name);
     if (cache) return { ...(await this.apply(swarm, request.snapshot, cache, signal)), mode: "apply" };
     const log = this.o.logger.child({ reconcileId: randomUUID().slice(0, 8), cache: request.name, teardown: true });
-    const outcomes = await teardownCache({ ...this.o, swarm, log, planContext: this.planContext(request.snapshot, request.name), setDtrCondition: (s, c) => this.setDtrCondition(s, c) }, request.name, request.snapshot, signal);
+    const outcomes = await teardownCache(
+      { ...this.o, swarm, log, planContext: this.planContext(request.snapshot, request.name), setDtrCondition: (s, c) => this.setDtrCondition(s, c) },
+      request.name,
+      request.snapshot,
+      signal,
+    );
     return { mode: "teardown", outcomes };
   }
 
@@ -109,11 +114,24 @@ export class CacheReconciler implements Reconciler {
     const cache = snapshot.caches.find((c) => c.name === name);
     if (!cache) return planTeardown(actual, nodes, this.planContext(snapshot, name));
     const materials = await gatherMaterials(this.materialDeps(swarm), cache, snapshot, actual, signal);
-    return planCache(buildDesired(this.o.owner, cache, materials, CONTAINER_PATHS, this.o.container(cache)), actual, nodes, this.planContext(snapshot, name, specGeneration(cache)));
+    return planCache(
+      buildDesired(this.o.owner, cache, materials, CONTAINER_PATHS, this.o.container(cache)),
+      actual,
+      nodes,
+      this.planContext(snapshot, name, specGeneration(cache)),
+    );
   }
 
   private materialDeps(swarm: SwarmApi) {
-    return { swarm, owner: this.o.owner, render: renderCacheConfig, generateHttpSecret, now: () => this.o.clock.now(), httpSecrets: this.httpSecrets, ...(this.o.dtrCa ? { dtrCa: this.o.dtrCa } : {}) };
+    return {
+      swarm,
+      owner: this.o.owner,
+      render: renderCacheConfig,
+      generateHttpSecret,
+      now: () => this.o.clock.now(),
+      httpSecrets: this.httpSecrets,
+      ...(this.o.dtrCa ? { dtrCa: this.o.dtrCa } : {}),
+    };
   }
 
   private planContext(snapshot: CacheSpec, name: string, generation?: string): PlanContext {
@@ -126,7 +144,12 @@ export class CacheReconciler implements Reconciler {
     return { owner: this.o.owner, labelsInUse, keepRevisions: this.o.keepRevisions, holdServiceUpdate: hold };
   }
 
-  private async apply(swarm: SwarmApi, snapshot: CacheSpec, cache: ResolvedCache, signal: AbortSignal): Promise<{ requeueAfterMs?: number; outcomes: ApplyOutcome[] }> {
+  private async apply(
+    swarm: SwarmApi,
+    snapshot: CacheSpec,
+    cache: ResolvedCache,
+    signal: AbortSignal,
+  ): Promise<{ requeueAfterMs?: number; outcomes: ApplyOutcome[] }> {
     const { owner, clock, dtr } = this.o;
     const name = cache.name;
     const generation = specGeneration(cache);
@@ -138,15 +161,18 @@ export class CacheReconciler implements Reconciler {
     }
     const startedAt = performance.now();
     // Until the DTR side has had its pass for this generation, its condition says nothing true.
-    if (dtr && !dtr.passed(name, generation)) this.setDtrCondition(state, { status: "Unknown", reason: "Syncing", message: "the DTR side of this spec has not been applied yet" });
+    if (dtr && !dtr.passed(name, generation))
+      this.setDtrCondition(state, { status: "Unknown", reason: "Syncing", message: "the DTR side of this spec has not been applied yet" });
     const [nodes, actual] = await Promise.all([swarm.listNodes(), observeCache(swarm, owner, name)]);
     const settled = this.o.settle.observe(name, actual.tasks, clock.now().getTime());
     const updateState = actual.service?.updateStatus?.state;
-    if ((updateState === "rollback_completed" || updateState === "rollback_paused") && state.pushedGeneration === generation) state.rolledBackGeneration = generation;
+    if ((updateState === "rollback_completed" || updateState === "rollback_paused") && state.pushedGeneration === generation)
+      state.rolledBackGeneration = generation;
     const materials = await gatherMaterials(this.materialDeps(swarm), cache, snapshot, actual, signal);
     const desired = buildDesired(owner, cache, materials, CONTAINER_PATHS, this.o.container(cache));
     const plan = planCache(desired, actual, nodes, this.planContext(snapshot, name, generation));
-    if (plan.held) log.debug({ generation, fields: plan.held.diffs.map((d) => d.path) }, "Swarm rolled this spec back; not pushing it again until the spec changes");
+    if (plan.held)
+      log.debug({ generation, fields: plan.held.diffs.map((d) => d.path) }, "Swarm rolled this spec back; not pushing it again until the spec changes");
     let outcomes: ApplyOutcome[] = [];
     const problem: { reason: string; message: string } | undefined = plan.blocked;
     try {
@@ -154,12 +180,34 @@ export class CacheReconciler implements Reconciler {
     } catch (error) {
       if (error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code)) {
         state.terminalGeneration = generation;
-        this.finishStatus(state, { cache, generation, plan, actual, nodes, settled, outcomes, problem: { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message }, startedAt, error });
+        this.finishStatus(state, {
+          cache,
+          generation,
+          plan,
+          actual,
+          nodes,
+          settled,
+          outcomes,
+          problem: { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message },
+          startedAt,
+          error,
+        });
         log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
       } else {
         // The write budget's refusal has its own reason: the cache is contended, not broken.
         const reason = error instanceof ControllerError && error.code === "CONTENDED" ? "Contended" : "ReconcileError";
-        this.finishStatus(state, { cache, generation, plan, actual, nodes, settled, outcomes, problem: { reason, message: errorMessage(error) }, startedAt, error });
+        this.finishStatus(state, {
+          cache,
+          generation,
+          plan,
+          actual,
+          nodes,
+          settled,
+          outcomes,
+          problem: { reason, message: errorMessage(error) },
+          startedAt,
+          error,
+        });
       }
       throw error;
     }
@@ -169,7 +217,19 @@ export class CacheReconciler implements Reconciler {
       delete state.rolledBackGeneration;
     }
     this.o.owned.add(name);
-    this.finishStatus(state, { cache, generation, plan, actual, nodes, settled, outcomes, problem, startedAt, desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })), nodeLabelled: plan.blocked === undefined });
+    this.finishStatus(state, {
+      cache,
+      generation,
+      plan,
+      actual,
+      nodes,
+      settled,
+      outcomes,
+      problem,
+      startedAt,
+      desiredRevisions: desired.blobs.map((b) => ({ purpose: b.purpose, name: b.name })),
+      nodeLabelled: plan.blocked === undefined,
+    });
 
     // The DTR side runs after the Swarm objects are in place; its failure never blocks Swarm. It
     // has its own record, back-off per user and periodic verification (dtr-reconcile/).
@@ -180,7 +240,11 @@ export class CacheReconciler implements Reconciler {
     let dtrRetryMs: number | undefined;
     const ready = conditionOf(state.status, "Ready")?.status === "True";
     if (dtr && plan.rollout !== "rolled-back" && !ready && !dtr.passed(name, generation)) {
-      this.setDtrCondition(state, { status: "Unknown", reason: "WaitingForCache", message: "DTR is pointed at this spec's cache once its tasks run and have settled" });
+      this.setDtrCondition(state, {
+        status: "Unknown",
+        reason: "WaitingForCache",
+        message: "DTR is pointed at this spec's cache once its tasks run and have settled",
+      });
     } else if (dtr && plan.rollout !== "rolled-back") {
       const outcome = await dtr.reconcile(cache, generation, legacyDtrLabels(actual.service?.labels), signal);
       this.setDtrCondition(state, outcome.condition, outcome.status);
@@ -200,16 +264,35 @@ export class CacheReconciler implements Reconciler {
   }
 
   private setDtrCondition(state: CacheState, c: DtrConditionFields, dtr?: CacheStatus["dtr"]): void {
-    state.status = { ...state.status, conditions: setCondition(state.status.conditions, { type: "DtrSynced", ...c }, this.o.clock.now()), dtr: dtr ?? state.status.dtr };
+    state.status = {
+      ...state.status,
+      conditions: setCondition(state.status.conditions, { type: "DtrSynced", ...c }, this.o.clock.now()),
+      dtr: dtr ?? state.status.dtr,
+    };
   }
 
   private finishStatus(state: CacheState, input: StatusInput): void {
     const now = this.o.clock.now();
     const replicas = input.cache.spec.replicas;
     const wroteService = input.outcomes.some((o) => o.result === "done" && (o.action.type === "create-service" || o.action.type === "update-service"));
-    const conditions = computeConditions(state.status.conditions, { rollout: input.plan.rollout, ...(input.actual.service ? { service: input.actual.service } : {}), tasks: input.actual.tasks, replicas, wroteService, settle: input.settled, ...(input.problem ? { problem: input.problem } : {}) }, now);
+    const conditions = computeConditions(
+      state.status.conditions,
+      {
+        rollout: input.plan.rollout,
+        ...(input.actual.service ? { service: input.actual.service } : {}),
+        tasks: input.actual.tasks,
+        replicas,
+        wroteService,
+        settle: input.settled,
+        ...(input.problem ? { problem: input.problem } : {}),
+      },
+      now,
+    );
     const mounted = input.actual.service?.spec.TaskTemplate.ContainerSpec;
-    const revisions = input.desiredRevisions ?? [...(mounted?.Configs ?? []).map((c) => ({ purpose: "config", name: c.ConfigName })), ...(mounted?.Secrets ?? []).map((s) => ({ purpose: "secret", name: s.SecretName }))];
+    const revisions = input.desiredRevisions ?? [
+      ...(mounted?.Configs ?? []).map((c) => ({ purpose: "config", name: c.ConfigName })),
+      ...(mounted?.Secrets ?? []).map((s) => ({ purpose: "secret", name: s.SecretName })),
+    ];
     state.status = {
       ...state.status,
       observedGeneration: input.generation,
@@ -218,8 +301,17 @@ export class CacheReconciler implements Reconciler {
       conditions,
       node: nodeStatusOf(input.cache, input.nodeLabelled ?? state.status.node.labelled),
       revisions,
-      tasks: { running: runningTasks(input.actual.tasks), desired: replicas, ...(input.nodes ? { nodes: runningTaskNodes(input.actual.tasks, input.nodes) } : {}) },
-      lastReconcile: { at: now.toISOString(), durationMs: Math.round(performance.now() - input.startedAt), actions: input.outcomes.filter((o) => o.result === "done").length, ...(input.error ? { error: errorMessage(input.error) } : {}) },
+      tasks: {
+        running: runningTasks(input.actual.tasks),
+        desired: replicas,
+        ...(input.nodes ? { nodes: runningTaskNodes(input.actual.tasks, input.nodes) } : {}),
+      },
+      lastReconcile: {
+        at: now.toISOString(),
+        durationMs: Math.round(performance.now() - input.startedAt),
+        actions: input.outcomes.filter((o) => o.result === "done").length,
+        ...(input.error ? { error: errorMessage(input.error) } : {}),
+      },
     };
   }
 }

@@ -42,7 +42,15 @@ export async function teardownCache(d: TeardownDeps, name: string, snapshot: Cac
   state.status = {
     ...state.status,
     terminating: true,
-    conditions: setCondition(setCondition(state.status.conditions, { type: "Progressing", status: "True", reason: "Terminating", message: "the cache left the spec; removing its objects" }, now), { type: "Ready", status: "False", reason: "Terminating", message: "" }, now),
+    conditions: setCondition(
+      setCondition(
+        state.status.conditions,
+        { type: "Progressing", status: "True", reason: "Terminating", message: "the cache left the spec; removing its objects" },
+        now,
+      ),
+      { type: "Ready", status: "False", reason: "Terminating", message: "" },
+      now,
+    ),
   };
   const outcomes: ApplyOutcome[] = [];
   // DTR first (users reset, registration deleted) while the service still answers, from the
@@ -65,7 +73,8 @@ export async function teardownCache(d: TeardownDeps, name: string, snapshot: Cac
   if (left.service || left.configs.length > 0 || left.secrets.length > 0) {
     throw new ControllerError("TEARDOWN_PENDING", `cache ${name}: ${left.configs.length + left.secrets.length} config(s)/secret(s) still in use; retrying`);
   }
-  if (!dtrTeardown.done) throw new ControllerError("TEARDOWN_PENDING", `cache ${name}: the DTR side is not removed yet (${dtrTeardown.condition?.message ?? "pending"}); retrying`);
+  if (!dtrTeardown.done)
+    throw new ControllerError("TEARDOWN_PENDING", `cache ${name}: the DTR side is not removed yet (${dtrTeardown.condition?.message ?? "pending"}); retrying`);
   d.states.delete(name);
   d.settle.forget(name);
   d.owned.delete(name);

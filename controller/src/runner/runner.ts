@@ -108,7 +108,10 @@ export class Runner {
           return;
         }
         const level = klass === "immediate" ? "debug" : "warn";
-        o.logger[level]({ cache: key, err: errorMessage(error), code: (error as { code?: unknown }).code, retry: klass, retryInMs: retryIn }, "reconcile failed");
+        o.logger[level](
+          { cache: key, err: errorMessage(error), code: (error as { code?: unknown }).code, retry: klass, retryInMs: retryIn },
+          "reconcile failed",
+        );
       },
     });
     // Requeues and retries belong to the loop; until start(), a one-shot run schedules none.
@@ -166,7 +169,13 @@ export class Runner {
       // exists before the chained cache that needs it is looked at.
       const outcome = await this.queue.runOnce(name);
       if (outcome.ok) reports.push({ cache: name, mode: outcome.value.mode, actions: outcome.value.outcomes });
-      else reports.push({ cache: name, mode: this.o.tracker.generation(name) !== undefined ? "apply" : "teardown", actions: [], error: errorMessage(outcome.error) });
+      else
+        reports.push({
+          cache: name,
+          mode: this.o.tracker.generation(name) !== undefined ? "apply" : "teardown",
+          actions: [],
+          error: errorMessage(outcome.error),
+        });
     }
     return reports;
   }
@@ -218,7 +227,14 @@ export class Runner {
     const report = (outcome: "success" | "error", error?: unknown): void => {
       const code = (error as { code?: unknown } | undefined)?.code;
       const errorCode = outcome === "error" ? (typeof code === "string" ? code : "UNKNOWN") : undefined;
-      this.o.onReconcile?.({ cache: name, mode, outcome, durationMs: Math.round(performance.now() - startedAt), queueDepth: this.queue.length, ...(errorCode !== undefined ? { errorCode } : {}) });
+      this.o.onReconcile?.({
+        cache: name,
+        mode,
+        outcome,
+        durationMs: Math.round(performance.now() - startedAt),
+        queueDepth: this.queue.length,
+        ...(errorCode !== undefined ? { errorCode } : {}),
+      });
     };
     // The queue's signal (stop after the grace) or the halt (stop at once), whichever comes
     // first; every Engine API call of the run carries it, whichever SwarmApi it goes through.
@@ -247,7 +263,10 @@ export class Runner {
     const info = await this.o.swarm.info();
     if (!info.isManager) {
       this.engineState = { reachable: true, manager: false, message: `engine ${info.name} is not a Swarm manager` };
-      throw new ControllerError("NOT_MANAGER", `the engine ${info.name} (${info.serverVersion}) is not a Swarm manager (swarm state: ${info.swarmState || "inactive"}); point DOCKER_HOST at a manager node`);
+      throw new ControllerError(
+        "NOT_MANAGER",
+        `the engine ${info.name} (${info.serverVersion}) is not a Swarm manager (swarm state: ${info.swarmState || "inactive"}); point DOCKER_HOST at a manager node`,
+      );
     }
     this.engineState = { reachable: true, manager: true };
   }

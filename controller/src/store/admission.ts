@@ -5,7 +5,18 @@
 import path from "node:path";
 import { loadCacheSpecFromTexts, type CacheSpec, type SpecIssue, type SpecText } from "@dtrcache/crds";
 import { StoreError } from "./errors.js";
-import { absolutizeFiles, changedFields, documentHash, documentsOf, keyOf, stripStoreFields, toYaml, writtenGeneration, type Document, type ResourceKey } from "./resource.js";
+import {
+  absolutizeFiles,
+  changedFields,
+  documentHash,
+  documentsOf,
+  keyOf,
+  stripStoreFields,
+  toYaml,
+  writtenGeneration,
+  type Document,
+  type ResourceKey,
+} from "./resource.js";
 import type { Revision, SpecStore, StoredResource } from "./store.js";
 
 export type ChangeAction = "created" | "configured" | "unchanged" | "deleted";
@@ -67,7 +78,10 @@ export async function admit(store: SpecStore, proposal: Proposal, checkReference
     const current = head && !head.deleted ? live.find((r) => keyOf(r) === keyOf(a)) : undefined;
     const precondition = writtenGeneration(a.doc);
     if (precondition !== undefined && precondition !== (head?.generation ?? 0)) {
-      throw new StoreError("CONFLICT", `${keyOf(a)}: metadata.generation is ${precondition} but the store holds generation ${head?.generation ?? "none"}${head ? ` (written by ${head.who} at ${head.when})` : ""}; nothing was written — re-read and try again`);
+      throw new StoreError(
+        "CONFLICT",
+        `${keyOf(a)}: metadata.generation is ${precondition} but the store holds generation ${head?.generation ?? "none"}${head ? ` (written by ${head.who} at ${head.when})` : ""}; nothing was written — re-read and try again`,
+      );
     }
     const doc = stripStoreFields(a.doc);
     const action: ChangeAction = !current ? "created" : documentHash(doc) === current.hash ? "unchanged" : "configured";

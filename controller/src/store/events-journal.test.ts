@@ -45,7 +45,8 @@ describe("EventJournal", () => {
     const recorder = new EventRecorder({ now: clock() });
     const journal = new EventJournal({ swarm: recording, owner: "dtrcache", intervalMs: 100 });
     await journal.attach(recorder);
-    for (let i = 0; i < 200; i += 1) recorder.record({ cache: "region-asia", type: "Normal", source: "swarm", reason: "ServiceUpdated", message: `update ${i}` });
+    for (let i = 0; i < 200; i += 1)
+      recorder.record({ cache: "region-asia", type: "Normal", source: "swarm", reason: "ServiceUpdated", message: `update ${i}` });
     await sleep(250);
     expect(journal.writes).toBe(1);
     await sleep(250);
@@ -73,7 +74,18 @@ describe("EventJournal", () => {
 
   it("keeps the journal bounded: perCache per cache, and under maxBytes by dropping the oldest", () => {
     const events: ControllerEvent[] = [];
-    for (let c = 0; c < 5; c += 1) for (let i = 0; i < 30; i += 1) events.push({ cache: `c${c}`, type: "Normal", source: "swarm", reason: "R", message: `m${i}`.padEnd(100, "x"), firstTime: `2026-12-01T10:${String(i).padStart(2, "0")}:0${c}Z`, lastTime: `2026-12-01T10:${String(i).padStart(2, "0")}:0${c}Z`, count: 1 });
+    for (let c = 0; c < 5; c += 1)
+      for (let i = 0; i < 30; i += 1)
+        events.push({
+          cache: `c${c}`,
+          type: "Normal",
+          source: "swarm",
+          reason: "R",
+          message: `m${i}`.padEnd(100, "x"),
+          firstTime: `2026-12-01T10:${String(i).padStart(2, "0")}:0${c}Z`,
+          lastTime: `2026-12-01T10:${String(i).padStart(2, "0")}:0${c}Z`,
+          count: 1,
+        });
     const perCache = boundEvents(events, 20, 1_000_000);
     expect(perCache).toHaveLength(100);
     expect(perCache.filter((e) => e.cache === "c0").map((e) => e.message.slice(0, 3))).toEqual(Array.from({ length: 20 }, (_, i) => `m${i + 10}`.slice(0, 3)));
@@ -85,7 +97,11 @@ describe("EventJournal", () => {
 
   it("reads a damaged journal as no events", async () => {
     const fake = new FakeSwarm(["node-1"]);
-    await fake.createConfig({ name: journalConfigName("x"), labels: { "io.dtrcache.events": "v1", "io.dtrcache.events.owner": "x", [EVENTS_DATA]: "{not json" }, data: Buffer.from("") });
+    await fake.createConfig({
+      name: journalConfigName("x"),
+      labels: { "io.dtrcache.events": "v1", "io.dtrcache.events.owner": "x", [EVENTS_DATA]: "{not json" },
+      data: Buffer.from(""),
+    });
     expect(await new EventJournal({ swarm: fake, owner: "x" }).load()).toEqual([]);
   });
 });

@@ -97,7 +97,9 @@ export class EventJournal {
   }
 
   private async find(): Promise<SwarmConfig | undefined> {
-    const listed = (await this.options.swarm.listConfigs({ labels: [`${EVENTS}=v1`, `${EVENTS_OWNER}=${this.options.owner}`] })).find((c) => c.name === this.name);
+    const listed = (await this.options.swarm.listConfigs({ labels: [`${EVENTS}=v1`, `${EVENTS_OWNER}=${this.options.owner}`] })).find(
+      (c) => c.name === this.name,
+    );
     // inspect for the authoritative version (the update's precondition)
     return listed ? this.options.swarm.inspectConfig(listed.id) : undefined;
   }

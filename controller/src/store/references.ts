@@ -25,7 +25,9 @@ interface Located {
 
 function refOf(source: PemSource | undefined, at: Located, path: Path): Reference | undefined {
   if (source === undefined || typeof source === "string") return undefined;
-  return "secret" in source ? { kind: "secret", name: source.secret, ...at, path: [...path, "secret"] } : { kind: "config", name: source.config, ...at, path: [...path, "config"] };
+  return "secret" in source
+    ? { kind: "secret", name: source.secret, ...at, path: [...path, "secret"] }
+    : { kind: "config", name: source.config, ...at, path: [...path, "config"] };
 }
 
 function located(resource: { source: { file: string; documentIndex: number } }): Located {
@@ -59,7 +61,8 @@ interface Misuse {
 /** Secrets where the controller would have to read them (see the header). */
 function misusesOf(spec: CacheSpec): Misuse[] {
   const out: Misuse[] = [];
-  const upstreamCaches = (cache: ResolvedCache): ResolvedCache[] => cache.spec.upstreams.flatMap((u) => (typeof u === "string" ? [] : spec.caches.filter((c) => c.name === u.cache)));
+  const upstreamCaches = (cache: ResolvedCache): ResolvedCache[] =>
+    cache.spec.upstreams.flatMap((u) => (typeof u === "string" ? [] : spec.caches.filter((c) => c.name === u.cache)));
   for (const cache of spec.caches) {
     const caFile = cache.dtr.spec.trust.caFile;
     const sources: { source: PemSource | "readable"; at: Located; path: Path }[] = [];
@@ -69,14 +72,22 @@ function misusesOf(spec: CacheSpec): Misuse[] {
     for (const upstream of upstreamCaches(cache)) {
       const tls = upstream.spec.tls;
       if ("certFile" in tls && typeof tls.certFile === "object" && "secret" in tls.certFile) {
-        out.push({ at: located(upstream), path: ["spec", "tls", "certFile", "secret"], message: `is a Swarm secret, but cache ${cache.name} chains through this cache and needs its certificate in its CA bundle, which the controller assembles; reference the certificate as {config: ${tls.certFile.secret}} (a certificate is public)` });
+        out.push({
+          at: located(upstream),
+          path: ["spec", "tls", "certFile", "secret"],
+          message: `is a Swarm secret, but cache ${cache.name} chains through this cache and needs its certificate in its CA bundle, which the controller assembles; reference the certificate as {config: ${tls.certFile.secret}} (a certificate is public)`,
+        });
       }
       sources.push({ source: "readable", at: located(upstream), path: [] });
     }
     if (sources.length < 2) continue;
     for (const s of sources) {
       if (s.source === "readable" || typeof s.source === "string" || !("secret" in s.source)) continue;
-      out.push({ at: s.at, path: s.path, message: `is a Swarm secret, which the controller cannot read, so it cannot be combined with cache ${cache.name}'s other CA material; reference it as {config: ${s.source.secret}} (a CA certificate is public)` });
+      out.push({
+        at: s.at,
+        path: s.path,
+        message: `is a Swarm secret, which the controller cannot read, so it cannot be combined with cache ${cache.name}'s other CA material; reference it as {config: ${s.source.secret}} (a CA certificate is public)`,
+      });
     }
   }
   return out;
@@ -114,7 +125,15 @@ export function swarmReferenceCheck(swarm: SwarmApi): (spec: CacheSpec, texts: r
     const configs = refs.some((r) => r.kind === "config") ? new Set((await swarm.listConfigs({ labels: [] })).map((c) => c.name)) : new Set<string>();
     const missing = refs
       .filter((r) => !(r.kind === "secret" ? secrets : configs).has(r.name))
-      .map((r) => issue("SWARM_REFERENCE_MISSING", r.file, r.documentIndex, r.path, `Swarm ${r.kind} "${r.name}" does not exist (create it with \`docker ${r.kind} create ${r.name} FILE\`)`));
+      .map((r) =>
+        issue(
+          "SWARM_REFERENCE_MISSING",
+          r.file,
+          r.documentIndex,
+          r.path,
+          `Swarm ${r.kind} "${r.name}" does not exist (create it with \`docker ${r.kind} create ${r.name} FILE\`)`,
+        ),
+      );
     return [...missing, ...misuses.values()];
   };
 }

@@ -20,7 +20,9 @@ export function keyOf(r: ResourceKey): string {
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
   }
   return JSON.stringify(value);
@@ -35,7 +37,9 @@ export function stripStoreFields(doc: Document): Document {
 }
 
 export function documentHash(doc: Document): string {
-  return createHash("sha256").update(canonicalJson(stripStoreFields(doc))).digest("hex");
+  return createHash("sha256")
+    .update(canonicalJson(stripStoreFields(doc)))
+    .digest("hex");
 }
 
 export function toYaml(doc: Document): string {
@@ -91,12 +95,14 @@ export function absolutizeFiles(doc: Document, baseDir: string): Document {
     const v = holder?.[key];
     if (holder && typeof v === "string" && v !== "" && !path.isAbsolute(v)) holder[key] = path.resolve(baseDir, v);
   };
-  const obj = (v: unknown): Record<string, unknown> | undefined => (v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const obj = (v: unknown): Record<string, unknown> | undefined =>
+    v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
   fix(obj(spec["trust"]), "caFile");
   fix(obj(obj(spec["admin"])?.["password"]), "file");
   fix(obj(spec["tls"]), "certFile");
   fix(obj(spec["tls"]), "keyFile");
-  if (Array.isArray(spec["extraCAFiles"])) spec["extraCAFiles"] = spec["extraCAFiles"].map((f) => (typeof f === "string" && !path.isAbsolute(f) ? path.resolve(baseDir, f) : f));
+  if (Array.isArray(spec["extraCAFiles"]))
+    spec["extraCAFiles"] = spec["extraCAFiles"].map((f) => (typeof f === "string" && !path.isAbsolute(f) ? path.resolve(baseDir, f) : f));
   return copy;
 }
 
@@ -118,4 +124,3 @@ export function changedFields(before: Document | undefined, after: Document): st
   const paths = new Set([...a.keys(), ...b.keys()]);
   return [...paths].filter((p) => a.get(p) !== b.get(p)).sort();
 }
-

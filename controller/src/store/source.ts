@@ -77,7 +77,17 @@ export function storeSpecSource(store: SpecStore, swarm: SwarmApi, options: Stor
       // every cache of a controller switched from a file to the store before the first apply.
       // A spec emptied by `delete` leaves tombstones, so it reads as empty on purpose.
       if (heads.length === 0) {
-        return { ok: false, issues: [{ code: "STORE_EMPTY", file: description, path: "", message: `holds no resources yet; store a spec with \`dtrcache apply -f FILE --id ${store.owner}\`` }] };
+        return {
+          ok: false,
+          issues: [
+            {
+              code: "STORE_EMPTY",
+              file: description,
+              path: "",
+              message: `holds no resources yet; store a spec with \`dtrcache apply -f FILE --id ${store.owner}\``,
+            },
+          ],
+        };
       }
       const live = await Promise.all(heads.filter((r) => !r.deleted).map((r) => store.read(r)));
       return loadCacheSpecFromTexts(live.map(storedText));
@@ -97,7 +107,10 @@ export function storeSpecSource(store: SpecStore, swarm: SwarmApi, options: Stor
       const fingerprint = async (): Promise<string> => {
         const heads = await store.heads();
         filter.remember(heads.map((r) => r.configId));
-        return heads.map((r) => `${r.configId}:${r.generation}`).sort().join(",");
+        return heads
+          .map((r) => `${r.configId}:${r.generation}`)
+          .sort()
+          .join(",");
       };
       let last = await fingerprint().catch(() => "");
       const resync = setInterval(() => {

@@ -24,12 +24,18 @@ async function apply(store: SpecStore, t: string) {
 describe("SpecStore", () => {
   it("creates generation 1 per resource, then unchanged, then configured with the changed fields", async () => {
     const { swarm, store } = setup();
-    expect((await apply(store, runbookText())).map((r) => `${r.kind}/${r.name} ${r.action} ${r.generation}`)).toEqual(["DTR/dtr created 1", "ContentCache/region-asia created 1"]);
+    expect((await apply(store, runbookText())).map((r) => `${r.kind}/${r.name} ${r.action} ${r.generation}`)).toEqual([
+      "DTR/dtr created 1",
+      "ContentCache/region-asia created 1",
+    ]);
     expect((await apply(store, runbookText())).map((r) => r.action)).toEqual(["unchanged", "unchanged"]);
     const third = await apply(store, runbookText({ blobTTL: "1h" }));
     expect(third[1]).toMatchObject({ action: "configured", generation: 2, fields: ["spec.blobTTL"] });
     const history = await store.revisions("ContentCache", "region-asia");
-    expect(history.map((r) => [r.generation, r.who, r.change])).toEqual([[1, "alice@host", "apply: created"], [2, "alice@host", "apply: spec.blobTTL"]]);
+    expect(history.map((r) => [r.generation, r.who, r.change])).toEqual([
+      [1, "alice@host", "apply: created"],
+      [2, "alice@host", "apply: spec.blobTTL"],
+    ]);
     expect([...swarm.configs.values()].map((c) => c.name)).toContain(revisionConfigName("t", "ContentCache", "region-asia", 2));
     // File references are stored absolute: a controller elsewhere must find the same files.
     const cache = await store.get("ContentCache", "region-asia");
@@ -69,12 +75,20 @@ describe("SpecStore", () => {
     const before = swarm.configs.size;
     const error = await admit(store, { texts: [text(runbookText({ blobTTL: "one hour" }))] }).catch((e: unknown) => e);
     expect(isStoreError(error, "INVALID")).toBe(true);
-    expect((error as { issues: { code: string }[] }).issues.map((i) => formatIssue(i as never))).toEqual([expect.stringMatching(/spec\.yaml:\d+:\d+ spec\.blobTTL: "one hour" is not a duration/)]);
+    expect((error as { issues: { code: string }[] }).issues.map((i) => formatIssue(i as never))).toEqual([
+      expect.stringMatching(/spec\.yaml:\d+:\d+ spec\.blobTTL: "one hour" is not a duration/),
+    ]);
     // A cache alone whose DTR reference does not resolve against the store.
     const lone = runbookText().split("---")[1]?.replace("dtr: dtr", "dtr: other") ?? "";
-    await expect(admit(store, { texts: [text(lone)] })).rejects.toMatchObject({ code: "INVALID", issues: [expect.objectContaining({ code: "UNKNOWN_REFERENCE" })] });
+    await expect(admit(store, { texts: [text(lone)] })).rejects.toMatchObject({
+      code: "INVALID",
+      issues: [expect.objectContaining({ code: "UNKNOWN_REFERENCE" })],
+    });
     // Deleting the DTR a stored cache uses is refused, pointing at the stored cache.
-    await expect(admit(store, { deletes: [{ kind: "DTR", name: "dtr" }] })).rejects.toMatchObject({ code: "INVALID", issues: [expect.objectContaining({ file: "store:ContentCache/region-asia" })] });
+    await expect(admit(store, { deletes: [{ kind: "DTR", name: "dtr" }] })).rejects.toMatchObject({
+      code: "INVALID",
+      issues: [expect.objectContaining({ file: "store:ContentCache/region-asia" })],
+    });
     expect(swarm.configs.size).toBe(before);
   });
 

@@ -8,7 +8,23 @@ import { parse } from "yaml";
 import type { SwarmApi, SwarmConfig } from "../swarm/api.js";
 import { isSwarmError } from "../swarm/errors.js";
 import { StoreError } from "./errors.js";
-import { KINDS, STORE, STORE_CHANGE, STORE_DELETED, STORE_FORMAT, STORE_GENERATION, STORE_HASH, STORE_KIND, STORE_NAME, STORE_OWNER, STORE_WHEN, STORE_WHO, revisionConfigName, storeFilter, type ResourceKind } from "./labels.js";
+import {
+  KINDS,
+  STORE,
+  STORE_CHANGE,
+  STORE_DELETED,
+  STORE_FORMAT,
+  STORE_GENERATION,
+  STORE_HASH,
+  STORE_KIND,
+  STORE_NAME,
+  STORE_OWNER,
+  STORE_WHEN,
+  STORE_WHO,
+  revisionConfigName,
+  storeFilter,
+  type ResourceKind,
+} from "./labels.js";
 import { documentHash, keyOf, stripStoreFields, toYaml, type Document, type ResourceKey } from "./resource.js";
 
 export interface Revision extends ResourceKey {
@@ -147,7 +163,8 @@ export class SpecStore {
       } catch (error) {
         throw new StoreError("CORRUPT", `${revision.configName}: stored document is not YAML`, [], { cause: error });
       }
-      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new StoreError("CORRUPT", `${revision.configName}: stored document is not a mapping`);
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+        throw new StoreError("CORRUPT", `${revision.configName}: stored document is not a mapping`);
       doc = parsed as Document;
       this.documents.set(revision.configId, doc);
     }
@@ -192,13 +209,29 @@ export class SpecStore {
     }
     this.documents.set(configId, stored);
     await this.prune(request.kind, request.name);
-    return { kind: request.kind, name: request.name, generation, configId, configName, who: this.who, when: labels[STORE_WHEN] ?? "", change: request.change, hash: labels[STORE_HASH] ?? "", deleted: request.doc === undefined };
+    return {
+      kind: request.kind,
+      name: request.name,
+      generation,
+      configId,
+      configName,
+      who: this.who,
+      when: labels[STORE_WHEN] ?? "",
+      change: request.change,
+      hash: labels[STORE_HASH] ?? "",
+      deleted: request.doc === undefined,
+    };
   }
 
   private async conflict(request: WriteRequest, generation: number, cause: unknown): Promise<StoreError> {
     const winner = (await this.revisions(request.kind, request.name).catch(() => [])).find((r) => r.generation === generation);
     const by = winner ? ` by ${winner.who} at ${winner.when}` : "";
-    return new StoreError("CONFLICT", `${request.kind}/${request.name} was changed${by} (generation ${generation} exists; this change was based on ${request.base}); nothing was written — re-read and try again`, [], { cause });
+    return new StoreError(
+      "CONFLICT",
+      `${request.kind}/${request.name} was changed${by} (generation ${generation} exists; this change was based on ${request.base}); nothing was written — re-read and try again`,
+      [],
+      { cause },
+    );
   }
 
   /** Removes revisions beyond `keep`, oldest first. Best effort: a failure leaves one more revision. */

@@ -113,8 +113,20 @@ export interface ServiceSpec {
     readonly ForceUpdate?: number;
   };
   readonly Mode?: { readonly Replicated?: { readonly Replicas?: number } };
-  readonly UpdateConfig?: { readonly Parallelism?: number; readonly Order?: string; readonly FailureAction?: string; readonly Monitor?: number; readonly Delay?: number };
-  readonly RollbackConfig?: { readonly Parallelism?: number; readonly Order?: string; readonly FailureAction?: string; readonly Monitor?: number; readonly Delay?: number };
+  readonly UpdateConfig?: {
+    readonly Parallelism?: number;
+    readonly Order?: string;
+    readonly FailureAction?: string;
+    readonly Monitor?: number;
+    readonly Delay?: number;
+  };
+  readonly RollbackConfig?: {
+    readonly Parallelism?: number;
+    readonly Order?: string;
+    readonly FailureAction?: string;
+    readonly Monitor?: number;
+    readonly Delay?: number;
+  };
   readonly EndpointSpec?: { readonly Mode?: string; readonly Ports?: readonly PortConfig[] };
 }
 
@@ -227,7 +239,17 @@ export interface SwarmApi {
 }
 
 /** Method names that change the Swarm; the recording wrapper counts these separately. */
-export const MUTATING_CALLS = ["updateNode", "createConfig", "updateConfigLabels", "removeConfig", "createSecret", "removeSecret", "createService", "updateService", "removeService"] as const satisfies readonly (keyof SwarmApi)[];
+export const MUTATING_CALLS = [
+  "updateNode",
+  "createConfig",
+  "updateConfigLabels",
+  "removeConfig",
+  "createSecret",
+  "removeSecret",
+  "createService",
+  "updateService",
+  "removeService",
+] as const satisfies readonly (keyof SwarmApi)[];
 
 export type SwarmCall = Exclude<keyof SwarmApi, never>;
 

@@ -25,7 +25,9 @@ describe("DOCKER_HOST resolution", () => {
   });
 
   it("names the missing files when TLS material cannot be read", () => {
-    expect(() => resolveDockerConnection("tcp://m:2376", { DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: "/nonexistent" })).toThrow(/ca.pem, cert.pem and key.pem in \/nonexistent/);
+    expect(() => resolveDockerConnection("tcp://m:2376", { DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: "/nonexistent" })).toThrow(
+      /ca.pem, cert.pem and key.pem in \/nonexistent/,
+    );
   });
 
   it("takes ssh://user@host", () => {
@@ -36,7 +38,9 @@ describe("DOCKER_HOST resolution", () => {
 describe("engine error classification", () => {
   it("maps status and message onto stable codes", () => {
     expect(classifyEngineError("updateService", 500, "rpc error: code = Unknown desc = update out of sequence").code).toBe("CONFLICT");
-    expect(classifyEngineError("removeSecret", 400, "rpc error: code = InvalidArgument desc = secret 'x' is in use by the following service: y").code).toBe("IN_USE");
+    expect(classifyEngineError("removeSecret", 400, "rpc error: code = InvalidArgument desc = secret 'x' is in use by the following service: y").code).toBe(
+      "IN_USE",
+    );
     expect(classifyEngineError("createService", 400, "invalid mount config").code).toBe("INVALID");
     expect(classifyEngineError("createConfig", 409, "config x already exists").code).toBe("NAME_TAKEN");
     expect(classifyEngineError("listNodes", undefined, "connect ENOENT").code).toBe("UNAVAILABLE");

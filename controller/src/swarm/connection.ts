@@ -39,7 +39,16 @@ export interface DockerConnection {
 export const DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock";
 
 export function resolveDockerConnection(dockerHost: string | undefined, env: DockerEnv = {}): DockerConnection {
-  const blank = { socketPath: undefined, host: undefined, port: undefined, protocol: undefined, username: undefined, ca: undefined, cert: undefined, key: undefined };
+  const blank = {
+    socketPath: undefined,
+    host: undefined,
+    port: undefined,
+    protocol: undefined,
+    username: undefined,
+    ca: undefined,
+    cert: undefined,
+    key: undefined,
+  };
   // unset or empty: the local engine's socket, as the docker CLI does
   if (!dockerHost) dockerHost = DEFAULT_DOCKER_HOST;
   if (dockerHost.startsWith("unix://")) {
@@ -76,7 +85,9 @@ export function resolveDockerConnection(dockerHost: string | undefined, env: Doc
       display: `tcp://${url.hostname}:${port} (TLS)`,
     };
   } catch (error) {
-    throw new ConnectionError("TLS_MATERIAL_UNREADABLE", `DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: cannot read ca.pem, cert.pem and key.pem in ${dir}`, { cause: error });
+    throw new ConnectionError("TLS_MATERIAL_UNREADABLE", `DOCKER_TLS_VERIFY/DOCKER_CERT_PATH: cannot read ca.pem, cert.pem and key.pem in ${dir}`, {
+      cause: error,
+    });
   }
 }
 

@@ -59,7 +59,9 @@ describe("DockerodeSwarmApi with a run's AbortSignal", () => {
     await expect(pending).rejects.toBeInstanceOf(AbortedError);
     await expect.poll(() => seen[0]?.closed, { timeout: 5_000, interval: 5 }).toBe(true);
     // Straight to the adapter too (the DTR record's writes do not go through the cancellable view).
-    await expect(withCallSignal(run.signal, () => api.createConfig({ name: "c-config-00000000", labels: {}, data: Buffer.from("x") }))).rejects.toBeInstanceOf(AbortedError);
+    await expect(withCallSignal(run.signal, () => api.createConfig({ name: "c-config-00000000", labels: {}, data: Buffer.from("x") }))).rejects.toBeInstanceOf(
+      AbortedError,
+    );
     await expect(swarm.removeService("region-asia")).rejects.toBeInstanceOf(AbortedError);
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(seen).toHaveLength(1);

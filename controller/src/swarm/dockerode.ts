@@ -46,7 +46,18 @@ interface Modem {
 
 type Json = Record<string, unknown>;
 
-const OK: Record<number, true | string> = { 200: true, 201: true, 204: true, 304: true, 400: "bad parameter", 403: "forbidden", 404: "not found", 409: "conflict", 500: "server error", 503: "node is not part of a swarm" };
+const OK: Record<number, true | string> = {
+  200: true,
+  201: true,
+  204: true,
+  304: true,
+  400: "bad parameter",
+  403: "forbidden",
+  404: "not found",
+  409: "conflict",
+  500: "server error",
+  503: "node is not part of a swarm",
+};
 
 function obj(value: unknown): Json {
   return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Json) : {};
@@ -119,7 +130,16 @@ export function toService(raw: unknown): SwarmService {
   };
   const previous = s["PreviousSpec"];
   const withPrevious = previous !== null && typeof previous === "object" ? { ...base, previousSpec: previous as ServiceSpec } : base;
-  return update["State"] !== undefined ? { ...withPrevious, updateStatus: { state: str(update["State"]), message: str(update["Message"]), ...(str(update["StartedAt"]) ? { startedAt: str(update["StartedAt"]) } : {}) } } : withPrevious;
+  return update["State"] !== undefined
+    ? {
+        ...withPrevious,
+        updateStatus: {
+          state: str(update["State"]),
+          message: str(update["Message"]),
+          ...(str(update["StartedAt"]) ? { startedAt: str(update["StartedAt"]) } : {}),
+        },
+      }
+    : withPrevious;
 }
 
 export function toTask(raw: unknown): SwarmTask {
@@ -221,7 +241,11 @@ export class DockerodeSwarmApi implements SwarmApi {
 
   async updateConfigLabels(id: string, v: ObjectVersion, name: string, labels: Labels): Promise<void> {
     // Swarm refuses any change but Labels, and a Data field at all ("only updates to Labels are allowed").
-    await this.dial("updateConfigLabels", { path: `/configs/${encodeURIComponent(id)}/update?`, method: "POST", options: { _query: { version: v.index }, _body: { Name: name, Labels: labels } } });
+    await this.dial("updateConfigLabels", {
+      path: `/configs/${encodeURIComponent(id)}/update?`,
+      method: "POST",
+      options: { _query: { version: v.index }, _body: { Name: name, Labels: labels } },
+    });
   }
 
   async removeConfig(id: string): Promise<void> {
@@ -254,7 +278,11 @@ export class DockerodeSwarmApi implements SwarmApi {
   }
 
   async updateService(id: string, v: ObjectVersion, spec: ServiceSpec): Promise<void> {
-    await this.dial("updateService", { path: `/services/${encodeURIComponent(id)}/update?`, method: "POST", options: { _query: { version: v.index }, _body: spec } });
+    await this.dial("updateService", {
+      path: `/services/${encodeURIComponent(id)}/update?`,
+      method: "POST",
+      options: { _query: { version: v.index }, _body: spec },
+    });
   }
 
   async removeService(id: string): Promise<void> {
@@ -268,7 +296,12 @@ export class DockerodeSwarmApi implements SwarmApi {
 
   async subscribeEvents(handlers: EventHandlers): Promise<EventSubscription> {
     const filters = JSON.stringify({ type: ["service", "node", "config", "secret"] });
-    const stream = (await this.dial("subscribeEvents", { path: "/events?", method: "GET", isStream: true, options: { _query: { filters } } })) as NodeJS.ReadableStream & { destroy(): void };
+    const stream = (await this.dial("subscribeEvents", {
+      path: "/events?",
+      method: "GET",
+      isStream: true,
+      options: { _query: { filters } },
+    })) as NodeJS.ReadableStream & { destroy(): void };
     let buffered = "";
     let closed = false;
     let ended = false;

@@ -64,7 +64,12 @@ function withDefaults(spec: ServiceSpec): ServiceSpec {
     ...spec,
     TaskTemplate: {
       ...spec.TaskTemplate,
-      ContainerSpec: { ...c, Image: c.Image.includes("@") ? c.Image : `${c.Image}@sha256:${"0".repeat(64)}`, Configs: c.Configs ?? [], Secrets: c.Secrets ?? [] },
+      ContainerSpec: {
+        ...c,
+        Image: c.Image.includes("@") ? c.Image : `${c.Image}@sha256:${"0".repeat(64)}`,
+        Configs: c.Configs ?? [],
+        Secrets: c.Secrets ?? [],
+      },
       RestartPolicy: { Delay: 5_000_000_000, MaxAttempts: 0, ...spec.TaskTemplate.RestartPolicy },
       ForceUpdate: 0,
     },
@@ -123,7 +128,17 @@ export class FakeSwarm implements SwarmApi {
     const previous = s.previousSpec;
     if (!previous) throw new Error(`service ${serviceName} has no previous spec to roll back to`);
     const at = this.now();
-    s.history.push(...this.liveTasks(s).map((t) => ({ ...t, id: `${t.id}-failed${s.version}`, state: "failed", desiredState: "shutdown", message: "started", error: "task: non-zero exit (1)", updatedAt: at })));
+    s.history.push(
+      ...this.liveTasks(s).map((t) => ({
+        ...t,
+        id: `${t.id}-failed${s.version}`,
+        state: "failed",
+        desiredState: "shutdown",
+        message: "started",
+        error: "task: non-zero exit (1)",
+        updatedAt: at,
+      })),
+    );
     s.previousSpec = how === "manual" ? s.spec : undefined;
     s.spec = previous;
     s.version += 1;
@@ -152,11 +167,26 @@ export class FakeSwarm implements SwarmApi {
   }
 
   info(): Promise<EngineInfo> {
-    return Promise.resolve({ engineId: "fake", name: "fake-engine", serverVersion: "fake", swarmState: this.manager ? "active" : "inactive", isManager: this.manager, nodeId: [...this.nodes.keys()][0] ?? "" });
+    return Promise.resolve({
+      engineId: "fake",
+      name: "fake-engine",
+      serverVersion: "fake",
+      swarmState: this.manager ? "active" : "inactive",
+      isManager: this.manager,
+      nodeId: [...this.nodes.keys()][0] ?? "",
+    });
   }
 
   private toNode(n: { id: string; version: number; hostname: string; role: "manager" | "worker"; spec: NodeSpec }): SwarmNode {
-    return { id: n.id, version: { index: n.version }, hostname: n.hostname, role: n.role, state: "ready", availability: "active", spec: structuredClone(n.spec) };
+    return {
+      id: n.id,
+      version: { index: n.version },
+      hostname: n.hostname,
+      role: n.role,
+      state: "ready",
+      availability: "active",
+      spec: structuredClone(n.spec),
+    };
   }
 
   listNodes(): Promise<SwarmNode[]> {
@@ -197,11 +227,14 @@ export class FakeSwarm implements SwarmApi {
 
   inspectConfig(id: string): Promise<SwarmConfig> {
     const b = this.configs.get(id) ?? [...this.configs.values()].find((x) => x.name === id);
-    return b ? Promise.resolve({ ...this.toBlob(b), data: Buffer.from(b.data) }) : Promise.reject(new SwarmError("NOT_FOUND", "inspectConfig", `config ${id} not found`, 404));
+    return b
+      ? Promise.resolve({ ...this.toBlob(b), data: Buffer.from(b.data) })
+      : Promise.reject(new SwarmError("NOT_FOUND", "inspectConfig", `config ${id} not found`, 404));
   }
 
   private createBlob(kind: "config" | "secret", store: Map<string, Blob>, request: CreateBlobRequest): Promise<string> {
-    if ([...store.values()].some((b) => b.name === request.name)) return Promise.reject(new SwarmError("NAME_TAKEN", `create${kind}`, `${kind} ${request.name} already exists`, 409));
+    if ([...store.values()].some((b) => b.name === request.name))
+      return Promise.reject(new SwarmError("NAME_TAKEN", `create${kind}`, `${kind} ${request.name} already exists`, 409));
     const id = `${kind}${++this.seq}`;
     store.set(id, { id, name: request.name, labels: { ...request.labels }, data: Buffer.from(request.data), createdAt: this.now(), version: 1 });
     this.emit({ type: kind, action: "create", id, name: request.name, labels: {} });
@@ -211,7 +244,11 @@ export class FakeSwarm implements SwarmApi {
   private removeBlob(kind: "config" | "secret", store: Map<string, Blob>, id: string): Promise<void> {
     const b = store.get(id);
     if (!b) return Promise.reject(new SwarmError("NOT_FOUND", `remove${kind}`, `${kind} ${id} not found`, 404));
-    const used = [...this.services.values()].some((s) => (kind === "config" ? (s.spec.TaskTemplate.ContainerSpec.Configs ?? []).some((r) => r.ConfigID === id) : (s.spec.TaskTemplate.ContainerSpec.Secrets ?? []).some((r) => r.SecretID === id)));
+    const used = [...this.services.values()].some((s) =>
+      kind === "config"
+        ? (s.spec.TaskTemplate.ContainerSpec.Configs ?? []).some((r) => r.ConfigID === id)
+        : (s.spec.TaskTemplate.ContainerSpec.Secrets ?? []).some((r) => r.SecretID === id),
+    );
     if (used) return Promise.reject(new SwarmError("IN_USE", `remove${kind}`, `${kind} '${b.name}' is in use by a service`, 400));
     store.delete(id);
     this.emit({ type: kind, action: "remove", id, name: b.name, labels: {} });
@@ -255,9 +292,26 @@ export class FakeSwarm implements SwarmApi {
   }
 
   private toService(s: Service): SwarmService {
-    const base = { id: s.id, version: { index: s.version }, name: s.spec.Name, labels: { ...s.spec.Labels }, spec: structuredClone(s.spec) as ServiceSpec, createdAt: s.createdAt, updatedAt: s.updatedAt };
+    const base = {
+      id: s.id,
+      version: { index: s.version },
+      name: s.spec.Name,
+      labels: { ...s.spec.Labels },
+      spec: structuredClone(s.spec) as ServiceSpec,
+      createdAt: s.createdAt,
+      updatedAt: s.updatedAt,
+    };
     const withPrevious = s.previousSpec ? { ...base, previousSpec: structuredClone(s.previousSpec) } : base;
-    return s.updateState ? { ...withPrevious, updateStatus: { state: s.updateState, message: s.updateState === "rollback_completed" ? "rollback completed" : "update completed", ...(s.updateStartedAt ? { startedAt: s.updateStartedAt } : {}) } } : withPrevious;
+    return s.updateState
+      ? {
+          ...withPrevious,
+          updateStatus: {
+            state: s.updateState,
+            message: s.updateState === "rollback_completed" ? "rollback completed" : "update completed",
+            ...(s.updateStartedAt ? { startedAt: s.updateStartedAt } : {}),
+          },
+        }
+      : withPrevious;
   }
 
   private findService(idOrName: string): Service | undefined {
@@ -328,7 +382,9 @@ export class FakeSwarm implements SwarmApi {
   listTasks(serviceIdOrName: string): Promise<SwarmTask[]> {
     const s = this.findService(serviceIdOrName);
     if (s?.crashes !== undefined) {
-      s.history.push(...this.liveTasks(s).map((t) => ({ ...t, state: "failed", desiredState: "shutdown", error: "task: non-zero exit (1)", updatedAt: this.now() })));
+      s.history.push(
+        ...this.liveTasks(s).map((t) => ({ ...t, state: "failed", desiredState: "shutdown", error: "task: non-zero exit (1)", updatedAt: this.now() })),
+      );
       s.crashes += 1;
     }
     return Promise.resolve(s ? [...this.liveTasks(s), ...s.history.map((t) => structuredClone(t))] : []);
@@ -346,9 +402,24 @@ export class FakeSwarm implements SwarmApi {
     const c = s.spec.TaskTemplate.ContainerSpec;
     const replicas = s.spec.Mode?.Replicated?.Replicas ?? 1;
     return Array.from({ length: replicas }, (_, i): SwarmTask => {
-      const base = { id: `${s.id}-task${i}${s.replaced ? `-u${s.replaced}` : ""}${s.crashes ? `-r${s.crashes}` : ""}`, serviceId: s.id, desiredState: "running", configNames: (c.Configs ?? []).map((r) => r.ConfigName), secretNames: (c.Secrets ?? []).map((r) => r.SecretName), containerLabels: { ...(c.Labels ?? {}) }, updatedAt: s.updatedAt };
+      const base = {
+        id: `${s.id}-task${i}${s.replaced ? `-u${s.replaced}` : ""}${s.crashes ? `-r${s.crashes}` : ""}`,
+        serviceId: s.id,
+        desiredState: "running",
+        configNames: (c.Configs ?? []).map((r) => r.ConfigName),
+        secretNames: (c.Secrets ?? []).map((r) => r.SecretName),
+        containerLabels: { ...(c.Labels ?? {}) },
+        updatedAt: s.updatedAt,
+      };
       const node = fits[0];
-      return node ? { ...base, nodeId: node.id, state: "running", message: "started" } : { ...base, state: "pending", message: "pending task scheduling", error: `no suitable node (scheduling constraints not satisfied on ${this.nodes.size} node${this.nodes.size === 1 ? "" : "s"})` };
+      return node
+        ? { ...base, nodeId: node.id, state: "running", message: "started" }
+        : {
+            ...base,
+            state: "pending",
+            message: "pending task scheduling",
+            error: `no suitable node (scheduling constraints not satisfied on ${this.nodes.size} node${this.nodes.size === 1 ? "" : "s"})`,
+          };
     });
   }
 

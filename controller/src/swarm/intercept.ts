@@ -32,7 +32,11 @@ export type CallOutcome = { readonly ok: true; readonly result: unknown } | { re
  * A SwarmApi that calls `before` (which may throw to fail the call), then the inner API, then
  * `after` with the outcome (observers such as the event recorder; it must not throw).
  */
-export function interceptSwarmApi(inner: SwarmApi, before: (call: SwarmCall, args: readonly unknown[]) => void, after?: (call: SwarmCall, args: readonly unknown[], outcome: CallOutcome) => void): SwarmApi {
+export function interceptSwarmApi(
+  inner: SwarmApi,
+  before: (call: SwarmCall, args: readonly unknown[]) => void,
+  after?: (call: SwarmCall, args: readonly unknown[], outcome: CallOutcome) => void,
+): SwarmApi {
   const api: Partial<Record<SwarmCall, unknown>> = {};
   for (const call of Object.keys(ALL_CALLS) as SwarmCall[]) {
     const method = inner[call] as (...args: unknown[]) => Promise<unknown>;

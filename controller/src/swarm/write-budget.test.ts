@@ -18,7 +18,12 @@ describe("write budget", () => {
     const recording = recordSwarmApi(fake);
     let now = 0;
     const counted: string[] = [];
-    const api = budgetSwarmWrites(recording, { maxWrites: 3, windowMs: 60_000, now: () => now, onWrite: (cache, refused) => counted.push(`${cache}${refused ? " refused" : ""}`) });
+    const api = budgetSwarmWrites(recording, {
+      maxWrites: 3,
+      windowMs: 60_000,
+      now: () => now,
+      onWrite: (cache, refused) => counted.push(`${cache}${refused ? " refused" : ""}`),
+    });
     const blob = (i: number, cache: string) => ({ name: `${cache}-config-${i}`, labels: { "io.dtrcache.cache": cache }, data: Buffer.from("x") });
     for (let i = 0; i < 3; i += 1) await api.createConfig(blob(i, "a"));
     const refused = await api.createConfig(blob(3, "a")).catch((error: unknown) => error);
@@ -36,13 +41,22 @@ describe("write budget", () => {
   it("a fight: every service update undone by someone else → the controller stops writing at the budget and says Contended", async () => {
     const fake = new FakeSwarm(["node-1"]);
     const recording = recordSwarmApi(fake);
-    const controller = createController({ docker: budgetSwarmWrites(recording, { maxWrites: 10 }), specSource: staticSpecSource(load(runbookText())), logger: memoryLogger(), id: "test", settleMs: 0 });
+    const controller = createController({
+      docker: budgetSwarmWrites(recording, { maxWrites: 10 }),
+      specSource: staticSpecSource(load(runbookText())),
+      logger: memoryLogger(),
+      id: "test",
+      settleMs: 0,
+    });
     await controller.reconcileOnce();
     for (let round = 0; round < 50; round += 1) {
       // the other party: puts its own image back on the service
       const [service] = await fake.listServices({ labels: [] });
       if (!service) throw new Error("no service");
-      await fake.updateService(service.id, service.version, { ...service.spec, TaskTemplate: { ...service.spec.TaskTemplate, ContainerSpec: { ...service.spec.TaskTemplate.ContainerSpec, Image: `someone/else:${round}` } } });
+      await fake.updateService(service.id, service.version, {
+        ...service.spec,
+        TaskTemplate: { ...service.spec.TaskTemplate, ContainerSpec: { ...service.spec.TaskTemplate.ContainerSpec, Image: `someone/else:${round}` } },
+      });
       await controller.reconcileOnce();
     }
     const updates = recording.mutatingCalls().filter((c) => c.call === "updateService").length;

@@ -40,7 +40,10 @@ export function budgetSwarmWrites(inner: SwarmApi, options: WriteBudgetOptions =
       if (times.length >= maxWrites) {
         recent.set(cache, times);
         options.onWrite?.(cache, true);
-        throw new ControllerError("CONTENDED", `Contended: ${times.length} Swarm writes for cache ${cache} in the last ${Math.round(windowMs / 1000)} s — its objects keep changing under the controller (another controller, a person or a script undoing its writes?); backing off instead of writing in a loop`);
+        throw new ControllerError(
+          "CONTENDED",
+          `Contended: ${times.length} Swarm writes for cache ${cache} in the last ${Math.round(windowMs / 1000)} s — its objects keep changing under the controller (another controller, a person or a script undoing its writes?); backing off instead of writing in a loop`,
+        );
       }
       times.push(at);
       recent.set(cache, times);

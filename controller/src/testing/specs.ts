@@ -18,7 +18,9 @@ export function runbookText(edit: { hostname?: string; blobTTL?: string; port?: 
 }
 
 export function chainedText(hostnames: [string, string] = ["node-1", "node-2"]): string {
-  return readFileSync(`${EXAMPLES_DIR}chained.yaml`, "utf8").replace("hostname: eu-node-1", `hostname: ${hostnames[0]}`).replace("hostname: office-node-1", `hostname: ${hostnames[1]}`);
+  return readFileSync(`${EXAMPLES_DIR}chained.yaml`, "utf8")
+    .replace("hostname: eu-node-1", `hostname: ${hostnames[0]}`)
+    .replace("hostname: office-node-1", `hostname: ${hostnames[1]}`);
 }
 
 export function load(text: string): LoadResult {

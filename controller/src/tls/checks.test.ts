@@ -24,11 +24,45 @@ function openssl(...args: string[]): void {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "tlscheck-"));
-  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test ca");
+  openssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=test ca",
+  );
   openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=cache.example");
   writeFileSync(join(dir, "ext.cnf"), "subjectAltName=DNS:cache.example,IP:127.0.0.1\n");
   openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "1", "-extfile", "ext.cnf");
-  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "self.key", "-out", "self.pem", "-days", "1", "-subj", "/CN=cache.example", "-addext", "subjectAltName=DNS:cache.example");
+  openssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "self.key",
+    "-out",
+    "self.pem",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=cache.example",
+    "-addext",
+    "subjectAltName=DNS:cache.example",
+  );
   ca = readFileSync(join(dir, "ca.pem"), "utf8");
   leaf = readFileSync(join(dir, "leaf.pem"), "utf8");
   leafKey = readFileSync(join(dir, "leaf.key"), "utf8");

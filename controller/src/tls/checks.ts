@@ -8,7 +8,8 @@ import { isIP } from "node:net";
 import { connect, rootCertificates } from "node:tls";
 import { hostOf } from "./host.js";
 
-export type TlsFindingReason = "HostnameMismatch" | "CertificateSelfSigned" | "CertificateExpired" | "CertificateNotYetValid" | "UpstreamUntrusted" | "UpstreamUnreachable" | "NotChecked";
+export type TlsFindingReason =
+  "HostnameMismatch" | "CertificateSelfSigned" | "CertificateExpired" | "CertificateNotYetValid" | "UpstreamUntrusted" | "UpstreamUnreachable" | "NotChecked";
 
 export interface TlsFinding {
   readonly reason: TlsFindingReason;
@@ -27,7 +28,11 @@ export function checkCacheCertificate(certificatePem: string, externalURL: strin
   const host = hostOf(externalURL);
   const matches = isIP(host) ? leaf.checkIP(host) !== undefined : leaf.checkHost(host) !== undefined;
   if (!matches) {
-    findings.push({ reason: "HostnameMismatch", blocking: true, message: `externalURL host "${host}" is not a name in the cache certificate (it names ${leaf.subjectAltName ?? leaf.subject})` });
+    findings.push({
+      reason: "HostnameMismatch",
+      blocking: true,
+      message: `externalURL host "${host}" is not a name in the cache certificate (it names ${leaf.subjectAltName ?? leaf.subject})`,
+    });
   }
   if (now.getTime() > Date.parse(leaf.validTo)) {
     findings.push({ reason: "CertificateExpired", blocking: true, message: `the cache certificate expired on ${leaf.validTo}` });
@@ -66,7 +71,9 @@ export async function probeUpstreamTrust(upstreamURL: string, caBundlePem: strin
       const why = String(socket.authorizationError ?? "not verified");
       finish({ reason: "UpstreamUntrusted", blocking: true, message: `the cache would not trust ${url.host}: ${why} (check trust.caFile / extraCAFiles)` });
     });
-    socket.once("timeout", () => finish({ reason: "UpstreamUnreachable", blocking: false, message: `no TLS handshake with ${url.host} within ${timeoutMs} ms` }));
+    socket.once("timeout", () =>
+      finish({ reason: "UpstreamUnreachable", blocking: false, message: `no TLS handshake with ${url.host} within ${timeoutMs} ms` }),
+    );
     socket.once("error", (error: NodeJS.ErrnoException) =>
       finish({ reason: "UpstreamUnreachable", blocking: false, message: `cannot reach ${url.host}: ${error.code ?? error.message}` }),
     );

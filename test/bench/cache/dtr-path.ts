@@ -67,7 +67,16 @@ export async function measureDtrPath(workDir: string, registryUrl: string, repo:
   // within one second would be identical, one credential. The emulator's clock steps one second per
   // redirect, so every client gets a URL of its own, as it would over a real pull's lifetime.
   let redirects = 0;
-  const dtr = await startDtrEmulator({ listenHost: "127.0.0.1", backendRegistryUrl: registryUrl, users: [{ username: "carol", password: "c-pw" }], redirectHead: true, bearerOnly: true, clock: () => Date.now() + redirects * 1000, redirectTtlSeconds: 3600, tokenTtlSeconds: 7200 });
+  const dtr = await startDtrEmulator({
+    listenHost: "127.0.0.1",
+    backendRegistryUrl: registryUrl,
+    users: [{ username: "carol", password: "c-pw" }],
+    redirectHead: true,
+    bearerOnly: true,
+    clock: () => Date.now() + redirects * 1000,
+    redirectTtlSeconds: 3600,
+    tokenTtlSeconds: 7200,
+  });
   const port = await freePort("127.0.0.1");
   const cache = await startCacheProcess({ workDir: join(workDir, "dtr-path"), upstreams: [dtr.url], port, httpHost: `http://127.0.0.1:${port}` });
   try {

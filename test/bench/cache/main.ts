@@ -25,7 +25,10 @@ const ACCEPT = "application/vnd.oci.image.manifest.v1+json";
 // For profiling one case: BENCH_CASES=1mib (substring of case names, comma-separated) and
 // BENCH_ONLY_TABLE=1 (skip freshness, coalescing and RSS phases). CACHE_LOG_LEVEL sets ours;
 // CACHE_NODE_ARGS adds node flags to our process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
-const CASE_FILTER = (process.env.BENCH_CASES ?? "").split(",").map((s) => s.trim().toLowerCase().replace(/\s+/g, "")).filter(Boolean);
+const CASE_FILTER = (process.env.BENCH_CASES ?? "")
+  .split(",")
+  .map((s) => s.trim().toLowerCase().replace(/\s+/g, ""))
+  .filter(Boolean);
 const ONLY_TABLE = process.env.BENCH_ONLY_TABLE === "1";
 
 const CORES = availableParallelism();
@@ -99,7 +102,11 @@ async function main(): Promise<void> {
     await pushImage(upstream.url, repo, "v1", image);
     say("upstream docker-registry filled");
 
-    const cacheOptions = { upstreams: [upstream.url], logLevel: process.env.CACHE_LOG_LEVEL ?? "info", nodeArgs: (process.env.CACHE_NODE_ARGS ?? "").split(" ").filter(Boolean) };
+    const cacheOptions = {
+      upstreams: [upstream.url],
+      logLevel: process.env.CACHE_LOG_LEVEL ?? "info",
+      nodeArgs: (process.env.CACHE_NODE_ARGS ?? "").split(" ").filter(Boolean),
+    };
     const cache: CacheProcess = await startCacheProcess({ ...cacheOptions, workDir: join(work, "ours"), port: await freePort("127.0.0.1"), workers: 1 });
     stops.push(() => cache.stop());
     const cacheN: CacheProcess = await startCacheProcess({ ...cacheOptions, workDir: join(work, "ours-n"), port: await freePort("127.0.0.1"), workers: CORES });
@@ -117,7 +124,11 @@ async function main(): Promise<void> {
       { name: NGINX_AUTO, url: nginxAuto.url, pids: () => nginxAuto.workerPids() },
       { name: PROXY, url: proxy.url, pids: async () => [proxy.pid] },
     ];
-    say(`${CORES} cores; load average at start ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+    say(
+      `${CORES} cores; load average at start ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")}`,
+    );
 
     // Warm every peer with every case (and wait until each fill is on disk).
     const manifestHead = await fetch(`${upstream.url}/v2/${repo}/manifests/v1`, { method: "HEAD", headers: { accept: ACCEPT } });
@@ -153,7 +164,17 @@ async function main(): Promise<void> {
     }
 
     const header = `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s per cell; ${CORES} cores; upstream: docker-registry on loopback; ours×N: workers: ${CORES}; nginx: sendfile, proxy_cache`;
-    const throughput = [header, "", ...throughputTable(measured.map((c) => c.name), peers.map((p) => p.name), results, OURS_N, NGINX_AUTO)];
+    const throughput = [
+      header,
+      "",
+      ...throughputTable(
+        measured.map((c) => c.name),
+        peers.map((p) => p.name),
+        results,
+        OURS_N,
+        NGINX_AUTO,
+      ),
+    ];
     if (ONLY_TABLE) {
       process.stdout.write(`${throughput.join("\n")}\n`);
       return;
@@ -209,12 +230,16 @@ async function main(): Promise<void> {
       if (sizes.some((s) => s !== 256 * MiB)) throw new Error(`${p.name}: short 256 MiB response`);
       const perProcess = Math.max(0, ...peaks.values()) / 1024;
       rss.set(p.name, { perProcess, total: total / 1024, processes: pids.length });
-      say(`16 x 256 MiB via ${p.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS ${fmt(perProcess, 1)} MiB per process (${pids.length}), ${fmt(total / 1024, 1)} MiB together`);
+      say(
+        `16 x 256 MiB via ${p.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS ${fmt(perProcess, 1)} MiB per process (${pids.length}), ${fmt(total / 1024, 1)} MiB together`,
+      );
     }
 
     // The price of per-object authorization, on our cache only (the peers do not authorize).
     const authz: AuthzCost = await measureAuthzCost(cache.url, upstream, `/v2/${repo}/blobs/${small}`, small, SECONDS);
-    say(`authorization cost: ${authz.upstreamHeads} upstream HEADs for ${authz.wrkRequests} requests; new-credential hit p50 ${fmt(authz.newCredentialP50Ms, 2)} ms`);
+    say(
+      `authorization cost: ${authz.upstreamHeads} upstream HEADs for ${authz.wrkRequests} requests; new-credential hit p50 ${fmt(authz.newCredentialP50Ms, 2)} ms`,
+    );
 
     const dtrPath: DtrPathResult = await measureDtrPath(work, upstream.url, repo, small);
     say(`DTR-redirected requests, a new signed URL each: ${fmt(dtrPath.newUrlRps)} req/s`);
@@ -226,8 +251,18 @@ async function main(): Promise<void> {
       ratioTarget(`1 MiB cached blob, ${OURS_N} / ${NGINX_AUTO}`, results, "1 MiB blob", OURS_N, NGINX_AUTO, 1.0),
       ratioTarget(`64 MiB cached blob, ${OURS_N} / ${NGINX_AUTO}`, results, "64 MiB blob", OURS_N, NGINX_AUTO, 1.0),
       ratioTarget(`manifest by digest, ${OURS_N} / ${NGINX_AUTO}`, results, "manifest by digest", OURS_N, NGINX_AUTO, 0.8),
-      { what: `50 concurrent cold requests for one 64 MiB blob over ${CORES} workers: upstream fetches`, target: "1", measured: `${cold?.upstreamGets} (${cold?.ok}/50 ok)`, met: cold?.upstreamGets === 1 && cold.ok === 50 },
-      { what: "peak RSS per process serving 16 × 256 MiB (MiB), worst of ours×1 and ours×N", target: `≤ ${RSS_TARGET_MIB}`, measured: fmt(oursRss, 1), met: oursRss <= RSS_TARGET_MIB },
+      {
+        what: `50 concurrent cold requests for one 64 MiB blob over ${CORES} workers: upstream fetches`,
+        target: "1",
+        measured: `${cold?.upstreamGets} (${cold?.ok}/50 ok)`,
+        met: cold?.upstreamGets === 1 && cold.ok === 50,
+      },
+      {
+        what: "peak RSS per process serving 16 × 256 MiB (MiB), worst of ours×1 and ours×N",
+        target: `≤ ${RSS_TARGET_MIB}`,
+        measured: fmt(oursRss, 1),
+        met: oursRss <= RSS_TARGET_MIB,
+      },
     ];
     const lines: string[] = [...throughput, "", ...targetTable(targets)];
     const names = peers.map((p) => p.name);
@@ -238,18 +273,24 @@ async function main(): Promise<void> {
     lines.push(`| tag change seen by the request right after it | ${each((n) => (fresh.get(n) ? "yes" : "no"))} |`);
     lines.push(`| upstream GETs for 50 concurrent cold 64 MiB requests | ${each((n) => `${coalesce.get(n)?.upstreamGets} (${coalesce.get(n)?.ok}/50 ok)`)} |`);
     lines.push(`| peak RSS per serving process, 16 concurrent 256 MiB pulls (MiB) | ${each((n) => fmt(rss.get(n)?.perProcess ?? 0, 1))} |`);
-    lines.push(`| peak RSS of all serving processes together (MiB; processes) | ${each((n) => `${fmt(rss.get(n)?.total ?? 0, 1)} (${rss.get(n)?.processes})`)} |`);
+    lines.push(
+      `| peak RSS of all serving processes together (MiB; processes) | ${each((n) => `${fmt(rss.get(n)?.total ?? 0, 1)} (${rss.get(n)?.processes})`)} |`,
+    );
     lines.push("");
     lines.push("Per-object authorization (ours; 1 MiB warm blob; the upstream is asked once per (credential, repository, digest) per authttl):");
     lines.push("");
     lines.push("| | value |");
     lines.push("|---|---:|");
-    lines.push(`| upstream authorization calls per request, one credential under wrk | ${authz.upstreamHeads} / ${fmt(authz.wrkRequests)} = ${fmt(authz.upstreamHeads / Math.max(1, authz.wrkRequests), 5)} |`);
+    lines.push(
+      `| upstream authorization calls per request, one credential under wrk | ${authz.upstreamHeads} / ${fmt(authz.wrkRequests)} = ${fmt(authz.upstreamHeads / Math.max(1, authz.wrkRequests), 5)} |`,
+    );
     lines.push(`| hit latency, remembered decision (p50 / p95 ms) | ${fmt(authz.rememberedP50Ms, 2)} / ${fmt(authz.rememberedP95Ms, 2)} |`);
     lines.push(`| hit latency, new credential each request (p50 / p95 ms) | ${fmt(authz.newCredentialP50Ms, 2)} / ${fmt(authz.newCredentialP95Ms, 2)} |`);
     lines.push(`| upstream authorization calls per request, new credential each | ${fmt(authz.newCredentialHeadsPerRequest, 2)} |`);
     lines.push("");
-    lines.push(`Blob requests redirected by the DTR emulator (1 MiB, warm cache, ${dtrPath.clients} clients, each request its own signed URL; DTR round trip emulated at ${dtrPath.dtrRoundTripMs} ms):`);
+    lines.push(
+      `Blob requests redirected by the DTR emulator (1 MiB, warm cache, ${dtrPath.clients} clients, each request its own signed URL; DTR round trip emulated at ${dtrPath.dtrRoundTripMs} ms):`,
+    );
     lines.push("");
     lines.push("| | value |");
     lines.push("|---|---:|");
@@ -262,7 +303,10 @@ async function main(): Promise<void> {
     lines.push(`total bench time ${((Date.now() - started) / 1000).toFixed(0)} s`);
     process.stdout.write(`${lines.join("\n")}\n`);
   } finally {
-    while (stops.length) await stops.pop()?.().catch(() => undefined);
+    while (stops.length)
+      await stops
+        .pop()?.()
+        .catch(() => undefined);
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -18,7 +18,13 @@ export function fmt(n: number, digits = 0): string {
 }
 
 /** One row per case, one req/s column per peer, then the process-for-process and machine-for-machine ratios. */
-export function throughputTable(cases: readonly string[], peers: readonly string[], results: Map<string, Map<string, Cell>>, oursN: string, nginxAuto: string): string[] {
+export function throughputTable(
+  cases: readonly string[],
+  peers: readonly string[],
+  results: Map<string, Map<string, Cell>>,
+  oursN: string,
+  nginxAuto: string,
+): string[] {
   const lines: string[] = [];
   lines.push(`| case | ${peers.map((p) => `${p} req/s`).join(" | ")} | ${OURS_1}/${NGINX_1} | ${oursN}/${nginxAuto} | ${OURS_1}/${PROXY} |`);
   lines.push(`|---|${peers.map(() => "---:").join("|")}|---:|---:|---:|`);
@@ -32,7 +38,9 @@ export function throughputTable(cases: readonly string[], peers: readonly string
       const y = row.get(b)?.rps;
       return x !== undefined && y ? `${fmt(x / y, 2)}×` : "-";
     };
-    lines.push(`| ${c}${errs} | ${cells.map((x) => (x ? fmt(x.rps) : "-")).join(" | ")} | ${ratio(OURS_1, NGINX_1)} | ${ratio(oursN, nginxAuto)} | ${ratio(OURS_1, PROXY)} |`);
+    lines.push(
+      `| ${c}${errs} | ${cells.map((x) => (x ? fmt(x.rps) : "-")).join(" | ")} | ${ratio(OURS_1, NGINX_1)} | ${ratio(oursN, nginxAuto)} | ${ratio(OURS_1, PROXY)} |`,
+    );
   }
   return lines;
 }

@@ -36,7 +36,14 @@ const text = `apiVersion: cache.dtr.io/v1alpha1\nkind: DTR\nmetadata: {name: mai
 const spec = loadCacheSpecFromText(text, "drift.yaml");
 if (!spec.ok) throw new Error(JSON.stringify(spec.issues));
 const sync = createDtrSync({ env: { DTR_PW: PASSWORD } });
-const controller = createController({ docker: new FakeSwarm(["node-1"]), specSource: staticSpecSource(spec), dtrSync: sync, id: "bench", settleMs: 0, dtrCheckMs: checkMs });
+const controller = createController({
+  docker: new FakeSwarm(["node-1"]),
+  specSource: staticSpecSource(spec),
+  dtrSync: sync,
+  id: "bench",
+  settleMs: 0,
+  dtrCheckMs: checkMs,
+});
 await controller.reconcileOnce();
 await controller.reconcileOnce();
 await controller.start();
@@ -64,7 +71,9 @@ for (let i = 0; i < samples; i += 1) {
   console.log(`sample ${i + 1}: restored after ${results.at(-1).toFixed(2)} s`);
 }
 const sorted = [...results].sort((a, b) => a - b);
-console.log(`check ${checkMs} ms, ${restart ? "DTR restarted empty" : "registration deleted"}: ${samples} samples, min ${sorted[0].toFixed(2)} s, median ${sorted[Math.floor(sorted.length / 2)].toFixed(2)} s, max ${sorted.at(-1).toFixed(2)} s`);
+console.log(
+  `check ${checkMs} ms, ${restart ? "DTR restarted empty" : "registration deleted"}: ${samples} samples, min ${sorted[0].toFixed(2)} s, median ${sorted[Math.floor(sorted.length / 2)].toFixed(2)} s, max ${sorted.at(-1).toFixed(2)} s`,
+);
 await controller.stop();
 await sync.close();
 await dtr.stop();

@@ -11,7 +11,18 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { conditionOf, createController, createDockerClient, DockerodeSwarmApi, fileSpecSource, labels, recordSwarmApi, resolveDockerConnection, type Logger, type SwarmApi } from "@dtrcache/controller";
+import {
+  conditionOf,
+  createController,
+  createDockerClient,
+  DockerodeSwarmApi,
+  fileSpecSource,
+  labels,
+  recordSwarmApi,
+  resolveDockerConnection,
+  type Logger,
+  type SwarmApi,
+} from "@dtrcache/controller";
 import { buildServiceImage, dockerCli, startSwarm } from "../../harness/index.js";
 import { run } from "../../harness/proc.js";
 import { prepareSpecDir, removeOwned, runbookVariant, writeAtomically, type RunbookVariant } from "./support.js";
@@ -79,13 +90,27 @@ async function main(): Promise<void> {
     await prepareSpecDir(dir);
     const specFile = join(dir, "cachespec.yaml");
     const labelKey = "dtr.cache.bench";
-    let variant: RunbookVariant = { cache: "bench", hostname: swarm.manager.hostname, nodeLabel: `${labelKey}=true`, port: 28_000 + Math.floor(Math.random() * 1000), image };
+    let variant: RunbookVariant = {
+      cache: "bench",
+      hostname: swarm.manager.hostname,
+      nodeLabel: `${labelKey}=true`,
+      port: 28_000 + Math.floor(Math.random() * 1000),
+      image,
+    };
     await writeFile(specFile, await runbookVariant(variant));
 
     const clock = actionClock();
-    const controller = createController({ docker: api, specSource: fileSpecSource(specFile, { debounceMs: 50 }), logger: clock.logger, id: OWNER, resyncIntervalMs: 30_000, rolloutPollMs: 250 });
+    const controller = createController({
+      docker: api,
+      specSource: fileSpecSource(specFile, { debounceMs: 50 }),
+      logger: clock.logger,
+      id: OWNER,
+      resyncIntervalMs: 30_000,
+      rolloutPollMs: 250,
+    });
     await controller.start();
-    const ready = (): Promise<true> => until("Ready", () => (conditionOf(controller.status().caches[0], "Ready")?.status === "True" ? true : undefined), 90_000, 50);
+    const ready = (): Promise<true> =>
+      until("Ready", () => (conditionOf(controller.status().caches[0], "Ready")?.status === "True" ? true : undefined), 90_000, 50);
     await ready();
 
     const edit: number[] = [];
@@ -159,11 +184,31 @@ async function main(): Promise<void> {
       ["drift: service deleted → service re-created", ms(quantile(serviceDrift, 0.5)), ms(quantile(serviceDrift, 0.95)), String(serviceDrift.length)],
       ["no-op reconcile pass (whole spec)", ms(quantile(passMs, 0.5)), ms(quantile(passMs, 0.95)), String(passMs.length)],
       ["peer: `docker node update --label-add` (CLI round trip)", ms(quantile(cli, 0.5)), ms(quantile(cli, 0.95)), String(cli.length)],
-      ["store edit (`dtrcache apply` started) → service spec updated", ms(quantile(store.storeEdit, 0.5)), ms(quantile(store.storeEdit, 0.95)), String(store.storeEdit.length)],
-      ["`dtrcache apply` of a changed resource (CLI process, until it exits)", ms(quantile(store.applyCli, 0.5)), ms(quantile(store.applyCli, 0.95)), String(store.applyCli.length)],
-      ["leader SIGKILLed → standby active (`lease acquired`)", ms(quantile(store.leaderKill, 0.5)), ms(quantile(store.leaderKill, 0.95)), String(store.leaderKill.length)],
+      [
+        "store edit (`dtrcache apply` started) → service spec updated",
+        ms(quantile(store.storeEdit, 0.5)),
+        ms(quantile(store.storeEdit, 0.95)),
+        String(store.storeEdit.length),
+      ],
+      [
+        "`dtrcache apply` of a changed resource (CLI process, until it exits)",
+        ms(quantile(store.applyCli, 0.5)),
+        ms(quantile(store.applyCli, 0.95)),
+        String(store.applyCli.length),
+      ],
+      [
+        "leader SIGKILLed → standby active (`lease acquired`)",
+        ms(quantile(store.leaderKill, 0.5)),
+        ms(quantile(store.leaderKill, 0.95)),
+        String(store.leaderKill.length),
+      ],
       ["`dtrcache get` (CLI process)", ms(quantile(store.getCli, 0.5)), ms(quantile(store.getCli, 0.95)), String(store.getCli.length)],
-      ["`dtrcache apply` unchanged (CLI process)", ms(quantile(store.applyUnchangedCli, 0.5)), ms(quantile(store.applyUnchangedCli, 0.95)), String(store.applyUnchangedCli.length)],
+      [
+        "`dtrcache apply` unchanged (CLI process)",
+        ms(quantile(store.applyUnchangedCli, 0.5)),
+        ms(quantile(store.applyUnchangedCli, 0.95)),
+        String(store.applyUnchangedCli.length),
+      ],
     ];
     const lines = [
       "| measurement | median | p95 | trials |",

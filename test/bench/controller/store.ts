@@ -43,7 +43,10 @@ async function storeSpec(v: RunbookVariant): Promise<string> {
 }
 
 function startRun(owner: string, dockerHost: string): { child: ChildProcess; log: () => string } {
-  const child = spawn(process.execPath, [cli(), "run", "--id", owner, "--listen", "127.0.0.1:0", "--log-level", "info"], { env: { PATH: process.env["PATH"] ?? "", DOCKER_HOST: dockerHost, DTR_ADMIN_PASSWORD: "not-used" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [cli(), "run", "--id", owner, "--listen", "127.0.0.1:0", "--log-level", "info"], {
+    env: { PATH: process.env["PATH"] ?? "", DOCKER_HOST: dockerHost, DTR_ADMIN_PASSWORD: "not-used" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let log = "";
   child.stdout?.on("data", (d: Buffer) => (log += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (log += d.toString()));
@@ -57,7 +60,8 @@ export async function benchStore(o: StoreBenchOptions): Promise<StoreBenchResult
   let variant: RunbookVariant = { ...o.variant, cache: "bench-store", nodeLabel: "dtr.cache.benchstore=true", port: o.variant.port + 1 };
   const specFile = join(o.dir, "store.yaml");
   const removeStore = async (): Promise<void> => {
-    for (const c of await o.api.listConfigs({ labels: [] })) if (c.name.startsWith(`dtrcache-${owner}-`) || c.name === `dtrcache-lease-${owner}`) await o.api.removeConfig(c.id).catch(() => undefined);
+    for (const c of await o.api.listConfigs({ labels: [] }))
+      if (c.name.startsWith(`dtrcache-${owner}-`) || c.name === `dtrcache-lease-${owner}`) await o.api.removeConfig(c.id).catch(() => undefined);
   };
   try {
     await writeFile(specFile, await storeSpec(variant));
@@ -65,9 +69,19 @@ export async function benchStore(o: StoreBenchOptions): Promise<StoreBenchResult
     if (first.code !== 0) throw new Error(`bench: apply failed: ${first.stderr}`);
 
     const clock = o.actionClock();
-    const controller = createController({ docker: o.api, specSource: storeSpecSource(new SpecStore({ swarm: o.api, owner }), o.api), logger: clock.logger, id: owner, allowEmpty: true, resyncIntervalMs: 30_000, rolloutPollMs: 250, settleMs: 1_000 }); // settle shortened: Ready is awaited between trials, outside the measurement
+    const controller = createController({
+      docker: o.api,
+      specSource: storeSpecSource(new SpecStore({ swarm: o.api, owner }), o.api),
+      logger: clock.logger,
+      id: owner,
+      allowEmpty: true,
+      resyncIntervalMs: 30_000,
+      rolloutPollMs: 250,
+      settleMs: 1_000,
+    }); // settle shortened: Ready is awaited between trials, outside the measurement
     await controller.start();
-    const ready = (): Promise<true> => o.until("Ready (store)", () => (conditionOf(controller.status().caches[0], "Ready")?.status === "True" ? true : undefined), 90_000, 50);
+    const ready = (): Promise<true> =>
+      o.until("Ready (store)", () => (conditionOf(controller.status().caches[0], "Ready")?.status === "True" ? true : undefined), 90_000, 50);
     await ready();
 
     const storeEdit: number[] = [];

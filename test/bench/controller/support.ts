@@ -131,7 +131,13 @@ export interface ControllerProcess {
 
 export function spawnController(bundle: string, env: { dockerHost: string; spec: string; owner: string; allowEmpty?: boolean }): ControllerProcess {
   const child = spawn(process.execPath, [bundle], {
-    env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", DOCKER_HOST: env.dockerHost, DTRCACHE_SPEC: env.spec, DTRCACHE_OWNER: env.owner, ...(env.allowEmpty ? { DTRCACHE_ALLOW_EMPTY: "1" } : {}) },
+    env: {
+      PATH: process.env["PATH"] ?? "/usr/bin:/bin",
+      DOCKER_HOST: env.dockerHost,
+      DTRCACHE_SPEC: env.spec,
+      DTRCACHE_OWNER: env.owner,
+      ...(env.allowEmpty ? { DTRCACHE_ALLOW_EMPTY: "1" } : {}),
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: Record<string, unknown>[] = [];

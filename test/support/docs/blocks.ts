@@ -40,7 +40,8 @@ export function markedBlocks(markdown: string, source = "markdown"): DocBlock[] 
   const seen = new Set<string>();
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i] ?? "";
-    if (text.trim() === "```sh") throw new DocBlockError(`${source}:${i + 1}: a sh block without a docs-test marker (name its step, or <!-- docs-test: skip (why) -->)`);
+    if (text.trim() === "```sh")
+      throw new DocBlockError(`${source}:${i + 1}: a sh block without a docs-test marker (name its step, or <!-- docs-test: skip (why) -->)`);
     if (!LOOSE_MARKER.test(text)) continue;
     const marker = MARKER.exec(text.trim());
     if (!marker?.[1]) throw new DocBlockError(`${source}:${i + 1}: malformed docs-test marker (want <!-- docs-test: step-name -->): ${text.trim()}`);

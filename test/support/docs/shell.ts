@@ -33,7 +33,9 @@ export function docShell(options: { env: Readonly<Record<string, string>>; cwd: 
   return {
     async run(block, runOptions = {}) {
       const file = join(options.scratch, `${block.step}.sh`);
-      const set = Object.entries(runOptions.set ?? {}).map(([k, v]) => `export ${k}=${quote(v)}\n`).join("");
+      const set = Object.entries(runOptions.set ?? {})
+        .map(([k, v]) => `export ${k}=${quote(v)}\n`)
+        .join("");
       await writeFile(
         file,
         [
