@@ -5,7 +5,7 @@
 // already acted on it is unknown, and the next pass observes whatever it did.
 import type { SwarmApi } from "../swarm/api.js";
 import { withCallSignal } from "../swarm/call-signal.js";
-import { abortable, AbortedError } from "./clock.js";
+import { abortable, AbortedError } from "../abort.js";
 
 export function cancellableSwarm(swarm: SwarmApi, signal: AbortSignal): SwarmApi {
   return new Proxy(swarm, {

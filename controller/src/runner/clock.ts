@@ -3,6 +3,7 @@
 // grace period — asks a Clock, so a test drives time with FakeClock instead of sleeping.
 // Durations that are only measured (lastReconcile.durationMs, metrics) use performance.now(): a
 // measurement is about the machine, not about the controller's idea of time.
+import { AbortedError } from "../abort.js";
 
 /** A scheduled callback; cancel() is idempotent and safe after it ran. */
 export interface Timer {
@@ -35,15 +36,6 @@ export function withTimers(clock: ClockLike | undefined): Clock {
   return { now: () => clock.now(), setTimer: systemClock.setTimer };
 }
 
-/** The error a wait rejects with when its signal aborts; `code` as in Node's own AbortError. */
-export class AbortedError extends Error {
-  override readonly name = "AbortError";
-  readonly code = "ABORT_ERR";
-  constructor(reason?: unknown) {
-    super(reason instanceof Error ? reason.message : "the operation was aborted", { cause: reason });
-  }
-}
-
 /** Waits ms on the clock; rejects with AbortedError as soon as the signal aborts. */
 export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.reject(new AbortedError(signal.reason));
@@ -57,32 +49,5 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
       resolve();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/**
- * Settles with `work`, or rejects with AbortedError when the signal aborts first. For calls that
- * take no signal (the Engine API through SwarmApi): the call itself runs on, its answer is
- * dropped, and the caller is free at once. Safe for the reconciler because every pass re-observes
- * what a dropped write may have done.
- */
-export function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    work.catch(() => undefined);
-    return Promise.reject(new AbortedError(signal.reason));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortedError(signal.reason));
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
   });
 }

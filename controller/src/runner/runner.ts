@@ -16,7 +16,8 @@ import type { ControllerStatus } from "../status.js";
 import type { EventSubscription, SwarmApi, SwarmEvent } from "../swarm/api.js";
 import { withCallSignal } from "../swarm/call-signal.js";
 import { isSwarmError, SwarmError } from "../swarm/errors.js";
-import { AbortedError, type Clock, type Timer } from "./clock.js";
+import { AbortedError } from "../abort.js";
+import type { Clock, Timer } from "./clock.js";
 import type { SpecTracker } from "./spec-tracker.js";
 
 export interface ReconcileEvent {

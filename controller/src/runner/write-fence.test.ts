@@ -4,7 +4,7 @@ import type { DtrSync } from "../dtr/sync.js";
 import { FakeSwarm } from "../swarm/fake.js";
 import { recordSwarmApi } from "../swarm/recording.js";
 import { load, runbookText } from "../testing/specs.js";
-import { AbortedError } from "./clock.js";
+import { AbortedError } from "../abort.js";
 import { fencedDtrSync, fencedSwarm, WriteFence } from "./write-fence.js";
 
 const blob = { name: "c-config-00000000", labels: { "io.dtrcache.owner": "t" }, data: Buffer.from("x") };

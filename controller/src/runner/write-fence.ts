@@ -8,7 +8,7 @@
 import { isMutating, type SwarmApi } from "../swarm/api.js";
 import { interceptSwarmApi } from "../swarm/intercept.js";
 import type { DtrSync } from "../dtr/sync.js";
-import { AbortedError } from "./clock.js";
+import { AbortedError } from "../abort.js";
 
 export class WriteFence {
   private reason: Error | undefined;

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import Dockerode from "dockerode";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AbortedError } from "../runner/clock.js";
+import { AbortedError } from "../abort.js";
 import { cancellableSwarm } from "../runner/cancellable-swarm.js";
 import { withCallSignal } from "./call-signal.js";
 import { DockerodeSwarmApi } from "./dockerode.js";

@@ -24,7 +24,7 @@ import type {
   SwarmService,
   SwarmTask,
 } from "./api.js";
-import { AbortedError } from "../runner/clock.js";
+import { AbortedError } from "../abort.js";
 import { callSignal } from "./call-signal.js";
 import { classifyEngineError, SwarmError } from "./errors.js";
 
