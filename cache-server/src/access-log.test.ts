@@ -29,7 +29,7 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.();
 });
 
-async function setup(optionLines = ""): Promise<{ up: FakeUpstream; cache: RunningCache; lines: () => RequestLine[] }> {
+async function setup(optionLines = ""): Promise<{ up: FakeUpstream; cache: RunningCache; lines: () => RequestLine[]; raw: () => string }> {
   const up = new FakeUpstream();
   await up.start();
   cleanups.push(() => up.stop());
@@ -38,15 +38,17 @@ async function setup(optionLines = ""): Promise<{ up: FakeUpstream; cache: Runni
   const parsed = parseConfig(testConfigText({ root, upstreams: [up.url], optionLines }));
   if (!parsed.ok) throw new Error(parsed.errors.map((e) => e.message).join("; "));
   const out: RequestLine[] = [];
+  let raw = "";
   const sink = new Writable({
     write: (c: Buffer, _e, cb) => {
+      raw += c.toString();
       for (const l of c.toString().split("\n")) if (l.trim()) out.push(JSON.parse(l) as RequestLine);
       cb();
     },
   });
   const cache = await startCacheServer({ config: parsed.config, logger: createLogger("info", sink), metrics: createMetrics(false) });
   cleanups.push(() => cache.close());
-  return { up, cache, lines: () => out.filter((l) => l.msg === "request") };
+  return { up, cache, lines: () => out.filter((l) => l.msg === "request"), raw: () => raw };
 }
 
 async function rawSocket(cache: RunningCache): Promise<{ socket: Socket; received: () => number }> {
@@ -60,6 +62,22 @@ async function rawSocket(cache: RunningCache): Promise<{ socket: Socket; receive
 }
 
 describe("access log", () => {
+  it("never logs a credential or a signed query, and escapes what the client sent", async () => {
+    const { up, cache, lines, raw } = await setup();
+    const digest = up.addBlob("library/app", randomBytes(1024));
+    const password = "pw-never-logged-7f3a";
+    const signature = "sig-never-logged-91c2";
+    const authorization = `Basic ${Buffer.from(`alice:${password}`).toString("base64")}`;
+    const requestId = 'id "quoted" \\ back';
+    await httpGet(`${cache.url}/v2/library/app/blobs/${digest}?sig=${signature}&expires=9999999999`, {
+      headers: { authorization, "x-request-id": requestId },
+    });
+    await httpGet(`${cache.url}/v2/library/app/manifests/sha256:${"0".repeat(64)}?sig=${signature}`, { headers: { authorization } });
+    await expect.poll(() => lines().length).toBe(2);
+    expect(lines()[0]).toMatchObject({ path: `/v2/library/app/blobs/${digest}`, requestId, method: "GET", service: "cache-server", level: 30 });
+    for (const secret of [password, signature, Buffer.from(`alice:${password}`).toString("base64")]) expect(raw()).not.toContain(secret);
+  });
+
   it("logs a complete response with its body bytes and outcome complete", async () => {
     const { up, cache, lines } = await setup();
     const bytes = randomBytes(300 * 1024);

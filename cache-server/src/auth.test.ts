@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AuthCache, credentialOf, type Credential, type Decision } from "./auth.js";
+import { AuthCache, ConnectionCredentials, credentialOf, type Credential, type Decision } from "./auth.js";
 import { ManualClock } from "./clock.js";
 
 const policy = { ttlMs: 30_000, outageAllowanceMs: 600_000, notFoundTtlMs: 5_000 };
@@ -131,5 +131,21 @@ describe("authorization decisions per (credential, repository, digest)", () => {
     expect(cache.size).toBeLessThanOrEqual(1000);
     expect(cache.remembered(first, "r", D1)).toBeUndefined();
     expect(cache.remembered(credentialOf("u1999", ""), "r", D1)).toEqual({ kind: "allow" });
+  });
+});
+
+describe("credentials remembered per connection", () => {
+  it("gives each header value on a connection its own credential, equal to credentialOf's", () => {
+    const creds = new ConnectionCredentials();
+    const conn = {};
+    const alice = creds.of(conn, "Basic YWxpY2U6cHc=", "");
+    expect(alice).toEqual(credentialOf("Basic YWxpY2U6cHc=", ""));
+    expect(creds.of(conn, "Basic YWxpY2U6cHc=", "")).toBe(alice);
+    // A new header value or query on the same keep-alive connection is a new credential.
+    expect(creds.of(conn, "Basic Ym9iOnB3", "").key).toBe(credentialOf("Basic Ym9iOnB3", "").key);
+    expect(creds.of(conn, "Basic YWxpY2U6cHc=", "sig=x&expires=10")).toEqual(credentialOf("Basic YWxpY2U6cHc=", "sig=x&expires=10"));
+    expect(creds.of(conn, undefined, "")).toEqual(credentialOf(undefined, ""));
+    // Another connection with another header never gets the first one's.
+    expect(creds.of({}, "Bearer other", "").key).toBe(credentialOf("Bearer other", "").key);
   });
 });

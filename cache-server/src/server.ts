@@ -5,7 +5,8 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { AuthCache, credentialOf } from "./auth.js";
+import { AccessLog } from "./access-log.js";
+import { AuthCache, ConnectionCredentials, type Credential } from "./auth.js";
 import { BlobService } from "./blob-service.js";
 import type { Clock } from "./clock.js";
 import type { DownstreamOptions } from "./config.js";
@@ -55,6 +56,8 @@ export class RegistryHandler {
   private readonly blobs: BlobService;
   private readonly manifests: ManifestService;
   private readonly passthrough: PassthroughService;
+  private readonly accessLog: AccessLog;
+  private readonly credentials = new ConnectionCredentials();
 
   constructor(private readonly deps: RegistryHandlerDeps) {
     const { store, metrics, logger, clock, upstream } = deps;
@@ -92,6 +95,7 @@ export class RegistryHandler {
     this.blobs = new BlobService({ store, access, fills: this.fills, metrics });
     this.manifests = new ManifestService({ store, access, metrics, serveStale });
     this.passthrough = new PassthroughService(access);
+    this.accessLog = new AccessLog(logger);
   }
 
   /** Entry point for every request; never throws. */
@@ -103,8 +107,7 @@ export class RegistryHandler {
     const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
     const query = q < 0 ? "" : rawUrl.slice(q + 1);
     const authorization = headerValue(req.headers.authorization);
-    const log = this.deps.logger.child({ requestId });
-    const info: RequestInfo = { cred: credentialOf(authorization, query), authorization, query, accept: acceptOf(req), log };
+    const info = new RequestContext(this.deps.logger, requestId, this.credentials.of(req.socket, authorization, query), authorization, query, acceptOf(req));
     const ex: Exchange = { req, res, bytes: 0 };
     res.setHeader("Docker-Distribution-API-Version", API_VERSION);
     res.setHeader("X-Request-Id", requestId);
@@ -114,24 +117,22 @@ export class RegistryHandler {
     let pending = 2;
     const logLine = (): void => {
       if (--pending > 0) return;
-      log.info(
-        {
-          method: req.method,
-          path,
-          status: res.statusCode,
-          cache: ex.xcache,
-          bytes: ex.bytes,
-          outcome: outcomeOf(res),
-          ms: Math.round(performance.now() - started),
-        },
-        "request",
-      );
+      this.accessLog.write({
+        requestId,
+        method: req.method,
+        path,
+        status: res.statusCode,
+        cache: ex.xcache,
+        bytes: ex.bytes,
+        outcome: outcomeOf(res),
+        ms: Math.round(performance.now() - started),
+      });
     };
     res.once("close", logLine);
     this.route(ex, info, path)
       .then((outcome) => this.write(ex, outcome))
       .catch((err: unknown) => {
-        log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
+        info.log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
         if (res.headersSent) res.destroy(err instanceof Error ? err : new Error(String(err)));
         else if (isRedirectError(err)) this.writeError(ex, "UPSTREAM_ERROR", err.message);
         else this.writeError(ex, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
@@ -241,6 +242,24 @@ export class RegistryHandler {
   private counted(ex: Exchange, n: number): void {
     ex.bytes += n;
     this.deps.metrics.bytesServed.inc(n);
+  }
+}
+
+/** RequestInfo with a child logger made only when a service logs (rare on hits). */
+class RequestContext implements RequestInfo {
+  private child: Logger | undefined;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly requestId: string,
+    readonly cred: Credential,
+    readonly authorization: string | undefined,
+    readonly query: string,
+    readonly accept: string,
+  ) {}
+
+  get log(): Logger {
+    return (this.child ??= this.logger.child({ requestId: this.requestId }));
   }
 }
 
