@@ -214,7 +214,11 @@ describe("controller on a fake Swarm", () => {
     await controller.reconcileOnce(); // creates the service; DTR waits until it is Ready (make-before-break)
     await controller.reconcileOnce();
     expect(conditionOf(controller.status().caches[0], "DtrSynced")).toMatchObject({ status: "True" });
-    expect(controller.status().caches[0]?.dtr).toEqual({ registrationId: "id-1", users: [{ username: "admin", state: "assigned" }] });
+    expect(controller.status().caches[0]?.dtr).toEqual({
+      registrationId: "id-1",
+      resourceHash: expect.stringMatching(/^[0-9a-f]{16}$/),
+      users: [{ username: "admin", state: "assigned" }],
+    });
     source.set(load(runbookText().split("---")[0] ?? ""));
     await controller.reconcileOnce();
     expect(calls).toEqual(["apply region-asia services=1 reset=", "remove region-asia services=1 users=admin"]);

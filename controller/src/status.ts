@@ -36,7 +36,15 @@ export interface CacheStatus {
    * reconcile and from a controller that predates it.
    */
   readonly tasks: { readonly running: number; readonly desired: number; readonly nodes?: readonly string[] };
-  readonly dtr: { readonly registrationId?: string; readonly users: readonly { readonly username: string; readonly state: string }[] };
+  readonly dtr: {
+    readonly registrationId?: string;
+    /**
+     * Hash of the DTR resource (references only, dtr-reconcile/inputs.ts) the last DTR pass ran
+     * with: `apply --wait` waits until it is the resource it stored. Absent before the first pass.
+     */
+    readonly resourceHash?: string;
+    readonly users: readonly { readonly username: string; readonly state: string }[];
+  };
   readonly lastReconcile?: { readonly at: string; readonly durationMs: number; readonly actions: number; readonly error?: string };
 }
 

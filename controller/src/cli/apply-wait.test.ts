@@ -159,9 +159,41 @@ describe("followApplied", () => {
       ],
     } as never;
     expect(waitTargets(results, spec)).toEqual([
-      { name: "a", generation: 0, needsReload: true },
-      { name: "b", generation: 3, needsReload: true },
+      { name: "a", generation: 0, needsReload: true, dtrResource: expect.stringMatching(/^[0-9a-f]{16}$/) },
+      { name: "b", generation: 3, needsReload: true, dtrResource: expect.stringMatching(/^[0-9a-f]{16}$/) },
     ]);
+  });
+
+  it("a rotated admin password (a DTR resource change only): waits for a DTR pass with the stored resource, not the earlier DtrSynced", async () => {
+    // The controller loaded the new spec and reconciled after it, but its DtrSynced=True is from a
+    // pass with the old password reference (before the fix, that ended the wait at once).
+    const rotation: WaitTarget = { name: "region-asia", generation: 4, needsReload: true, dtrResource: "new0000000000000" };
+    const loadedAt = "2026-12-07T12:00:09Z";
+    const passedWith = (resourceHash: string, dtrSynced: ReturnType<typeof cond>): RuntimeSnapshot => {
+      const base = storeModeStatus(4, 4, { lastReconcile: { at: "2026-12-07T12:00:10Z", durationMs: 5, actions: 0 } });
+      const caches = base.caches.map((c) => ({
+        ...c,
+        dtr: { ...c.dtr, resourceHash },
+        conditions: [...c.conditions.filter((x) => x.type !== "DtrSynced"), dtrSynced],
+      }));
+      return { ...base, spec: { ...base.spec, loadedAt }, caches };
+    };
+    const { result, progress } = await follow(
+      [
+        passedWith("old0000000000000", cond("DtrSynced", "True", "Synced")),
+        // the new secret is not mounted yet where this pass ran: no proof either
+        passedWith("new0000000000000", cond("DtrSynced", "False", "DTR_CREDENTIALS", "cannot read DTR admin password file")),
+        passedWith("new0000000000000", cond("DtrSynced", "True", "Synced")),
+      ],
+      {},
+      [rotation],
+    );
+    expect(progress).toEqual([
+      "contentcache/region-asia: revision 4: Ready, waiting for a DTR pass with the stored DTR resource (DtrSynced=True is from an earlier one)",
+      "contentcache/region-asia: revision 4: Ready, DtrSynced=False DTR_CREDENTIALS: cannot read DTR admin password file",
+      "contentcache/region-asia: revision 4: Ready, DtrSynced",
+    ]);
+    expect(result).toEqual(["contentcache/region-asia revision 4: Ready, DtrSynced"]);
   });
 });
 

@@ -7,9 +7,13 @@
 //
 // A changed DTR resource has no revision the controller reports back, so for it (and the caches
 // that use it) "the controller has loaded it" is read from the status's spec.loadedAt: it must
-// differ from what the endpoint said just before the write.
+// differ from what the endpoint said just before the write. And since a DTR resource change may
+// leave every cache's spec alone (an admin password rotated to a new secret), the cache's DTR side
+// must report a pass made with the DTR resource as stored (status.dtr.resourceHash): before that,
+// its DtrSynced may still describe a pass with the old credential.
 import { Option, type Command } from "commander";
 import type { CacheSpec } from "@dtrcache/crds";
+import { dtrResourceHash } from "../dtr-reconcile/inputs.js";
 import type { WriteResult } from "../store/admission.js";
 import { pendingOf } from "./convergence.js";
 import { parseTimeout } from "./durations.js";
@@ -42,6 +46,8 @@ export interface WaitTarget {
   readonly generation: number;
   /** A DTR it uses changed: the controller must have loaded the spec again since the write. */
   readonly needsReload: boolean;
+  /** Hash of the cache's DTR resource as stored: its DTR pass must have run with it. */
+  readonly dtrResource?: string;
 }
 
 /** What the endpoint said before the write (undefined when it did not answer). */
@@ -104,6 +110,14 @@ export function judge(target: WaitTarget, status: RuntimeSnapshot, baseline: Wai
   if (ready?.status !== "True")
     return { state: "waiting", line: `${revision}: Ready=${ready?.status ?? "Unknown"} ${ready ? `${ready.reason}: ${ready.message}` : "not reported yet"}` };
   const dtr = condition(cache, "DtrSynced");
+  // A controller that reports no hash (none before its first DTR pass, where DtrSynced is Unknown
+  // anyway) is not held up by it.
+  const passedWith = cache.dtr.resourceHash;
+  if (dtr?.reason !== "NotConfigured" && target.dtrResource !== undefined && passedWith !== undefined && passedWith !== target.dtrResource)
+    return {
+      state: "waiting",
+      line: `${revision}: Ready, waiting for a DTR pass with the stored DTR resource (DtrSynced=${dtr?.status ?? "Unknown"} is from an earlier one)`,
+    };
   // Unknown means the DTR pass has not run for this spec yet; only a controller without a DTR
   // client (NotConfigured) is exempt.
   if (dtr && dtr.status !== "True" && dtr.reason !== "NotConfigured")
@@ -171,9 +185,15 @@ export function waitTargets(results: readonly WriteResult[], spec: CacheSpec | u
   for (const r of results)
     if (r.kind === "ContentCache" && r.action !== "deleted") targets.set(r.name, { name: r.name, generation: r.generation, needsReload: false });
   for (const cache of spec?.caches ?? []) {
-    if (!changedDtrs.has(cache.dtr.name)) continue;
     const applied = targets.get(cache.name);
-    targets.set(cache.name, { name: cache.name, generation: applied?.generation ?? 0, needsReload: true });
+    const changed = changedDtrs.has(cache.dtr.name);
+    if (applied === undefined && !changed) continue;
+    targets.set(cache.name, {
+      name: cache.name,
+      generation: applied?.generation ?? 0,
+      needsReload: changed,
+      dtrResource: dtrResourceHash(cache.dtr),
+    });
   }
   return [...targets.values()].sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -4,8 +4,10 @@
 // retried per user with their own back-off (1 s doubling to 60 s); the whole set is verified
 // again every `verifyEveryMs`, and at once when the drift check (drift.ts) finds DTR's list differs
 // from what this record says DTR confirmed, or when a DTR that stopped answering answers again (it
-// may have been restored from a backup). DtrSynced is True only when every listed user is assigned
-// and no reset is pending; otherwise its reason and message name each failed or unknown user.
+// may have been restored from a backup), or when the DTR resource or the credential its password
+// reference resolves to changed (inputs.ts): a rotated password is tried at once, and the status
+// says which DTR resource the last pass ran with. DtrSynced is True only when every listed user is
+// assigned and no reset is pending; otherwise its reason and message name each failed or unknown user.
 import type { ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
 import { describeDtrFailure, summarizeDtrStatus } from "../dtr/dtr-sync.js";
 import type { DtrSync, UserAssignment, UserReset } from "../dtr/sync.js";
@@ -13,6 +15,7 @@ import type { Logger } from "../logger.js";
 import type { CacheStatus, Condition } from "../status.js";
 import type { SwarmApi } from "../swarm/api.js";
 import type { LegacyDtrLabels } from "./legacy.js";
+import { dtrResourceHash } from "./inputs.js";
 import { DtrRecordStore, type DtrRecord } from "./record.js";
 import { dtrKey, OUTAGE_CODES, type ConfirmedRegistration, type WatchedDtr } from "./watched.js";
 
@@ -61,6 +64,12 @@ interface Trouble {
 
 interface CacheDtrState {
   generation?: string;
+  /**
+   * What the last full pass (or failed pass) ran with: the DTR resource's hash and the credential's
+   * fingerprint (`inputs`), and the resource's hash alone (`resourceHash`, reported in the status).
+   */
+  inputs?: string;
+  resourceHash?: string;
   verifiedAt?: number;
   /** The DTR of the last pass, and the registration host it confirmed. */
   dtr?: ResolvedDtr;
@@ -158,17 +167,27 @@ export class DtrReconciler {
     const now = this.options.now();
     const listed = [...new Set(cache.spec.users)];
     const staleAtStart = s.stale;
+    // The DTR resource beyond its URL and name, and the credential now behind its reference: the
+    // generation does not cover them, and a rotation changes nothing else.
+    const resourceHash = dtrResourceHash(cache.dtr);
+    const inputs = `${resourceHash}:${(await this.options.dtrSync.credentialFingerprint?.(cache.dtr)) ?? ""}`;
+    const rotated = s.inputs !== undefined && s.inputs !== inputs;
     // After a failed pass nothing reaches DTR before its back-off, however often the cache is
     // looked at (rollout poll, events, resync) and whether or not it was ever verified — unless
-    // the spec changed or a verification was asked for since that pass began (DTR answers again,
-    // drift): those are news the failed pass could not have acted on.
-    const news = s.generation !== generation || s.stale !== s.attemptedStale;
+    // the spec, the DTR resource or its credential changed, or a verification was asked for since
+    // that pass began (DTR answers again, drift): those are news the failed pass could not have acted on.
+    const news = s.generation !== generation || s.stale !== s.attemptedStale || s.inputs !== inputs;
     const backingOff = s.pass !== undefined && now < s.pass.dueAt;
     if (backingOff && !news) return this.outcome(s, listed);
     const full = news || s.pass !== undefined || s.verifiedAt === undefined || s.stale !== s.verifiedStale || now - s.verifiedAt >= this.options.verifyEveryMs;
     const due = (m: Map<string, Trouble>): string[] => [...m].filter(([, t]) => t.dueAt <= now).map(([u]) => u);
     if (!full && due(s.assign).length === 0 && due(s.reset).length === 0) return this.outcome(s, listed);
     if (full) s.attemptedStale = staleAtStart;
+    if (rotated)
+      this.options.logger.info(
+        { cache: cache.name, dtr: cache.dtr.name, resourceChanged: s.resourceHash !== resourceHash },
+        "the DTR resource or its admin credential changed; verifying the cache's DTR side in full",
+      );
 
     s.dtr = cache.dtr;
     const found = await this.store.read(cache.name);
@@ -209,6 +228,8 @@ export class DtrReconciler {
         message: failure.message,
       };
       s.generation = generation;
+      s.inputs = inputs;
+      s.resourceHash = resourceHash;
       this.options.logger.warn(
         { cache: cache.name, code: failure.reason, err: failure.message, retryInMs: s.pass.dueAt - now },
         "DTR pass failed; the Swarm side is unaffected",
@@ -242,6 +263,8 @@ export class DtrReconciler {
     else delete s.note;
     if (full) {
       s.generation = generation;
+      s.inputs = inputs;
+      s.resourceHash = resourceHash;
       s.verifiedAt = now;
       s.verifiedStale = staleAtStart;
     }
@@ -276,6 +299,7 @@ export class DtrReconciler {
     const resets = [...s.reset].map(([username, t]) => ({ username, state: "failed" as const, ...(t.message !== undefined ? { message: t.message } : {}) }));
     const status: CacheStatus["dtr"] = {
       ...(s.registrationId ? { registrationId: s.registrationId } : {}),
+      ...(s.resourceHash !== undefined ? { resourceHash: s.resourceHash } : {}),
       users: [...users.map((u) => ({ username: u.username, state: u.state })), ...resets.map((r) => ({ username: r.username, state: "reset-failed" }))],
     };
     const retries = [...s.assign.values(), ...s.reset.values()].filter((t) => t.state === "failed").map((t) => t.dueAt);

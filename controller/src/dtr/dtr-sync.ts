@@ -2,7 +2,7 @@
 // reconciled by name, and the per-user Content Cache setting. Whole-pass failures (DTR down,
 // credentials refused) throw typed DtrErrors; per-user outcomes are reported in the status so one
 // unknown user never fails the others. The caller maps both onto the cache's DTR condition.
-import { createHash } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import type { ResolvedCache, ResolvedDtr } from "@dtrcache/crds";
 import { mapBounded } from "./bounded.js";
 import { DtrClient, type ContentCacheRecord, type RetryPolicy } from "./client.js";
@@ -65,6 +65,10 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
     return trust;
   };
 
+  // The key of credentialFingerprint: random per process, so a fingerprint is no offline oracle
+  // for the password (a plain hash of a short password could be brute-forced).
+  const fingerprintKey = randomBytes(32);
+
   const clientFor = async (dtr: ResolvedDtr, retry: Partial<RetryPolicy> | undefined = options.retry): Promise<DtrClient> => {
     const password = await readSecretRef(dtr.spec.admin.password, options.env);
     const trust = await trustFor(dtr);
@@ -105,6 +109,17 @@ export function createDtrSync(options: DtrSyncOptions = {}): DtrSyncService {
       // No retries: a retried list would hide the short outage the drift check is there to see.
       const client = await clientFor(dtr, { ...options.retry, retries: 0 });
       return client.listContentCaches(signal);
+    },
+
+    async credentialFingerprint(dtr: ResolvedDtr): Promise<string> {
+      let material: string;
+      try {
+        material = `value:${await readSecretRef(dtr.spec.admin.password, options.env)}`;
+      } catch (error) {
+        // The error's message names the reference, never a value.
+        material = `unreadable:${error instanceof Error ? error.message : String(error)}`;
+      }
+      return createHmac("sha256", fingerprintKey).update(material).digest("hex").slice(0, 16);
     },
 
     async caPem(dtr: ResolvedDtr): Promise<string | undefined> {

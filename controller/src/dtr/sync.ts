@@ -70,6 +70,14 @@ export interface DtrSync {
   apply(cache: ResolvedCache, request: DtrApplyRequest, signal: AbortSignal): Promise<DtrCacheStatus>;
   /** Reset the users that still point at an owned registration, then delete the owned ones. Idempotent. */
   remove(removal: DtrRemoval, signal: AbortSignal): Promise<DtrRemovalResult>;
+  /**
+   * A fingerprint of the credential the DTR's password/token reference resolves to now, so that a
+   * rotated value (a rewritten file, another secret mounted under the name) brings a fresh pass.
+   * Keyed with a random per-process key: it says "changed" within this process and nothing about
+   * the value, and it is never logged or put in a status. Never throws: an unreadable reference
+   * has a fingerprint of its own (the pass reports the error). Optional for test doubles.
+   */
+  credentialFingerprint?(dtr: ResolvedDtr): Promise<string>;
 }
 
 /**
