@@ -116,7 +116,10 @@ async function main(): Promise<void> {
     process.stdout.write(`load average at end ${loadavg()[0]?.toFixed(2)}\n`);
     for (const b of builds) process.stdout.write(`${b.label} RSS at end: ${(await rssMiB(b.child.pid)).toFixed(1)} MiB\n`);
   } finally {
-    for (const b of builds) b.child.kill("SIGTERM");
+    // Wait for the processes to exit: one still closing writes into its root while it is removed.
+    await Promise.all(
+      builds.map((b): Promise<unknown> => (b.child.exitCode !== null ? Promise.resolve() : new Promise((r) => b.child.once("exit", r).kill("SIGTERM")))),
+    );
     await upstream.stop();
     await rm(work, { recursive: true, force: true });
   }
