@@ -183,6 +183,13 @@ export class AuthCache {
     return undefined;
   }
 
+  /** A remembered "allow" for this triple, counted like authorize() counts one; no upstream call. */
+  allowedNow(cred: Credential, repo: string, digest: string): boolean {
+    if (this.remembered(cred, repo, digest)?.kind !== "allow") return false;
+    this.onDecision("remembered", "allow");
+    return true;
+  }
+
   /**
    * May `cred` read `digest` under `repo`? A remembered answer, else the upstream's (via `probe`,
    * coalesced per triple, and recorded), else — only when no upstream answered — the outage

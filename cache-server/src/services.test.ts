@@ -145,6 +145,13 @@ describe("ManifestService.byDigest decision table", () => {
     expect(brief(await manifests.byDigest(bob, "library/app", MANIFEST_DIGEST))).toBe("error UPSTREAM_UNAVAILABLE");
   });
 
+  it("a manifest held in memory is served only under the repository it was allowed in", async () => {
+    await warmManifest();
+    up.answer = () => ({ status: 404 });
+    expect(brief(await manifests.byDigest(alice, "other/app", MANIFEST_DIGEST))).toBe("error MANIFEST_UNKNOWN");
+    expect(up.asked).toEqual([`HEAD /v2/other/app/manifests/${MANIFEST_DIGEST}`]);
+  });
+
   it("a refusal is remembered: the next request is refused without asking upstream", async () => {
     await warmManifest();
     clock.advance(TTL + 1);

@@ -479,15 +479,21 @@ export class BlobStore {
   }
 
   async getManifest(digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
+    const hot = this.hotManifest(digest);
+    if (hot) return hot;
+    const m = await this.readManifest(digest);
+    if (m) this.remember(digest, m);
+    return m;
+  }
+
+  /** The in-memory copy of a manifest, if it has one, without touching the disk (the hit path). */
+  hotManifest(digest: string): { bytes: Buffer; mediaType: string } | undefined {
     const hot = this.manifestMemory.get(digest);
     if (hot) {
       this.manifestMemory.delete(digest);
       this.manifestMemory.set(digest, hot);
-      return hot;
     }
-    const m = await this.readManifest(digest);
-    if (m) this.remember(digest, m);
-    return m;
+    return hot;
   }
 
   private async readManifest(digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
