@@ -6,13 +6,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startStatusServer, type StatusServer } from "../http/status-server.js";
 import { FakeSwarm } from "../swarm/fake.js";
+import { runCli } from "../testing/run-cli.js";
 import { runbookText } from "../testing/specs.js";
 import { followApplied, waitTargets, type FollowOptions, type WaitTarget } from "./apply-wait.js";
 import { CliError, EXIT } from "./exit.js";
-import { main } from "./main.js";
 import type { CacheSnapshot, RuntimeSnapshot } from "./snapshot.js";
 import { storeModeStatus } from "./status-fixtures.test-helper.js";
 import { StatusEndpointError } from "./status-client.js";
@@ -208,13 +208,9 @@ describe("dtrcache apply --wait", () => {
   async function run(...args: string[]): Promise<number> {
     out = "";
     err = "";
-    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-    vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-    try {
-      return await main(["node", "dtrcache", ...args]);
-    } finally {
-      vi.restoreAllMocks();
-    }
+    const result = await runCli(...args);
+    ({ out, err } = result);
+    return result.code;
   }
 
   const spec = (ttl: string): string => {

@@ -3,13 +3,14 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
 import { EventRecorder } from "../events/recorder.js";
 import { startStatusServer } from "../http/status-server.js";
 import { FakeSwarm } from "../swarm/fake.js";
+import { runCli } from "../testing/run-cli.js";
 import { runbookText } from "../testing/specs.js";
-import { EXIT, main } from "./main.js";
+import { EXIT } from "./main.js";
 import { setSwarmFactory } from "./store-commands.js";
 
 const examples = new URL("../../../crds/examples/", import.meta.url).pathname;
@@ -30,13 +31,9 @@ beforeEach(() => {
 async function run(...args: string[]): Promise<number> {
   out = "";
   err = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-  try {
-    return await main(["node", "dtrcache", ...args]);
-  } finally {
-    vi.restoreAllMocks();
-  }
+  const result = await runCli(...args);
+  ({ out, err } = result);
+  return result.code;
 }
 
 function spec(text: string, name = "spec.yaml"): string {
