@@ -1,19 +1,7 @@
 // Human output for the CLI: the status table (kubectl-style columns) and the plan listing.
 import type { Action, Plan } from "../reconcile/planner.js";
 import type { CacheSnapshot, RuntimeSnapshot, SnapshotCondition } from "./snapshot.js";
-import { age } from "./store-io.js";
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-        .join("   ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
+import { age, table } from "./store-io.js";
 
 function condition(cache: CacheSnapshot, type: SnapshotCondition["type"]): SnapshotCondition | undefined {
   return cache.conditions.find((c) => c.type === type);
