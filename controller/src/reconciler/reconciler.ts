@@ -69,6 +69,15 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The status problem for a failed apply: the engine's refusal, the write budget's, or any other error. */
+function applyFailure(error: unknown): { reason: string; message: string } {
+  if (error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code))
+    return { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message };
+  // The write budget's refusal has its own reason: the cache is contended, not broken.
+  const reason = error instanceof ControllerError && error.code === "CONTENDED" ? "Contended" : "ReconcileError";
+  return { reason, message: errorMessage(error) };
+}
+
 interface StatusInput {
   /** The cache as in the reconcile's snapshot: replicas and node come from it, not from the current spec. */
   readonly cache: ResolvedCache;
@@ -178,37 +187,10 @@ export class CacheReconciler implements Reconciler {
     try {
       outcomes = await applyPlan(swarm, owner, plan, desired, actual, log);
     } catch (error) {
-      if (error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code)) {
-        state.terminalGeneration = generation;
-        this.finishStatus(state, {
-          cache,
-          generation,
-          plan,
-          actual,
-          nodes,
-          settled,
-          outcomes,
-          problem: { reason: error.code === "INVALID" ? "InvalidSpec" : "NameTaken", message: error.message },
-          startedAt,
-          error,
-        });
-        log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
-      } else {
-        // The write budget's refusal has its own reason: the cache is contended, not broken.
-        const reason = error instanceof ControllerError && error.code === "CONTENDED" ? "Contended" : "ReconcileError";
-        this.finishStatus(state, {
-          cache,
-          generation,
-          plan,
-          actual,
-          nodes,
-          settled,
-          outcomes,
-          problem: { reason, message: errorMessage(error) },
-          startedAt,
-          error,
-        });
-      }
+      const terminal = error instanceof SwarmError && SERVICE_TERMINAL_CODES.has(error.code);
+      if (terminal) state.terminalGeneration = generation;
+      this.finishStatus(state, { cache, generation, plan, actual, nodes, settled, outcomes, problem: applyFailure(error), startedAt, error });
+      if (terminal) log.error({ err: error.message, code: error.code }, "the engine rejected the cache; no retry until the spec changes");
       throw error;
     }
     const wroteService = outcomes.some((o) => o.result === "done" && (o.action.type === "create-service" || o.action.type === "update-service"));
