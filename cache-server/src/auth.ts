@@ -183,11 +183,9 @@ export class AuthCache {
     return undefined;
   }
 
-  /** A remembered "allow" for this triple, counted like authorize() counts one; no upstream call. */
-  allowedNow(cred: Credential, repo: string, digest: string): boolean {
-    if (this.remembered(cred, repo, digest)?.kind !== "allow") return false;
-    this.onDecision("remembered", "allow");
-    return true;
+  /** Counts a remembered decision its caller acted on without authorize(), as authorize() counts one. */
+  countRemembered(kind: Decision["kind"]): void {
+    this.onDecision("remembered", kind);
   }
 
   /**

@@ -32,13 +32,14 @@ export class ManifestService {
     const { store, access, metrics } = this.deps;
     // The common hit: allowed before and in memory. Answered without awaiting anything (each
     // await below is a trip through the microtask queue on the hottest path).
-    const hot = store.hotManifest(digest);
-    if (hot && access.auth.allowedNow(req.cred, name, digest)) {
+    const known = access.auth.remembered(req.cred, name, digest);
+    if (known && known.kind !== "allow") return refusal(known, "MANIFEST_UNKNOWN");
+    const hot = known ? store.hotManifest(digest) : undefined;
+    if (hot) {
+      access.auth.countRemembered("allow");
       metrics.requests.inc({ kind: "manifest_digest", result: "hit" });
       return { kind: "manifest", bytes: hot.bytes, digest, mediaType: hot.mediaType, xcache: "HIT" };
     }
-    const known = access.auth.remembered(req.cred, name, digest);
-    if (known && known.kind !== "allow") return refusal(known, "MANIFEST_UNKNOWN");
     const stored = await store.getManifest(digest);
     if (stored) {
       const d = await access.authorize(req, name, digest, `/v2/${name}/manifests/${digest}`, req.accept);
