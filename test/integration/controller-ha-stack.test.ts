@@ -244,8 +244,13 @@ describe("the controller stack with 2 replicas on two managers (active + standby
     expect(new Set([leaderIndex, standbyIndex])).toEqual(new Set([2, 3]));
     const leaderNode = nodeAt(swarm, leaderIndex);
     const standbyNode = nodeAt(swarm, standbyIndex);
-    const standbyLease = current.get(standbyIndex);
-    expect(standbyLease?.holder).toBe(current.get(leaderIndex)?.identity);
+    // A standby that lost the race to create the lease config reports the holder only after its
+    // next read of the lease (one renewal interval): "lease being taken by another candidate".
+    const leaderIdentity = current.get(leaderIndex)?.identity;
+    expect(leaderIdentity).toMatch(/\S/);
+    await expect
+      .poll(async () => (await roles([nodeAt(swarm!, standbyIndex)])).get(standbyIndex)?.holder, { timeout: 10_000, interval: 500 })
+      .toBe(leaderIdentity);
     await expect.poll(() => controllerLog(standbyNode), { timeout: 20_000, interval: 500 }).toMatch(/standby/);
     expect(await controllerLog(standbyNode)).not.toMatch(/lease acquired/);
 
