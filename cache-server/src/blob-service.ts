@@ -27,14 +27,31 @@ export interface BlobRequest {
 export class BlobService {
   constructor(private readonly deps: BlobServiceDeps) {}
 
-  async get(req: RequestInfo, blob: BlobRequest): Promise<Outcome> {
+  /**
+   * The common hit (this credential allowed before, the blob small enough to be in memory) is
+   * decided synchronously, so the HTTP layer answers in the same turn; anything else is a promise.
+   */
+  get(req: RequestInfo, blob: BlobRequest): Outcome | Promise<Outcome> {
+    const { store, metrics, access } = this.deps;
+    // A fresh refusal or 404 for this very (credential, repository, digest) answers without
+    // asking the upstream again; a remembered "allow" is checked below, only for cached bytes.
+    const known = access.auth.remembered(req.cred, blob.name, blob.digest);
+    if (known && known.kind !== "allow") return refusal(known, "BLOB_UNKNOWN");
+    const stored = known ? store.getBlob(blob.digest) : undefined;
+    const bytes = stored ? store.hotBlob(blob.digest) : undefined;
+    if (stored && bytes) {
+      access.auth.countRemembered("allow");
+      metrics.requests.inc({ kind: "blob", result: "hit" });
+      store.touch(stored);
+      return fromMemory(stored, bytes, blob, "HIT");
+    }
+    return this.getSlow(req, blob);
+  }
+
+  private async getSlow(req: RequestInfo, blob: BlobRequest): Promise<Outcome> {
     const { store, metrics, access, fills } = this.deps;
     const { name, digest, head, range } = blob;
     const path = `/v2/${name}/blobs/${digest}`;
-    // A fresh refusal or 404 for this very (credential, repository, digest) answers without
-    // asking the upstream again; a remembered "allow" is checked below, only for cached bytes.
-    const known = access.auth.remembered(req.cred, name, digest);
-    if (known && known.kind !== "allow") return refusal(known, "BLOB_UNKNOWN");
     for (let attempt = 0; attempt < 2; attempt++) {
       // An index miss looks at the directory: another process sharing the root may have
       // committed the blob since this one's last resync.
@@ -124,34 +141,19 @@ export class BlobService {
   }
 
   /**
-   * A stored blob ready to send: its file open (not for HEAD or an empty range) and counted as
-   * read, so the sweeper cannot remove it before the response ends. Undefined when its file was
-   * gone, deleted by another process sharing the root.
+   * A stored blob ready to send: from memory when small (read whole on its first hit and kept),
+   * else its file open (not for HEAD or an empty range) and counted as read, so the sweeper
+   * cannot remove it before the response ends. Undefined when its file was gone, deleted by
+   * another process sharing the root.
    */
   private async stored(blob: StoredBlob, head: boolean, rangeHeader: string | undefined, xcache: XCache): Promise<Outcome | undefined> {
     const { store } = this.deps;
     store.touch(blob);
-    let start = 0;
-    let end = blob.size;
-    let status: 200 | 206 = 200;
-    const headers: Record<string, string> = {
-      "Content-Type": "application/octet-stream",
-      "Docker-Content-Digest": blob.digest,
-      "Accept-Ranges": "bytes",
-      ETag: `"${blob.digest}"`,
-      "Cache-Control": "max-age=31536000",
-      "X-Cache": xcache,
-    };
-    if (rangeHeader !== undefined) {
-      const r = parseRange(rangeHeader, blob.size);
-      if (r === "invalid") return { kind: "error", code: "RANGE_INVALID", headers: { "Content-Range": `bytes */${blob.size}` } };
-      if (r) {
-        [start, end] = r;
-        status = 206;
-        headers["Content-Range"] = `bytes ${start}-${end - 1}/${blob.size}`;
-      }
-    }
-    headers["Content-Length"] = String(end - start);
+    const shape = responseShape(blob, rangeHeader, xcache);
+    if (shape.kind === "error") return shape;
+    const { status, headers, start, end } = shape;
+    const hot = head ? undefined : store.hotBlob(blob.digest);
+    if (hot) return { kind: "buffer", status, headers, xcache, body: hot.subarray(start, end) };
     // Counted as a reader before the first header goes out, so the sweeper cannot remove the
     // file between our answer and our read.
     blob.readers++;
@@ -161,7 +163,14 @@ export class BlobService {
       // have deleted the file, and then this request is still a miss, not a broken 200. Once
       // open, the descriptor outlives any later unlink.
       if (!head && end !== start) handle = await store.openBlob(blob.digest);
+      const loaded = handle ? await store.loadHotBlob(blob, handle.fh) : undefined;
+      if (loaded) {
+        handle?.release();
+        blob.readers--;
+        return { kind: "buffer", status, headers, xcache, body: loaded.subarray(start, end) };
+      }
     } catch (err) {
+      handle?.release();
       blob.readers--;
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
       store.forgetMissing(blob.digest);
@@ -176,6 +185,44 @@ export class BlobService {
     };
     return { kind: "file", status, headers, xcache, file: handle ? { fh: handle.fh, start, end } : undefined, done };
   }
+}
+
+/** A small blob served from its in-memory copy (GET, HEAD or a range of it). */
+function fromMemory(blob: StoredBlob, bytes: Buffer, req: BlobRequest, xcache: XCache): Outcome {
+  const shape = responseShape(blob, req.range, xcache);
+  if (shape.kind === "error") return shape;
+  const { status, headers, start, end } = shape;
+  return { kind: "buffer", status, headers, xcache, body: req.head ? Buffer.alloc(0) : bytes.subarray(start, end) };
+}
+
+/** Status, headers and byte span of a stored blob's answer, or the error for an unsatisfiable range. */
+function responseShape(
+  blob: StoredBlob,
+  rangeHeader: string | undefined,
+  xcache: XCache,
+): { kind: "ok"; status: 200 | 206; headers: Record<string, string>; start: number; end: number } | Extract<Outcome, { kind: "error" }> {
+  let start = 0;
+  let end = blob.size;
+  let status: 200 | 206 = 200;
+  const headers: Record<string, string> = {
+    "Content-Type": "application/octet-stream",
+    "Docker-Content-Digest": blob.digest,
+    "Accept-Ranges": "bytes",
+    ETag: `"${blob.digest}"`,
+    "Cache-Control": "max-age=31536000",
+    "X-Cache": xcache,
+  };
+  if (rangeHeader !== undefined) {
+    const r = parseRange(rangeHeader, blob.size);
+    if (r === "invalid") return { kind: "error", code: "RANGE_INVALID", headers: { "Content-Range": `bytes */${blob.size}` } };
+    if (r) {
+      [start, end] = r;
+      status = 206;
+      headers["Content-Range"] = `bytes ${start}-${end - 1}/${blob.size}`;
+    }
+  }
+  headers["Content-Length"] = String(end - start);
+  return { kind: "ok", status, headers, start, end };
 }
 
 /** Single byte range per RFC 9110; multi-range is answered with the whole body. */

@@ -8,6 +8,7 @@ import { manifestReferences } from "./manifest-refs.js";
 import type { CacheMetrics } from "./metrics.js";
 import { digestOf } from "./names.js";
 import type { Outcome, RequestInfo } from "./outcome.js";
+import type { Decision } from "./auth.js";
 import type { BlobStore } from "./store.js";
 import type { UpstreamResponse } from "./upstream.js";
 import { decisionOf, headerValue, MAX_MANIFEST, pickHeaders, readBody, refusal, type UpstreamAccess } from "./upstream-access.js";
@@ -28,10 +29,12 @@ export class ManifestService {
 
   constructor(private readonly deps: ManifestServiceDeps) {}
 
-  async byDigest(req: RequestInfo, name: string, digest: string): Promise<Outcome> {
+  /**
+   * The common hit (allowed before, manifest in memory) is decided synchronously and returned as
+   * a plain outcome, so the HTTP layer can answer in the same turn; anything else is a promise.
+   */
+  byDigest(req: RequestInfo, name: string, digest: string): Outcome | Promise<Outcome> {
     const { store, access, metrics } = this.deps;
-    // The common hit: allowed before and in memory. Answered without awaiting anything (each
-    // await below is a trip through the microtask queue on the hottest path).
     const known = access.auth.remembered(req.cred, name, digest);
     if (known && known.kind !== "allow") return refusal(known, "MANIFEST_UNKNOWN");
     const hot = known ? store.hotManifest(digest) : undefined;
@@ -40,6 +43,11 @@ export class ManifestService {
       metrics.requests.inc({ kind: "manifest_digest", result: "hit" });
       return { kind: "manifest", bytes: hot.bytes, digest, mediaType: hot.mediaType, xcache: "HIT" };
     }
+    return this.byDigestFromStore(req, name, digest, known);
+  }
+
+  private async byDigestFromStore(req: RequestInfo, name: string, digest: string, known: Decision | undefined): Promise<Outcome> {
+    const { store, access, metrics } = this.deps;
     const stored = await store.getManifest(digest);
     if (stored) {
       const d = await access.authorize(req, name, digest, `/v2/${name}/manifests/${digest}`, req.accept);

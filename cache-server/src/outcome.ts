@@ -41,5 +41,7 @@ export type Outcome =
       readonly file: { readonly fh: FileHandle; readonly start: number; readonly end: number } | undefined;
       readonly done: () => void;
     }
+  /** A small stored blob (or a range of it) from its in-memory copy; `body` is empty for HEAD. */
+  | { readonly kind: "buffer"; readonly status: 200 | 206; readonly headers: Record<string, string>; readonly xcache: XCache; readonly body: Buffer }
   /** A blob streamed from a fill in progress. */
   | { readonly kind: "fill"; readonly headers: Record<string, string>; readonly reader: FillReader; readonly fallbackPath: string };

@@ -49,6 +49,7 @@ interface Exchange {
   xcache?: XCache;
   /** Body bytes handed to the socket. */
   bytes: number;
+  readonly requestId: string;
 }
 
 export class RegistryHandler {
@@ -108,9 +109,7 @@ export class RegistryHandler {
     const query = q < 0 ? "" : rawUrl.slice(q + 1);
     const authorization = headerValue(req.headers.authorization);
     const info = new RequestContext(this.deps.logger, requestId, this.credentials.of(req.socket, authorization, query), authorization, query, acceptOf(req));
-    const ex: Exchange = { req, res, bytes: 0 };
-    res.setHeader("Docker-Distribution-API-Version", API_VERSION);
-    res.setHeader("X-Request-Id", requestId);
+    const ex: Exchange = { req, res, bytes: 0, requestId };
     // One line per request however it ended, written once both the response closed and the
     // route returned (the route knows the body bytes written; a client gone mid-body closes the
     // response before the send loop notices).
@@ -129,25 +128,39 @@ export class RegistryHandler {
       });
     };
     res.once("close", logLine);
-    this.route(ex, info, path)
-      .then((outcome) => this.write(ex, outcome))
-      .catch((err: unknown) => {
-        info.log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
-        if (res.headersSent) res.destroy(err instanceof Error ? err : new Error(String(err)));
-        else if (isRedirectError(err)) this.writeError(ex, "UPSTREAM_ERROR", err.message);
-        else this.writeError(ex, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
-      })
-      .finally(logLine);
+    const failed = (err: unknown): void => {
+      this.failed(ex, info, err);
+      logLine();
+    };
+    // A decision that needs no I/O (an in-memory manifest with a remembered grant) is written in
+    // the same turn as the request arrived, like a static file server would: no promise, no
+    // microtask between the parsed request and the response's one writev.
+    try {
+      const routed = this.route(ex, info, path);
+      const written = routed instanceof Promise ? routed.then((outcome) => this.write(ex, outcome)) : this.write(ex, routed);
+      if (written) written.then(logLine, failed);
+      else logLine();
+    } catch (err) {
+      failed(err);
+    }
   }
 
-  private route(ex: Exchange, info: RequestInfo, path: string): Promise<Outcome> {
+  /** A route or a write threw: a registry error if nothing was sent yet, else the response is cut. */
+  private failed(ex: Exchange, info: RequestInfo, err: unknown): void {
+    info.log.error({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, "request failed");
+    if (ex.res.headersSent) ex.res.destroy(err instanceof Error ? err : new Error(String(err)));
+    else if (isRedirectError(err)) this.writeError(ex, "UPSTREAM_ERROR", err.message);
+    else this.writeError(ex, err instanceof UpstreamError ? "UPSTREAM_UNAVAILABLE" : "UPSTREAM_ERROR");
+  }
+
+  private route(ex: Exchange, info: RequestInfo, path: string): Outcome | Promise<Outcome> {
     const method = ex.req.method ?? "GET";
     const route = parseRegistryPath(path);
-    if (route.kind === "invalid") return done({ kind: "error", code: route.code, detail: route.detail });
+    if (route.kind === "invalid") return { kind: "error", code: route.code, detail: route.detail };
     if (method !== "GET" && method !== "HEAD") {
-      return done({ kind: "error", code: "UNSUPPORTED", detail: "this cache is read-only; push to the upstream registry", headers: { Allow: "GET, HEAD" } });
+      return { kind: "error", code: "UNSUPPORTED", detail: "this cache is read-only; push to the upstream registry", headers: { Allow: "GET, HEAD" } };
     }
-    if (route.kind === "unsupported") return done({ kind: "error", code: "UNSUPPORTED", detail: route.detail });
+    if (route.kind === "unsupported") return { kind: "error", code: "UNSUPPORTED", detail: route.detail };
     if (route.kind === "base") return this.passthrough.base(info);
     if (route.kind === "tags") return this.passthrough.tagList(info, route.name);
     if (route.kind === "blob") return this.blobs.get(info, { name: route.name, digest: route.digest, head: method === "HEAD", range: ex.req.headers.range });
@@ -156,38 +169,63 @@ export class RegistryHandler {
   }
 
   // --- writing outcomes ---
-  private async write(ex: Exchange, outcome: Outcome): Promise<void> {
+  /** Writes an outcome; a promise only for bodies streamed from a file or a fill. */
+  private write(ex: Exchange, outcome: Outcome): Promise<void> | undefined {
     switch (outcome.kind) {
       case "error":
-        for (const [k, v] of Object.entries(outcome.headers ?? {})) ex.res.setHeader(k, v);
-        return this.writeError(ex, outcome.code, outcome.detail);
+        this.writeError(ex, outcome.code, outcome.detail, outcome.headers);
+        return undefined;
       case "relay":
-        return this.writeRelay(ex, outcome.status, outcome.headers, outcome.body, outcome.notFound);
+        this.writeRelay(ex, outcome.status, outcome.headers, outcome.body, outcome.notFound);
+        return undefined;
       case "json":
-        return this.writeJson(ex, outcome.status, outcome.body);
+        this.writeJson(ex, outcome.status, outcome.body);
+        return undefined;
       case "manifest":
-        return this.writeManifest(ex, outcome);
+        this.writeManifest(ex, outcome);
+        return undefined;
       case "head":
         ex.xcache = outcome.xcache;
-        ex.res.writeHead(outcome.status, outcome.headers);
+        this.writeHead(ex, outcome.status, { ...outcome.headers });
         ex.res.end();
-        return;
+        return undefined;
+      case "buffer":
+        ex.xcache = outcome.xcache;
+        this.writeHead(ex, outcome.status, { ...outcome.headers });
+        if (ex.req.method === "HEAD") ex.res.end();
+        else {
+          ex.res.end(outcome.body);
+          this.counted(ex, outcome.body.length);
+        }
+        return undefined;
       case "file":
         return this.writeFile(ex, outcome);
-      case "fill": {
-        ex.xcache = "MISS";
-        ex.res.writeHead(200, outcome.headers);
-        const r = await sendFromFill(ex.res, outcome.reader, outcome.fallbackPath);
-        this.counted(ex, r.sent);
-        return;
-      }
+      case "fill":
+        return this.writeFill(ex, outcome);
     }
+  }
+
+  /**
+   * The status line and every header in one writeHead: headers given to setHeader first would
+   * make Node validate and store each one twice. `headers` is this response's own object.
+   */
+  private writeHead(ex: Exchange, status: number, headers: Record<string, string>): void {
+    headers["Docker-Distribution-API-Version"] = API_VERSION;
+    headers["X-Request-Id"] = ex.requestId;
+    ex.res.writeHead(status, headers);
+  }
+
+  private async writeFill(ex: Exchange, outcome: Extract<Outcome, { kind: "fill" }>): Promise<void> {
+    ex.xcache = "MISS";
+    this.writeHead(ex, 200, { ...outcome.headers });
+    const r = await sendFromFill(ex.res, outcome.reader, outcome.fallbackPath);
+    this.counted(ex, r.sent);
   }
 
   private async writeFile(ex: Exchange, outcome: Extract<Outcome, { kind: "file" }>): Promise<void> {
     ex.xcache = outcome.xcache;
     try {
-      ex.res.writeHead(outcome.status, outcome.headers);
+      this.writeHead(ex, outcome.status, { ...outcome.headers });
       if (!outcome.file) {
         ex.res.end();
         return;
@@ -201,7 +239,7 @@ export class RegistryHandler {
 
   private writeManifest(ex: Exchange, m: Extract<Outcome, { kind: "manifest" }>): void {
     ex.xcache = m.xcache;
-    ex.res.writeHead(200, {
+    this.writeHead(ex, 200, {
       "Content-Type": m.mediaType,
       "Content-Length": String(m.bytes.length),
       "Docker-Content-Digest": m.digest,
@@ -222,20 +260,20 @@ export class RegistryHandler {
       out["content-type"] = "application/json";
     }
     out["content-length"] = String(payload.length);
-    ex.res.writeHead(status, out);
+    this.writeHead(ex, status, out);
     if (ex.req.method !== "HEAD") ex.bytes += payload.length;
     ex.res.end(ex.req.method === "HEAD" ? undefined : payload);
   }
 
-  private writeJson(ex: Exchange, status: number, body: string): void {
+  private writeJson(ex: Exchange, status: number, body: string, extra?: Record<string, string>): void {
     const length = Buffer.byteLength(body);
-    ex.res.writeHead(status, { "Content-Type": "application/json", "Content-Length": String(length) });
+    this.writeHead(ex, status, { ...extra, "Content-Type": "application/json", "Content-Length": String(length) });
     if (ex.req.method !== "HEAD") ex.bytes += length;
     ex.res.end(ex.req.method === "HEAD" ? undefined : body);
   }
 
-  private writeError(ex: Exchange, code: OciErrorCode, detail?: string): void {
-    this.writeJson(ex, OCI_ERRORS[code].status, ociErrorBody(code, detail));
+  private writeError(ex: Exchange, code: OciErrorCode, detail?: string, extra?: Record<string, string>): void {
+    this.writeJson(ex, OCI_ERRORS[code].status, ociErrorBody(code, detail), extra);
   }
 
   /** Blob and manifest body bytes: the access log's count and the served-bytes metric. */
@@ -261,10 +299,6 @@ class RequestContext implements RequestInfo {
   get log(): Logger {
     return (this.child ??= this.logger.child({ requestId: this.requestId }));
   }
-}
-
-function done(outcome: Outcome): Promise<Outcome> {
-  return Promise.resolve(outcome);
 }
 
 function acceptOf(req: IncomingMessage): string {

@@ -18,7 +18,7 @@ import { ManifestService } from "./manifest-service.js";
 import { createMetrics } from "./metrics.js";
 import { digestOf } from "./names.js";
 import type { Outcome, RequestInfo } from "./outcome.js";
-import { BlobStore } from "./store.js";
+import { BlobStore, HOT_BLOB_MAX_BYTES } from "./store.js";
 import type { UpstreamRequest, UpstreamResponse } from "./upstream.js";
 import { UpstreamAccess } from "./upstream-access.js";
 
@@ -46,8 +46,9 @@ const TTL = 60_000;
 const OUTAGE = 3600_000;
 const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.docker.distribution.manifest.v2+json", layers: [] }));
 const MANIFEST_DIGEST = digestOf(MANIFEST);
-const BLOB = Buffer.from("layer bytes ".repeat(1000));
-const BLOB_DIGEST = digestOf(BLOB);
+const SMALL_BLOB = Buffer.from("layer bytes ".repeat(1000));
+// One byte past what the store keeps in memory: always served from its file.
+const LARGE_BLOB = Buffer.alloc(HOT_BLOB_MAX_BYTES + 1, "large layer ");
 const CHALLENGE = { "www-authenticate": 'Bearer realm="https://dtr.example/auth"' };
 
 let root: string;
@@ -96,6 +97,7 @@ function brief(o: Outcome): string {
   if (o.kind === "relay") return `relay ${o.status}`;
   if (o.kind === "error") return `error ${o.code}`;
   if (o.kind === "file") return `file ${o.status} ${o.xcache}`;
+  if (o.kind === "buffer") return `buffer ${o.status} ${o.xcache}`;
   return o.kind;
 }
 
@@ -189,7 +191,13 @@ describe("ManifestService.byTag", () => {
   });
 });
 
-describe("BlobService decision table", () => {
+// Small blobs are answered from the store's memory copy ("buffer"), large ones from the open
+// file ("file"): every decision row holds for both.
+describe.each([
+  ["small blob (memory tier)", SMALL_BLOB, "buffer"],
+  ["large blob (file)", LARGE_BLOB, "file"],
+] as const)("BlobService decision table, %s", (_label, BLOB, served) => {
+  const BLOB_DIGEST = digestOf(BLOB);
   async function warmBlob(): Promise<void> {
     up.answer = () => ({ status: 200, body: BLOB });
     const o = await blobs.get(alice, { name: "library/app", digest: BLOB_DIGEST, head: false, range: undefined });
@@ -199,17 +207,20 @@ describe("BlobService decision table", () => {
     expect(store.getBlob(BLOB_DIGEST)?.size).toBe(BLOB.length);
     up.asked.length = 0;
   }
-  const get = (head = false, range?: string): Promise<Outcome> => blobs.get(alice, { name: "library/app", digest: BLOB_DIGEST, head, range });
+  const get = async (head = false, range?: string): Promise<Outcome> => blobs.get(alice, { name: "library/app", digest: BLOB_DIGEST, head, range });
   const release = (o: Outcome): void => {
     if (o.kind === "file") o.done();
   };
 
-  it("hit with a fresh grant: the stored file, open, counted as read until done()", async () => {
+  it("hit with a fresh grant: the stored file (open, counted as read until done()) or the bytes in memory", async () => {
     await warmBlob();
     const o = await get();
-    expect(brief(o)).toBe("file 200 HIT");
-    expect(store.getBlob(BLOB_DIGEST)?.readers).toBe(1);
-    if (o.kind === "file") expect(o.file).toMatchObject({ start: 0, end: BLOB.length });
+    expect(brief(o)).toBe(`${served} 200 HIT`);
+    if (o.kind === "file") {
+      expect(store.getBlob(BLOB_DIGEST)?.readers).toBe(1);
+      expect(o.file).toMatchObject({ start: 0, end: BLOB.length });
+    }
+    if (o.kind === "buffer") expect(o.body.equals(BLOB)).toBe(true);
     release(o);
     expect(store.getBlob(BLOB_DIGEST)?.readers).toBe(0);
     expect(up.asked).toEqual([]);
@@ -218,8 +229,9 @@ describe("BlobService decision table", () => {
   it("a range: 206 with Content-Range; an unsatisfiable one: RANGE_INVALID, nothing held", async () => {
     await warmBlob();
     const o = await get(false, "bytes=10-19");
-    expect(brief(o)).toBe("file 206 HIT");
-    if (o.kind === "file") expect(o.headers["Content-Range"]).toBe(`bytes 10-19/${BLOB.length}`);
+    expect(brief(o)).toBe(`${served} 206 HIT`);
+    if (o.kind === "file" || o.kind === "buffer") expect(o.headers["Content-Range"]).toBe(`bytes 10-19/${BLOB.length}`);
+    if (o.kind === "buffer") expect(o.body.equals(BLOB.subarray(10, 20))).toBe(true);
     release(o);
     const bad = await get(false, `bytes=${BLOB.length}-`);
     expect(bad).toMatchObject({ kind: "error", code: "RANGE_INVALID", headers: { "Content-Range": `bytes */${BLOB.length}` } });
@@ -227,11 +239,11 @@ describe("BlobService decision table", () => {
   });
 
   it.each([
-    [200, "file 200 HIT"],
+    [200, `${served} 200 HIT`],
     [401, "relay 401"],
     [403, "relay 403"],
     [404, "error BLOB_UNKNOWN"],
-    [503, "file 200 HIT"],
+    [503, `${served} 200 HIT`],
   ])("hit, grant expired, upstream HEAD answers %i: %s", async (status, expected) => {
     await warmBlob();
     clock.advance(TTL + 1);
@@ -240,6 +252,20 @@ describe("BlobService decision table", () => {
     expect(brief(o)).toBe(expected);
     release(o);
     expect(up.asked).toEqual([`HEAD /v2/library/app/blobs/${BLOB_DIGEST}`]);
+  });
+
+  it("a blob the store deleted (eviction, expiry) is not served from memory: the next request is a miss", async () => {
+    await warmBlob();
+    const hit = await get();
+    expect(brief(hit)).toBe(`${served} 200 HIT`);
+    release(hit);
+    expect(await store.deleteBlob(BLOB_DIGEST)).toBe(true);
+    expect(store.hotBlob(BLOB_DIGEST)).toBeUndefined();
+    up.answer = () => ({ status: 200, body: BLOB });
+    const o = await get();
+    expect(o.kind).toBe("fill");
+    if (o.kind === "fill") o.reader.detach();
+    expect(up.asked).toEqual([`GET /v2/library/app/blobs/${BLOB_DIGEST}`]);
   });
 
   it("hit past the outage allowance with the upstream down: UPSTREAM_UNAVAILABLE", async () => {

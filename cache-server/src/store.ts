@@ -22,6 +22,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, readdir, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
+import { ByteLru } from "./byte-lru.js";
 import { ClaimDirectory } from "./claim.js";
 import type { Clock } from "./clock.js";
 import { Sessions } from "./sessions.js";
@@ -55,6 +56,13 @@ interface SharedHandle {
 
 /** Manifests are small and hot (every pull asks for them): a bounded in-memory copy. */
 const MANIFEST_MEMORY_BYTES = 8 * 1024 * 1024;
+/**
+ * Small blobs (image configs, small layers) are kept in memory once served: a hit then costs
+ * one write of a buffer instead of an fstat and positioned reads through the thread pool and a
+ * copy out of the page cache per request (docs/cache-server.md, "Memory tier").
+ */
+export const HOT_BLOB_MAX_BYTES = 1024 * 1024;
+const HOT_BLOB_MEMORY_BYTES = 16 * 1024 * 1024;
 
 const CLEAN_MARKER = "clean-shutdown";
 /** A temp file nobody claims and nobody wrote for this long belongs to a dead process. */
@@ -74,8 +82,8 @@ export class BlobStore {
   private readonly tags = new Map<string, TagEntry>();
   private bytes = 0;
   private readonly handles = new Map<string, SharedHandle>();
-  private readonly manifestMemory = new Map<string, { bytes: Buffer; mediaType: string }>();
-  private manifestMemoryBytes = 0;
+  private readonly manifestMemory = new ByteLru<{ bytes: Buffer; mediaType: string }>(MANIFEST_MEMORY_BYTES, MANIFEST_MEMORY_BYTES / 8, (m) => m.bytes.length);
+  private readonly blobMemory = new ByteLru<Buffer>(HOT_BLOB_MEMORY_BYTES, HOT_BLOB_MAX_BYTES, (b) => b.length);
   /** Blobs whose bytes are not trusted yet (after an unclean stop). */
   private readonly unverified = new Set<string>();
   private readonly verifying = new Map<string, Promise<boolean>>();
@@ -314,6 +322,7 @@ export class BlobStore {
     this.unverified.delete(digest);
     this.bytes -= entry.size;
     this.dropHandle(digest);
+    this.blobMemory.delete(digest);
   }
 
   private async loadTags(dir: string, parts: string[]): Promise<void> {
@@ -435,6 +444,31 @@ export class BlobStore {
     }
   }
 
+  /** The in-memory copy of a small committed blob, if this process keeps one (the hit path). */
+  hotBlob(digest: string): Buffer | undefined {
+    return this.blobMemory.get(digest);
+  }
+
+  /**
+   * Reads a small committed blob whole from its open handle and keeps the copy in memory;
+   * undefined when the blob is too large to keep or the file is shorter than its index entry.
+   * The bytes are the committed file's, verified when it was committed (or re-hashed before its
+   * first answer after an unclean stop), so the copy is as trusted as the file.
+   */
+  async loadHotBlob(blob: StoredBlob, fh: FileHandle): Promise<Buffer | undefined> {
+    if (!this.blobMemory.admits(blob.size)) return undefined;
+    const bytes = Buffer.allocUnsafeSlow(blob.size);
+    let filled = 0;
+    while (filled < blob.size) {
+      const { bytesRead } = await fh.read(bytes, filled, blob.size - filled, filled);
+      if (bytesRead === 0) return undefined;
+      filled += bytesRead;
+    }
+    // Forgotten meanwhile (deleted or replaced): serve this copy once, keep nothing.
+    if (this.blobs.get(blob.digest) === blob) this.blobMemory.set(blob.digest, bytes);
+    return bytes;
+  }
+
   /** Closes every kept handle (shutdown). */
   closeHandles(): void {
     for (const digest of [...this.handles.keys()]) this.dropHandle(digest);
@@ -467,15 +501,7 @@ export class BlobStore {
   // --- manifests ---
 
   private remember(digest: string, m: { bytes: Buffer; mediaType: string }): void {
-    if (m.bytes.length > MANIFEST_MEMORY_BYTES / 8 || this.manifestMemory.has(digest)) return;
     this.manifestMemory.set(digest, m);
-    this.manifestMemoryBytes += m.bytes.length;
-    // Map order is insertion order; hits re-insert, so the first key is the least recently used.
-    for (const [k, v] of this.manifestMemory) {
-      if (this.manifestMemoryBytes <= MANIFEST_MEMORY_BYTES) break;
-      this.manifestMemory.delete(k);
-      this.manifestMemoryBytes -= v.bytes.length;
-    }
   }
 
   async getManifest(digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
@@ -488,12 +514,7 @@ export class BlobStore {
 
   /** The in-memory copy of a manifest, if it has one, without touching the disk (the hit path). */
   hotManifest(digest: string): { bytes: Buffer; mediaType: string } | undefined {
-    const hot = this.manifestMemory.get(digest);
-    if (hot) {
-      this.manifestMemory.delete(digest);
-      this.manifestMemory.set(digest, hot);
-    }
-    return hot;
+    return this.manifestMemory.get(digest);
   }
 
   private async readManifest(digest: string): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
