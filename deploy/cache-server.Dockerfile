@@ -20,7 +20,13 @@ LABEL org.opencontainers.image.title="dtrcache cache-server" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="dtr-cache-operator" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"
-ENV NODE_ENV=production
+# Memory tuning read at process start (values and reasons: cache-server/src/runtime-env.ts;
+# test/contract/runtime-env.test.ts keeps the two equal).
+ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=8 \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072 \
+    MALLOC_TRIM_THRESHOLD_=131072
 COPY start.sh /start.sh
 COPY main.mjs healthcheck.mjs /app/
 # the runbook's storage.filesystem.rootdirectory, owned by the app user so that a named volume

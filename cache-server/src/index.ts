@@ -12,3 +12,4 @@ export * from "./testing/fake-upstream.js";
 export * from "./testing/config-text.js";
 export * from "./testing/http-get.js";
 export * from "./redirect.js";
+export * from "./runtime-env.js";

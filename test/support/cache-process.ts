@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { withRuntimeEnv } from "@dtrcache/cache-server";
 
 function findMain(): string {
   // Works both from test/support (vitest, sources) and test/dist/support (compiled bench).
@@ -103,7 +104,8 @@ export async function startCacheProcess(options: CacheProcessOptions): Promise<C
   await writeFile(configFile, renderCacheConfig(o, root));
   const logFile = join(o.workDir, "cache.log");
   const fd = openSync(logFile, "a");
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), main, configFile], { stdio: ["ignore", fd, fd] });
+  // The environment the image sets (runtime-env.ts), so tests and benchmarks run what ships.
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), main, configFile], { stdio: ["ignore", fd, fd], env: withRuntimeEnv(process.env) });
   closeSync(fd);
   const hostPort = `${o.listenHost ?? "127.0.0.1"}:${o.port}`;
   const url = `http://${hostPort}`;

@@ -13,6 +13,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startRegistry } from "../../harness/index.js";
+import { withRuntimeEnv } from "@dtrcache/cache-server";
 import { buildImage, pushBlob, pushImage, renderCacheConfig, tarOf } from "../../support/index.js";
 import { wrk } from "./wrk.js";
 
@@ -24,6 +25,22 @@ const FILTER = (process.env.AB_CASES ?? "")
   .map((s) => s.trim().toLowerCase())
   .filter(Boolean);
 const ACCEPT = "application/vnd.oci.image.manifest.v1+json";
+
+/**
+ * Both builds run with the image's environment (runtime-env.ts). AB_OLD_ENV / AB_NEW_ENV
+ * ("K=V K=V", "K=" unsets) change one side, to A/B a runtime setting on one build.
+ */
+function envFor(label: string): NodeJS.ProcessEnv {
+  const env = withRuntimeEnv(process.env);
+  for (const kv of (process.env[label === "old" ? "AB_OLD_ENV" : "AB_NEW_ENV"] ?? "").split(" ").filter(Boolean)) {
+    const eq = kv.indexOf("=");
+    const key = kv.slice(0, eq);
+    const value = kv.slice(eq + 1);
+    if (value === "") delete env[key];
+    else env[key] = value;
+  }
+  return env;
+}
 
 interface Build {
   readonly label: string;
@@ -39,7 +56,7 @@ async function startBuild(label: string, main: string, work: string, upstream: s
   const config = join(dir, "config.yml");
   await writeFile(config, renderCacheConfig({ workDir: dir, upstreams: [upstream], port, debugPort, workers: WORKERS }, join(dir, "root")));
   const fd = openSync(join(dir, "cache.log"), "a");
-  const child = spawn(process.execPath, [main, config], { stdio: ["ignore", fd, fd] });
+  const child = spawn(process.execPath, [main, config], { stdio: ["ignore", fd, fd], env: envFor(label) });
   closeSync(fd);
   const deadline = Date.now() + 15_000;
   for (;;) {
