@@ -28,6 +28,9 @@ const INFO = 30;
 
 export class AccessLog {
   private readonly out: Destination;
+  /** Lines of this event-loop turn, handed to the destination together (see write()). */
+  private pending: string[] = [];
+  private scheduled = false;
   /** The logger's bindings as it renders them: `,"pid":1,"hostname":"h","service":"cache-server"`. */
   private readonly bindings: string;
 
@@ -42,9 +45,26 @@ export class AccessLog {
     // Strings that come from the client (request id, method, path) go through JSON.stringify for
     // escaping; the rest are numbers or one of a few fixed words.
     const cache = e.cache === undefined ? "" : `,"cache":"${e.cache}"`;
-    this.out.write(
+    // Lines are batched per event-loop turn: pino's destination measures the UTF-8 length of
+    // its last pending chunk (up to 16 KiB) on every write, so one write per line cost more than the rest of
+    // a manifest hit (A/B in docs/bench-cache.md). A line waits at most until the end of the
+    // turn that logged it; flush() writes what is pending at shutdown.
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+    this.pending.push(
       `{"level":${INFO},"time":${Date.now()}${this.bindings},"requestId":${JSON.stringify(e.requestId)},"method":${JSON.stringify(e.method ?? "")},` +
         `"path":${JSON.stringify(e.path)},"status":${e.status}${cache},"bytes":${e.bytes},"outcome":"${e.outcome}","ms":${e.ms},"msg":"request"}\n`,
     );
   }
+
+  /** Hands every pending line to the destination now. */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const lines = this.pending;
+    this.pending = [];
+    this.out.write(lines.length === 1 ? (lines[0] as string) : lines.join(""));
+  };
 }

@@ -204,6 +204,7 @@ export async function startCacheServer(opts: CacheServerOptions): Promise<Runnin
         server.closeAllConnections();
       });
       stallGuard.stop();
+      handler.flushLog();
       await upstream.close();
       // Fills may still be committing: let them land, then say the store is clean.
       await handler.fills.settled();

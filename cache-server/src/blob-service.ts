@@ -13,7 +13,7 @@ export interface BlobServiceDeps {
   readonly store: BlobStore;
   readonly access: UpstreamAccess;
   readonly fills: FillCoordinator;
-  readonly metrics: Pick<CacheMetrics, "requests" | "coalescedWaiters" | "fillsInFlight">;
+  readonly metrics: Pick<CacheMetrics, "requests" | "coalescedWaiters" | "fillsInFlight" | "hits">;
 }
 
 export interface BlobRequest {
@@ -41,7 +41,7 @@ export class BlobService {
     const bytes = stored ? store.hotBlob(blob.digest) : undefined;
     if (stored && bytes) {
       access.auth.countRemembered("allow");
-      metrics.requests.inc({ kind: "blob", result: "hit" });
+      metrics.hits.blob.inc();
       store.touch(stored);
       return fromMemory(stored, bytes, blob, "HIT");
     }
@@ -62,7 +62,7 @@ export class BlobService {
         if (d.kind !== "allow") return refusal(d, "BLOB_UNKNOWN");
         const now = store.getBlob(digest);
         if (now) {
-          metrics.requests.inc({ kind: "blob", result: "hit" });
+          metrics.hits.blob.inc();
           const out = await this.stored(now, head, range, "HIT");
           if (out) return out;
           continue; // deleted by another process between index and open: a miss now

@@ -20,7 +20,7 @@ type TagOutcome = Extract<Outcome, { kind: "manifest" } | { kind: "relay" }> | {
 export interface ManifestServiceDeps {
   readonly store: BlobStore;
   readonly access: UpstreamAccess;
-  readonly metrics: Pick<CacheMetrics, "requests" | "coalescedWaiters">;
+  readonly metrics: Pick<CacheMetrics, "requests" | "coalescedWaiters" | "hits">;
   readonly serveStale: boolean;
 }
 
@@ -40,7 +40,7 @@ export class ManifestService {
     const hot = known ? store.hotManifest(digest) : undefined;
     if (hot) {
       access.auth.countRemembered("allow");
-      metrics.requests.inc({ kind: "manifest_digest", result: "hit" });
+      metrics.hits.manifestDigest.inc();
       return { kind: "manifest", bytes: hot.bytes, digest, mediaType: hot.mediaType, xcache: "HIT" };
     }
     return this.byDigestFromStore(req, name, digest, known);

@@ -64,7 +64,7 @@ export class RegistryHandler {
     const { store, metrics, logger, clock, upstream } = deps;
     const { authTtlMs, outageAllowanceMs, notFoundTtlMs, serveStale } = deps.options;
     const auth = new AuthCache(clock, { ttlMs: authTtlMs, outageAllowanceMs: serveStale ? outageAllowanceMs : 0, notFoundTtlMs }, (source, result) =>
-      metrics.authDecisions.inc({ source, result }),
+      source === "remembered" && result === "allow" ? metrics.hits.rememberedAllow.inc() : metrics.authDecisions.inc({ source, result }),
     );
     this.fills = new FillCoordinator(
       store,
@@ -97,6 +97,11 @@ export class RegistryHandler {
     this.manifests = new ManifestService({ store, access, metrics, serveStale });
     this.passthrough = new PassthroughService(access);
     this.accessLog = new AccessLog(logger);
+  }
+
+  /** Writes the access lines still waiting for the end of this event-loop turn (shutdown). */
+  flushLog(): void {
+    this.accessLog.flush();
   }
 
   /** Entry point for every request; never throws. */
@@ -279,7 +284,7 @@ export class RegistryHandler {
   /** Blob and manifest body bytes: the access log's count and the served-bytes metric. */
   private counted(ex: Exchange, n: number): void {
     ex.bytes += n;
-    this.deps.metrics.bytesServed.inc(n);
+    this.deps.metrics.hits.bytesServed.inc(n);
   }
 }
 

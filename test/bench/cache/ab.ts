@@ -4,7 +4,9 @@
 // against one docker-registry upstream, and drives both with wrk in alternation (old, new, old,
 // new, ...) so that the machine's load drifts over both equally. Prints every run, the medians,
 // and each process's RSS after warming. AB_ROUNDS (default 5), AB_SECONDS (default 4),
-// AB_WORKERS (default 1), AB_CASES (substrings, as BENCH_CASES).
+// AB_WORKERS (default 1), AB_CASES (substrings, as BENCH_CASES). Besides medians it prints the
+// best run of each side (highest req/s, lowest CPU per request): on a shared machine a
+// neighbour's burst only ever makes a run worse, so the best runs compare the builds themselves.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
@@ -77,6 +79,13 @@ async function rssMiB(pid: number | undefined): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(text)?.[1] ?? "0") / 1024;
 }
 
+/** CPU time (user + system) a process has used, in ms (from /proc; clock ticks of 10 ms). */
+async function cpuMs(pid: number | undefined): Promise<number> {
+  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 10;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -115,19 +124,29 @@ async function main(): Promise<void> {
     for (const b of builds) process.stdout.write(`${b.label} RSS after warming: ${(await rssMiB(b.child.pid)).toFixed(1)} MiB\n`);
     for (const c of cases) {
       const runs: Record<string, number[]> = { old: [], new: [] };
+      // CPU per request is steadier than req/s on a shared machine: time stolen by neighbours
+      // lowers the rate but is not charged to the process.
+      const cpu: Record<string, number[]> = { old: [], new: [] };
       for (let i = 0; i < ROUNDS; i++) {
         // Alternate which build goes first, so neither always follows the other.
         const order = i % 2 === 0 ? builds : [...builds].reverse();
         for (const b of order) {
+          const before = await cpuMs(b.child.pid);
           const r = await wrk(b.url + c.path, { connections: 16, seconds: SECONDS, headers: c.headers });
           if (r.errors > 0) throw new Error(`${b.label} ${c.name}: ${r.errors} errors`);
           runs[b.label]?.push(Math.round(r.rps));
+          cpu[b.label]?.push(Math.round((((await cpuMs(b.child.pid)) - before) * 10_000) / Math.max(1, r.requests)) / 10);
         }
       }
       const o = runs.old ?? [];
       const n = runs.new ?? [];
       process.stdout.write(
-        `${c.name}: old ${o.join(", ")} (median ${median(o)}) | new ${n.join(", ")} (median ${median(n)}) | new/old ${(median(n) / median(o)).toFixed(3)}\n`,
+        `${c.name}: old ${o.join(", ")} (median ${median(o)}) | new ${n.join(", ")} (median ${median(n)}) | new/old ${(median(n) / median(o)).toFixed(3)}; best old ${Math.max(...o)} new ${Math.max(...n)} (${(Math.max(...n) / Math.max(...o)).toFixed(3)})\n`,
+      );
+      const co = cpu.old ?? [];
+      const cn = cpu.new ?? [];
+      process.stdout.write(
+        `${c.name} CPU µs per request (workers 1 only): old ${co.join(", ")} (median ${median(co)}) | new ${cn.join(", ")} (median ${median(cn)}) | new/old ${(median(cn) / median(co)).toFixed(3)}; best old ${Math.min(...co)} new ${Math.min(...cn)} (${(Math.min(...cn) / Math.min(...co)).toFixed(3)})\n`,
       );
     }
     process.stdout.write(`load average at end ${loadavg()[0]?.toFixed(2)}\n`);
