@@ -158,6 +158,41 @@ describe("two cache processes sharing one root directory", () => {
     expect(digestOf(again.body)).toBe(digest);
   }, 60_000);
 
+  it("a small blob in one process's memory tier, evicted by the other: same bytes until the resync, then a miss", async () => {
+    const up = await upstream();
+    const root = await freshRoot();
+    const bytes = randomBytes(512 * 1024);
+    const digest = up.addBlob("library/app", bytes);
+    const b = await cacheOn(root, up, "b", "          sweepinterval: 300ms\n");
+    const url = `${b.url}/v2/library/app/blobs/${digest}`;
+    expect(digestOf((await httpGet(url)).body)).toBe(digest); // the fill
+    const hit = await httpGet(url); // read whole and kept in memory
+    expect({ cache: hit.headers["x-cache"], digest: digestOf(hit.body) }).toEqual({ cache: "HIT", digest });
+    const blobPath = join(root, "blobs", "sha256", digest.slice(7, 9), digest.slice(7));
+    await cacheOn(root, up, "a", "          maxsize: 100KB\n          sweepinterval: 300ms\n");
+    await waitFor(
+      "A to evict the blob",
+      async () =>
+        !(await stat(blobPath).then(
+          () => true,
+          () => false,
+        )),
+      10_000,
+    );
+    // B notices at its next resync and drops its copy: a request is then a miss, fetched again,
+    // and every answer before that carried the digest's own bytes.
+    await waitFor(
+      "B to forget the evicted blob",
+      async () => {
+        const r = await httpGet(url);
+        expect(digestOf(r.body)).toBe(digest);
+        return r.headers["x-cache"] === "MISS";
+      },
+      10_000,
+    );
+    expect(up.count("GET", `/blobs/${digest}`)).toBe(2);
+  }, 60_000);
+
   it("eviction in one process while the other streams the blob: the stream completes with correct bytes", async () => {
     const up = await upstream();
     const root = await freshRoot();
