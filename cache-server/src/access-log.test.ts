@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
+import { AccessLog, type AccessEntry } from "./access-log.js";
 import { startCacheServer, type RunningCache } from "./app.js";
 import { parseConfig } from "./config.js";
 import { createLogger } from "./log.js";
@@ -65,6 +66,41 @@ async function rawSocket(cache: RunningCache): Promise<{ socket: Socket; receive
   socket.on("error", () => undefined);
   return { socket, received: () => n };
 }
+
+describe("AccessLog batching", () => {
+  const entry = (requestId: string): AccessEntry => ({
+    requestId,
+    method: "GET",
+    path: "/v2/",
+    status: 200,
+    cache: undefined,
+    bytes: 0,
+    outcome: "complete",
+    ms: 1,
+  });
+
+  it("hands the lines of one event-loop turn to the destination in one write, each line whole", async () => {
+    const writes: string[] = [];
+    const sink = new Writable({ write: (c: Buffer, _e, cb) => (writes.push(c.toString()), cb()) });
+    const log = new AccessLog(createLogger("info", sink));
+    for (const id of ["a", "b", "c"]) log.write(entry(id));
+    expect(writes).toEqual([]); // nothing before the end of this turn
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toHaveLength(1);
+    const lines = (writes[0] ?? "").split("\n").filter(Boolean);
+    expect(lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual(["a", "b", "c"]);
+  });
+
+  it("flush() writes what is pending at once (shutdown), and nothing twice", async () => {
+    const writes: string[] = [];
+    const sink = new Writable({ write: (c: Buffer, _e, cb) => (writes.push(c.toString()), cb()) });
+    const log = new AccessLog(createLogger("info", sink));
+    log.write(entry("last"));
+    log.flush();
+    await new Promise((r) => setImmediate(r));
+    expect(writes.join("").split("\n").filter(Boolean)).toHaveLength(1);
+  });
+});
 
 describe("access log", () => {
   it("never logs a credential or a signed query, and escapes what the client sent", async () => {

@@ -183,9 +183,13 @@ export class AuthCache {
     return undefined;
   }
 
-  /** Counts a remembered decision its caller acted on without authorize(), as authorize() counts one. */
-  countRemembered(kind: Decision["kind"]): void {
-    this.onDecision("remembered", kind);
+  /**
+   * A decision the caller got from remembered() and acts on instead of calling authorize(),
+   * which would look it up again; counted as authorize() counts a remembered one.
+   */
+  rememberedUsed(known: Decision): Decision {
+    this.onDecision("remembered", known.kind);
+    return known;
   }
 
   /**

@@ -6,6 +6,7 @@ import type { FillCoordinator } from "./fill-coordinator.js";
 import type { FillSource } from "./fill.js";
 import type { CacheMetrics } from "./metrics.js";
 import type { Outcome, RequestInfo, XCache } from "./outcome.js";
+import type { Decision } from "./auth.js";
 import type { BlobStore, StoredBlob } from "./store.js";
 import { decisionOf, headerValue, isRedirectError, pickHeaders, refusal, unavailable, type UpstreamAccess } from "./upstream-access.js";
 
@@ -39,16 +40,17 @@ export class BlobService {
     if (known && known.kind !== "allow") return refusal(known, "BLOB_UNKNOWN");
     const stored = known ? store.getBlob(blob.digest) : undefined;
     const bytes = stored ? store.hotBlob(blob.digest) : undefined;
-    if (stored && bytes) {
-      access.auth.countRemembered("allow");
+    if (known && stored && bytes) {
+      access.auth.rememberedUsed(known);
       metrics.hits.blob.inc();
       store.touch(stored);
       return fromMemory(stored, bytes, blob, "HIT");
     }
-    return this.getSlow(req, blob);
+    return this.getSlow(req, blob, known);
   }
 
-  private async getSlow(req: RequestInfo, blob: BlobRequest): Promise<Outcome> {
+  /** `known`: the remembered decision get() looked up (an "allow" or nothing), used once instead of a second lookup. */
+  private async getSlow(req: RequestInfo, blob: BlobRequest, known: Decision | undefined): Promise<Outcome> {
     const { store, metrics, access, fills } = this.deps;
     const { name, digest, head, range } = blob;
     const path = `/v2/${name}/blobs/${digest}`;
@@ -58,7 +60,7 @@ export class BlobService {
       const cached = store.getBlob(digest) ?? (await store.findBlob(digest));
       const filling = fills.get(digest);
       if (cached || (filling && !filling.passthrough && filling.state !== "failed")) {
-        const d = await access.authorize(req, name, digest, path, undefined, true);
+        const d = attempt === 0 && known ? access.auth.rememberedUsed(known) : await access.authorize(req, name, digest, path, undefined, true);
         if (d.kind !== "allow") return refusal(d, "BLOB_UNKNOWN");
         const now = store.getBlob(digest);
         if (now) {

@@ -38,8 +38,8 @@ export class ManifestService {
     const known = access.auth.remembered(req.cred, name, digest);
     if (known && known.kind !== "allow") return refusal(known, "MANIFEST_UNKNOWN");
     const hot = known ? store.hotManifest(digest) : undefined;
-    if (hot) {
-      access.auth.countRemembered("allow");
+    if (known && hot) {
+      access.auth.rememberedUsed(known);
       metrics.hits.manifestDigest.inc();
       return { kind: "manifest", bytes: hot.bytes, digest, mediaType: hot.mediaType, xcache: "HIT" };
     }
@@ -50,7 +50,7 @@ export class ManifestService {
     const { store, access, metrics } = this.deps;
     const stored = await store.getManifest(digest);
     if (stored) {
-      const d = await access.authorize(req, name, digest, `/v2/${name}/manifests/${digest}`, req.accept);
+      const d = known ? access.auth.rememberedUsed(known) : await access.authorize(req, name, digest, `/v2/${name}/manifests/${digest}`, req.accept);
       if (d.kind !== "allow") return refusal(d, "MANIFEST_UNKNOWN");
       // Learn what the manifest makes readable only when the upstream was just asked (not on
       // every hit: parsing the manifest per request cost a third of the hit rate).
