@@ -52,9 +52,14 @@ async function clusterWorkers(cache: CacheProcess): Promise<number[]> {
   return body.workers ?? [];
 }
 
-async function rssKiB(pid: number): Promise<number> {
+/**
+ * VmRSS and its parts from /proc (KiB): RssFile is the executable's and libraries' pages (shared
+ * between processes of one binary, reclaimable), RssAnon the process's private memory.
+ */
+async function memKiB(pid: number): Promise<{ rss: number; anon: number; file: number }> {
   const text = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-  return Number(/VmRSS:\s+(\d+)/.exec(text)?.[1] ?? "0");
+  const field = (name: string): number => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(text)?.[1] ?? "0");
+  return { rss: field("VmRSS"), anon: field("RssAnon"), file: field("RssFile") };
 }
 
 /** One GET on its own connection; the status once the body is read. */
@@ -217,21 +222,26 @@ async function main(): Promise<void> {
 
     // Peak RSS while 16 clients pull the warm 256 MiB blob: per serving process (the highest of
     // them) and summed over them (the peer's whole footprint).
-    const rss = new Map<string, { perProcess: number; total: number; processes: number }>();
+    const rss = new Map<string, { perProcess: number; total: number; processes: number; anon: number; file: number }>();
     for (const p of peers) {
       // Warm on as many connections as there are workers, so every worker has it on disk.
       for (let i = 0; i < CORES; i++) await drain(`${p.url}/v2/${repo}/blobs/${huge}`);
       const pids = await p.pids();
       const peaks = new Map<number, number>();
+      // The private (RssAnon) and file-backed parts at the sample where the process's RSS peaked.
+      const partsAtPeak = new Map<number, { anon: number; file: number }>();
       let total = 0;
       let sampling = true;
       const sampler = (async () => {
         while (sampling) {
           let sum = 0;
           for (const pid of pids) {
-            const kib = await rssKiB(pid);
-            peaks.set(pid, Math.max(peaks.get(pid) ?? 0, kib));
-            sum += kib;
+            const m = await memKiB(pid);
+            if (m.rss > (peaks.get(pid) ?? 0)) {
+              peaks.set(pid, m.rss);
+              partsAtPeak.set(pid, { anon: m.anon, file: m.file });
+            }
+            sum += m.rss;
           }
           total = Math.max(total, sum);
           await new Promise((r) => setTimeout(r, 25));
@@ -243,7 +253,9 @@ async function main(): Promise<void> {
       await sampler;
       if (sizes.some((s) => s !== 256 * MiB)) throw new Error(`${p.name}: short 256 MiB response`);
       const perProcess = Math.max(0, ...peaks.values()) / 1024;
-      rss.set(p.name, { perProcess, total: total / 1024, processes: pids.length });
+      const worst = [...peaks].sort((a, b) => b[1] - a[1])[0]?.[0];
+      const parts = (worst !== undefined ? partsAtPeak.get(worst) : undefined) ?? { anon: 0, file: 0 };
+      rss.set(p.name, { perProcess, total: total / 1024, processes: pids.length, anon: parts.anon / 1024, file: parts.file / 1024 });
       say(
         `16 x 256 MiB via ${p.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS ${fmt(perProcess, 1)} MiB per process (${pids.length}), ${fmt(total / 1024, 1)} MiB together`,
       );
@@ -287,6 +299,9 @@ async function main(): Promise<void> {
     lines.push(`| tag change seen by the request right after it | ${each((n) => (fresh.get(n) ? "yes" : "no"))} |`);
     lines.push(`| upstream GETs for 50 concurrent cold 64 MiB requests | ${each((n) => `${coalesce.get(n)?.upstreamGets} (${coalesce.get(n)?.ok}/50 ok)`)} |`);
     lines.push(`| peak RSS per serving process, 16 concurrent 256 MiB pulls (MiB) | ${each((n) => fmt(rss.get(n)?.perProcess ?? 0, 1))} |`);
+    lines.push(
+      `| of which private (RssAnon) / file-backed (RssFile: the executable's pages), same process and sample (MiB) | ${each((n) => `${fmt(rss.get(n)?.anon ?? 0, 1)} / ${fmt(rss.get(n)?.file ?? 0, 1)}`)} |`,
+    );
     lines.push(
       `| peak RSS of all serving processes together (MiB; processes) | ${each((n) => `${fmt(rss.get(n)?.total ?? 0, 1)} (${rss.get(n)?.processes})`)} |`,
     );
