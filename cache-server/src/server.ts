@@ -137,9 +137,9 @@ export class RegistryHandler {
       this.failed(ex, info, err);
       logLine();
     };
-    // A decision that needs no I/O (an in-memory manifest with a remembered grant) is written in
-    // the same turn as the request arrived, like a static file server would: no promise, no
-    // microtask between the parsed request and the response's one writev.
+    // A decision that needs no I/O (a remembered grant and the manifest or small blob in memory)
+    // is written in the same turn as the request arrived, like a static file server would: no
+    // promise, no microtask between the parsed request and the response's one writev.
     try {
       const routed = this.route(ex, info, path);
       const written = routed instanceof Promise ? routed.then((outcome) => this.write(ex, outcome)) : this.write(ex, routed);
