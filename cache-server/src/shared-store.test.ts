@@ -89,6 +89,14 @@ async function waitFor(what: string, cond: () => Promise<boolean>, ms: number): 
   }
 }
 
+/** Whether nothing is at `path` any more (a blob evicted by a sweeper). */
+async function isGone(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => false,
+    () => true,
+  );
+}
+
 describe("two cache processes sharing one root directory", () => {
   it("50 concurrent cold requests spread over both processes cause ONE upstream fetch", async () => {
     const up = await upstream();
@@ -170,15 +178,7 @@ describe("two cache processes sharing one root directory", () => {
     expect({ cache: hit.headers["x-cache"], digest: digestOf(hit.body) }).toEqual({ cache: "HIT", digest });
     const blobPath = join(root, "blobs", "sha256", digest.slice(7, 9), digest.slice(7));
     await cacheOn(root, up, "a", "          maxsize: 100KB\n          sweepinterval: 300ms\n");
-    await waitFor(
-      "A to evict the blob",
-      async () =>
-        !(await stat(blobPath).then(
-          () => true,
-          () => false,
-        )),
-      10_000,
-    );
+    await waitFor("A to evict the blob", () => isGone(blobPath), 10_000);
     // B notices at its next resync and drops its copy: a request is then a miss, fetched again,
     // and every answer before that carried the digest's own bytes.
     await waitFor(
@@ -208,15 +208,7 @@ describe("two cache processes sharing one root directory", () => {
     // so the eviction surely falls into B's download.
     await cacheOn(root, up, "a", "          maxsize: 1MB\n          sweepinterval: 300ms\n");
     // A's sweeper sees B's blob through the directory (usage is the directory's) and evicts it.
-    await waitFor(
-      "A to evict the blob",
-      async () =>
-        !(await stat(blobPath).then(
-          () => true,
-          () => false,
-        )),
-      10_000,
-    );
+    await waitFor("A to evict the blob", () => isGone(blobPath), 10_000);
     viaB.resume();
     const got = await viaB.done;
     expect({ status: got.status, clean: got.clean, bytes: got.body.length, digest: digestOf(got.body) }).toEqual({

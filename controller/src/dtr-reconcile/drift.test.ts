@@ -5,14 +5,10 @@
 // verifications was noticed only if the backup lacked the registration.
 import { loadCacheSpecFromText, type LoadResult } from "@dtrcache/crds";
 import { afterEach, describe, expect, it } from "vitest";
-import { createController, type Controller } from "../controller.js";
-import { createDtrSync, type DtrSyncService } from "../dtr/dtr-sync.js";
 import { startEmulator, type EmulatorHandle } from "../dtr/emulator.test-helper.js";
-import { memoryLogger } from "../logger.js";
-import { FakeClock } from "../runner/fake-clock.js";
-import { staticSpecSource } from "../source.js";
 import { conditionOf } from "../status.js";
 import { FakeSwarm } from "../swarm/fake.js";
+import { startDtrRig, stopDtrRigs, type DtrRig } from "../testing/dtr-rig.js";
 import { EXAMPLES_DIR } from "../testing/specs.js";
 import { DEFAULT_DTR_CHECK_MS } from "./drift.js";
 
@@ -34,21 +30,9 @@ function spec(url: string, caches: Record<string, readonly string[]>): LoadResul
   return result;
 }
 
-interface Rig {
-  clock: FakeClock;
-  source: ReturnType<typeof staticSpecSource>;
-  controller: Controller;
-  sync: DtrSyncService;
-  logger: ReturnType<typeof memoryLogger>;
-}
-
 const emulators: EmulatorHandle[] = [];
-const rigs: Rig[] = [];
 afterEach(async () => {
-  for (const r of rigs.splice(0)) {
-    await r.controller.stop();
-    await r.sync.close();
-  }
+  await stopDtrRigs();
   for (const e of emulators.splice(0)) await e.stop();
 });
 
@@ -62,29 +46,8 @@ async function emulator(port?: number): Promise<EmulatorHandle> {
  * A controller on the production intervals (resync 30 s, DTR verification 60 s, drift check
  * 10 s), converged and started: the caches are registered, their users assigned, the loop runs.
  */
-async function startedRig(dtr: EmulatorHandle, caches: Record<string, readonly string[]>): Promise<Rig> {
-  const clock = new FakeClock();
-  const source = staticSpecSource(spec(dtr.url, caches));
-  const sync = createDtrSync({ env: { DTR_TEST_PASSWORD: PASSWORD }, timeoutMs: 2_000, retry: { retries: 0, minTimeoutMs: 10, maxTimeoutMs: 20 } });
-  const logger = memoryLogger();
-  const controller = createController({
-    docker: new FakeSwarm(["node-1", "node-2"]),
-    specSource: source,
-    dtrSync: sync,
-    id: "drift",
-    settleMs: 0,
-    clock,
-    logger,
-  });
-  const r = { clock, source, controller, sync, logger };
-  rigs.push(r);
-  // Two passes: the first creates the services, the second finds them Ready and points DTR at them.
-  await controller.reconcileOnce();
-  await controller.reconcileOnce();
-  await controller.start();
-  await controller.idle();
-  return r;
-}
+const startedRig = (dtr: EmulatorHandle, caches: Record<string, readonly string[]>): Promise<DtrRig> =>
+  startDtrRig({ spec: spec(dtr.url, caches), swarm: new FakeSwarm(["node-1", "node-2"]), id: "drift", env: { DTR_TEST_PASSWORD: PASSWORD } });
 
 const registration = (dtr: EmulatorHandle, name: string) => dtr.contentCaches().find((c) => c.name === name);
 
@@ -96,7 +59,7 @@ function wrongUsers(dtr: EmulatorHandle, caches: Record<string, readonly string[
   );
 }
 
-function dtrSynced(r: Rig, name: string): string | undefined {
+function dtrSynced(r: DtrRig, name: string): string | undefined {
   return conditionOf(
     r.controller.status().caches.find((c) => c.name === name),
     "DtrSynced",

@@ -9,14 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadCacheSpecFromText, type LoadResult } from "@dtrcache/crds";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createController, type Controller } from "../controller.js";
-import { createDtrSync, type DtrSyncService } from "../dtr/dtr-sync.js";
 import { startEmulator, type EmulatorHandle } from "../dtr/emulator.test-helper.js";
-import { memoryLogger } from "../logger.js";
-import { FakeClock } from "../runner/fake-clock.js";
-import { staticSpecSource } from "../source.js";
 import { conditionOf } from "../status.js";
 import { FakeSwarm } from "../swarm/fake.js";
+import { startDtrRig, stopDtrRigs, type DtrRig } from "../testing/dtr-rig.js";
 import { EXAMPLES_DIR } from "../testing/specs.js";
 import { dtrResourceHash } from "./inputs.js";
 
@@ -40,34 +36,12 @@ function passwordFile(name: string, value: string): string {
   return file;
 }
 
-interface Rig {
-  clock: FakeClock;
-  source: ReturnType<typeof staticSpecSource>;
-  controller: Controller;
-  sync: DtrSyncService;
-  logger: ReturnType<typeof memoryLogger>;
-}
-const rigs: Rig[] = [];
-
 /** A controller on the production intervals (resync 30 s, DTR verification 60 s), drift check off, converged and started. */
-async function startedRig(initial: LoadResult, fake = new FakeSwarm(["node-1"])): Promise<Rig> {
-  const clock = new FakeClock();
-  const source = staticSpecSource(initial);
-  const sync = createDtrSync({ timeoutMs: 2_000, retry: { retries: 0, minTimeoutMs: 10, maxTimeoutMs: 20 } });
-  const logger = memoryLogger();
-  const controller = createController({ docker: fake, specSource: source, dtrSync: sync, id: "rotation", settleMs: 0, dtrCheckMs: 0, clock, logger });
-  const r = { clock, source, controller, sync, logger };
-  rigs.push(r);
-  // The first pass creates the service, the second finds it Ready and points DTR at it.
-  await controller.reconcileOnce();
-  await controller.reconcileOnce();
-  await controller.start();
-  await controller.idle();
-  return r;
-}
+const startedRig = (initial: LoadResult, swarm = new FakeSwarm(["node-1"])): Promise<DtrRig> =>
+  startDtrRig({ spec: initial, swarm, id: "rotation", dtrCheckMs: 0 });
 
-const cacheStatus = (r: Rig) => r.controller.status().caches.find((c) => c.name === "cache-a");
-const dtrSynced = (r: Rig) => conditionOf(cacheStatus(r), "DtrSynced");
+const cacheStatus = (r: DtrRig) => r.controller.status().caches.find((c) => c.name === "cache-a");
+const dtrSynced = (r: DtrRig) => conditionOf(cacheStatus(r), "DtrSynced");
 /** Real time allowed for the one reconcile a change queues (a few local HTTP calls). */
 const ONE_PASS = { timeout: 5_000, interval: 10 };
 
@@ -80,12 +54,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await dtr.stop();
 });
-afterEach(async () => {
-  for (const r of rigs.splice(0)) {
-    await r.controller.stop();
-    await r.sync.close();
-  }
-});
+afterEach(stopDtrRigs);
 
 describe("DTR credential rotation", () => {
   it("a changed password reference brings a DTR pass at once, and the status names the DTR resource it ran with", async () => {

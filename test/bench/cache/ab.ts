@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, startRegistry } from "../../harness/index.js";
 import { withRuntimeEnv } from "@dtrcache/cache-server";
 import { buildImage, pushBlob, pushImage, renderCacheConfig, tarOf } from "../../support/index.js";
+import { cpuMs, median, processMemoryKiB } from "./measure.js";
 import { wrk } from "./wrk.js";
 
 const ROUNDS = Number(process.env.AB_ROUNDS ?? 5);
@@ -75,21 +76,7 @@ async function startBuild(label: string, main: string, work: string, upstream: s
 }
 
 async function rssMiB(pid: number | undefined): Promise<number> {
-  const text = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-  return Number(/VmRSS:\s+(\d+)/.exec(text)?.[1] ?? "0") / 1024;
-}
-
-/** CPU time (user + system) a process has used, in ms (from /proc; clock ticks of 10 ms). */
-async function cpuMs(pid: number | undefined): Promise<number> {
-  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 10;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+  return (await processMemoryKiB(pid)).rss / 1024;
 }
 
 async function main(): Promise<void> {

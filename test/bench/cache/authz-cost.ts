@@ -8,6 +8,7 @@
 import { request } from "node:http";
 import { readAccessLog, type RegistryHandle } from "../../harness/index.js";
 import { wrk } from "./wrk.js";
+import { percentile } from "./measure.js";
 
 export interface AuthzCost {
   readonly wrkRequests: number;
@@ -32,11 +33,6 @@ function timedGet(url: string, headers: Record<string, string>): Promise<{ ms: n
       .on("error", reject)
       .end();
   });
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
 async function heads(upstream: RegistryHandle, digest: string): Promise<number> {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { freePort } from "../../harness/index.js";
 import { startDtrEmulator } from "../../dtr-emulator/index.js";
 import { startCacheProcess } from "../../support/index.js";
+import { percentile } from "./measure.js";
 
 export interface DtrPathResult {
   readonly requests: number;
@@ -37,11 +38,6 @@ function get(url: string): Promise<{ ms: number; status: number }> {
       .on("error", reject)
       .end();
   });
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
 /** Runs `urls` through CLIENTS concurrent clients; every answer must be 200. */

@@ -6,7 +6,7 @@
 // Bounded: every phase has a fixed duration or count.
 import { randomBytes } from "node:crypto";
 import { availableParallelism, loadavg } from "node:os";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import { measureAuthzCost, type AuthzCost } from "./authz-cost.js";
 import { measureDtrPath, type DtrPathResult } from "./dtr-path.js";
 import { startNginx, type NginxPeer } from "./nginx.js";
 import { fmt, NGINX_1, OURS_1, PROXY, ratioTarget, targetTable, throughputTable, type Cell, type Target } from "./report.js";
+import { processMemoryKiB } from "./measure.js";
 import { wrk } from "./wrk.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -50,16 +51,6 @@ async function clusterWorkers(cache: CacheProcess): Promise<number[]> {
   const r = await fetch(`${cache.debugUrl}/healthz`);
   const body = (await r.json()) as { workers?: number[] };
   return body.workers ?? [];
-}
-
-/**
- * VmRSS and its parts from /proc (KiB): RssFile is the executable's and libraries' pages (shared
- * between processes of one binary, reclaimable), RssAnon the process's private memory.
- */
-async function memKiB(pid: number): Promise<{ rss: number; anon: number; file: number }> {
-  const text = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-  const field = (name: string): number => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(text)?.[1] ?? "0");
-  return { rss: field("VmRSS"), anon: field("RssAnon"), file: field("RssFile") };
 }
 
 /** One GET on its own connection; the status once the body is read. */
@@ -236,7 +227,7 @@ async function main(): Promise<void> {
         while (sampling) {
           let sum = 0;
           for (const pid of pids) {
-            const m = await memKiB(pid);
+            const m = await processMemoryKiB(pid);
             if (m.rss > (peaks.get(pid) ?? 0)) {
               peaks.set(pid, m.rss);
               partsAtPeak.set(pid, { anon: m.anon, file: m.file });
