@@ -155,7 +155,7 @@ export class BlobService {
     if (shape.kind === "error") return shape;
     const { status, headers, start, end } = shape;
     const hot = head ? undefined : store.hotBlob(blob.digest);
-    if (hot) return { kind: "buffer", status, headers, xcache, body: hot.subarray(start, end) };
+    if (hot) return fromBuffer(shape, hot, false, xcache);
     // Counted as a reader before the first header goes out, so the sweeper cannot remove the
     // file between our answer and our read.
     blob.readers++;
@@ -169,7 +169,7 @@ export class BlobService {
       if (loaded) {
         handle?.release();
         blob.readers--;
-        return { kind: "buffer", status, headers, xcache, body: loaded.subarray(start, end) };
+        return fromBuffer(shape, loaded, false, xcache);
       }
     } catch (err) {
       handle?.release();
@@ -192,17 +192,25 @@ export class BlobService {
 /** A small blob served from its in-memory copy (GET, HEAD or a range of it). */
 function fromMemory(blob: StoredBlob, bytes: Buffer, req: BlobRequest, xcache: XCache): Outcome {
   const shape = responseShape(blob, req.range, xcache);
-  if (shape.kind === "error") return shape;
+  return shape.kind === "error" ? shape : fromBuffer(shape, bytes, req.head, xcache);
+}
+
+/** The answer of `shape` with its span of `bytes` as the body (none for HEAD). */
+function fromBuffer(shape: ResponseShape, bytes: Buffer, head: boolean, xcache: XCache): Outcome {
   const { status, headers, start, end } = shape;
-  return { kind: "buffer", status, headers, xcache, body: req.head ? Buffer.alloc(0) : bytes.subarray(start, end) };
+  return { kind: "buffer", status, headers, xcache, body: head ? Buffer.alloc(0) : bytes.subarray(start, end) };
+}
+
+interface ResponseShape {
+  readonly kind: "ok";
+  readonly status: 200 | 206;
+  readonly headers: Record<string, string>;
+  readonly start: number;
+  readonly end: number;
 }
 
 /** Status, headers and byte span of a stored blob's answer, or the error for an unsatisfiable range. */
-function responseShape(
-  blob: StoredBlob,
-  rangeHeader: string | undefined,
-  xcache: XCache,
-): { kind: "ok"; status: 200 | 206; headers: Record<string, string>; start: number; end: number } | Extract<Outcome, { kind: "error" }> {
+function responseShape(blob: StoredBlob, rangeHeader: string | undefined, xcache: XCache): ResponseShape | Extract<Outcome, { kind: "error" }> {
   let start = 0;
   let end = blob.size;
   let status: 200 | 206 = 200;
