@@ -260,6 +260,10 @@ describe("a cache on a 3-node swarm", () => {
     mark("node 3 killed -> not Ready", t);
     await expect.poll(() => conditionOf(status(), "Degraded")?.status, { timeout: 60_000, interval: 250 }).toBe("True");
     mark("node 3 killed -> Degraded", t);
+    // Swarm first fails the task on the dead node ("assigned node no longer meets constraints",
+    // reason TaskFailed) and only then reports its replacement as unplaceable; a CI run read the
+    // condition at the first of the two and failed. Wait (bounded) for Swarm's second word.
+    await expect.poll(() => conditionOf(status(), "Degraded")?.reason, { timeout: 30_000, interval: 250 }).toBe("NoSuitableNode");
     const degraded = conditionOf(status(), "Degraded");
     process.stderr.write(
       `multinode: while node 3 is down: Degraded ${degraded?.reason}: ${degraded?.message}; Ready ${conditionOf(status(), "Ready")?.reason}\n`,
